@@ -1,0 +1,10 @@
+//! rtprobe: scheduled synthetic realtime transcription probes against vLLM `/v1/realtime`,
+//! exported as OpenTelemetry histograms on `/metrics` and over OTLP.
+//!
+//! See ARCHITECTURE.md for the module map and the invariants.
+
+pub mod audio;
+pub mod config;
+pub mod metrics;
+pub mod probe;
+pub mod simulate;

@@ -1,0 +1,3 @@
+//! Timeline → derived values → OTel instruments; Prometheus rendering; OTLP push.
+
+pub mod derive;
