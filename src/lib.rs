@@ -8,3 +8,4 @@ pub mod config;
 pub mod metrics;
 pub mod probe;
 pub mod simulate;
+pub mod stats;
