@@ -7,5 +7,6 @@ pub mod audio;
 pub mod config;
 pub mod metrics;
 pub mod probe;
+pub mod report;
 pub mod simulate;
 pub mod stats;

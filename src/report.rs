@@ -1,0 +1,118 @@
+//! Human and machine renderings of one probe run for `rtprobe probe`: an aligned table for a
+//! terminal and a JSON document for scripts. Reads a `Timeline` and its `Derived` values; does
+//! no arithmetic of its own beyond quantiles of the ITL gaps (from `stats`).
+
+use std::fmt::Write as _;
+
+use crate::metrics::derive::Derived;
+use crate::probe::timeline::Timeline;
+use crate::stats::quantile;
+
+/// What the report says about the probe itself (name, where, which model).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunHeader<'a> {
+    pub probe: &'a str,
+    pub target: &'a str,
+    pub model: &'a str,
+    pub pacing: &'a str,
+}
+
+fn secs(v: Option<f64>) -> String {
+    match v {
+        None => "-".to_string(),
+        Some(s) if s.abs() < 1.0 => format!("{:.1} ms", s * 1e3),
+        Some(s) => format!("{s:.3} s"),
+    }
+}
+
+fn num(v: Option<f64>, unit: &str) -> String {
+    v.map_or_else(|| "-".to_string(), |x| format!("{x:.2}{unit}"))
+}
+
+/// The readable table printed by `rtprobe probe`.
+pub fn table(h: &RunHeader<'_>, t: &Timeline, d: &Derived) -> String {
+    let mut out = String::new();
+    let mut row = |k: &str, v: String| {
+        let _ = writeln!(out, "{k:<28} {v}");
+    };
+    row("probe", h.probe.to_string());
+    row("target", h.target.to_string());
+    row("model", h.model.to_string());
+    row(
+        "outcome",
+        match &t.outcome {
+            Ok(()) => "success".to_string(),
+            Err(e) => format!("FAILED error.type={} ({})", e.kind, e.detail),
+        },
+    );
+    let phases = if d.phases.is_empty() {
+        "-".to_string()
+    } else {
+        d.phases.iter().map(|(p, s)| format!("{p} {}", secs(Some(*s)))).collect::<Vec<_>>().join(", ")
+    };
+    row("phases", phases);
+    let appends = t.sent.iter().filter(|s| s.audio_end.is_some()).count();
+    row(
+        "audio sent",
+        format!(
+            "{:.2} s in {appends} chunks ({}), send-window rate {}",
+            t.audio_sent.as_secs_f64(),
+            h.pacing,
+            num(d.send_window_audio_rate, "x")
+        ),
+    );
+    row(
+        "pacing lateness",
+        format!(
+            "p50 {}  p99 {}  max {}",
+            secs(quantile(&d.pacing_lateness, 0.5)),
+            secs(quantile(&d.pacing_lateness, 0.99)),
+            secs(quantile(&d.pacing_lateness, 1.0))
+        ),
+    );
+    row("TTFT (from connect start)", secs(d.ttft));
+    row("time to first text (audio)", secs(d.time_to_first_text));
+    row(
+        "ITL (gaps between text)",
+        format!(
+            "p50 {}  p90 {}  max {}  (n={})",
+            secs(quantile(&d.itl_gaps, 0.5)),
+            secs(quantile(&d.itl_gaps, 0.9)),
+            secs(quantile(&d.itl_gaps, 1.0)),
+            d.itl_gaps.len()
+        ),
+    );
+    row("ITL (guidellm, per token)", secs(d.itl_guidellm));
+    row("Time To Last Round Trip", secs(d.rtt_last));
+    row("Avg RTT", secs(d.rtt_mean));
+    row("finalize (final commit→done)", secs(d.finalize));
+    row("end-to-end", secs(d.e2e));
+    row("decode token rate", num(d.decode_token_rate, " text deltas/s"));
+    row("send-window output tokens", num(d.send_window_output_tokens, " tokens/s"));
+    row(
+        "deltas",
+        format!("{} with text, {} in all{}", d.text_deltas, d.deltas, if d.truncated { ", TRUNCATED" } else { "" }),
+    );
+    row(
+        "usage",
+        d.usage.map_or_else(
+            || "-".to_string(),
+            |u| format!("prompt {}, completion {}, total {}", u.prompt_tokens, u.completion_tokens, u.total_tokens),
+        ),
+    );
+    row("WER", d.wer.map_or_else(|| "- (no reference)".to_string(), |w| format!("{w:.3}")));
+    row("transcript", format!("{:?}", t.transcript()));
+    out
+}
+
+/// The `--json` document: header, outcome, derived values and the raw timeline.
+pub fn json(h: &RunHeader<'_>, t: &Timeline, d: &Derived) -> serde_json::Value {
+    serde_json::json!({
+        "probe": h,
+        "success": t.succeeded(),
+        "error": t.outcome.as_ref().err(),
+        "transcript": t.transcript(),
+        "derived": d,
+        "timeline": t,
+    })
+}
