@@ -461,3 +461,34 @@ async fn shutdown_closes_live_sessions_with_1012() {
     drop(c);
     tokio::time::timeout(WAIT, stop).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn keepalive_pings_and_closes_1011_without_pongs() {
+    let sim = start(SimConfig {
+        keepalive: Some(Duration::from_millis(100)),
+        ..quick()
+    })
+    .await;
+    // A client that stops reading never pongs, so the server gives up with 1011.
+    let mut deaf = Client::connect(sim.addr()).await;
+    deaf.hello().await;
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    match deaf.next(WAIT).await {
+        Got::Close(_, code) => assert_eq!(code, Some(1011)),
+        other => panic!("expected close 1011, got {other:?}"),
+    }
+    drop(deaf);
+    // A client that keeps reading answers the pings and stays connected.
+    let mut alive = Client::connect(sim.addr()).await;
+    alive.hello().await;
+    alive.expect_silence(Duration::from_millis(450)).await;
+    alive.close().await;
+    let recs = sim.records();
+    let pongs = recs[1]
+        .client_frames
+        .iter()
+        .filter(|f| f.kind == ClientFrameKind::Pong)
+        .count();
+    assert!(pongs >= 3, "{pongs} pongs");
+    sim.shutdown().await;
+}

@@ -76,6 +76,9 @@ pub struct SimArgs {
     /// Unknown events sent under the unknown_event_flood fault.
     #[arg(long, default_value_t = 1000)]
     pub flood_events: usize,
+    /// Keepalive ping period (close 1011 when a ping gets no pong by the next); 0 disables.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub keepalive: Duration,
     /// PEM certificate chain for wss:// (with --tls-key).
     #[arg(long, value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,
@@ -126,6 +129,7 @@ impl SimArgs {
             oversized_frame_bytes: self.oversized_frame_bytes,
             flood_events: self.flood_events,
             tls,
+            keepalive: Some(self.keepalive).filter(|k| !k.is_zero()),
             max_records: 0,
             ..SimConfig::default()
         })
@@ -215,6 +219,9 @@ mod tests {
         assert_eq!(cfg.token_interval, Duration::from_millis(40));
         assert_eq!(cfg.faults, vec![Fault::DropTcp, Fault::HttpStatus(503)]);
         assert_eq!(cfg.max_records, 0);
+        assert_eq!(cfg.keepalive, Some(Duration::from_secs(20)));
+        let off = Cli::try_parse_from(["sim", "--keepalive", "0"]).unwrap();
+        assert_eq!(off.sim.into_config().unwrap().keepalive, None);
         assert!(Cli::try_parse_from(["sim", "--fault", "nope"]).is_err());
 
         let one = Cli::try_parse_from(["sim", "--fault", "silent"]).unwrap();

@@ -186,6 +186,9 @@ pub struct SimConfig {
     pub max_records: usize,
     /// Deadline for the TLS handshake plus the HTTP request head.
     pub head_timeout: Duration,
+    /// uvicorn's keepalive: a ping this often, and close 1011 when the previous ping got no
+    /// pong by the next one. `None` disables it.
+    pub keepalive: Option<Duration>,
 }
 
 impl Default for SimConfig {
@@ -214,6 +217,7 @@ impl Default for SimConfig {
             tls: None,
             max_records: 4096,
             head_timeout: Duration::from_secs(10),
+            keepalive: Some(Duration::from_secs(20)),
         }
     }
 }

@@ -41,15 +41,25 @@ pub struct ClientFrame {
 /// What the simulator sent. `Delta`/`Done` are the protocol; the rest are injected faults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EmitKind {
-    Delta { nonempty: bool },
+    Delta {
+        nonempty: bool,
+    },
     Done,
-    Error { code: String },
+    Error {
+        code: String,
+    },
     UnknownEvent,
-    Oversized { bytes: usize },
+    Oversized {
+        bytes: usize,
+    },
     Malformed,
     Binary,
-    Close { code: u16 },
+    Close {
+        code: u16,
+    },
     DropTcp,
+    /// A keepalive ping.
+    Ping,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

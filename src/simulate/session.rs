@@ -410,6 +410,9 @@ where
     let mut generation: Option<AbortOnDrop> = None;
     let mut utterances: u32 = 0;
     let last_utterance = |n: u32| n.saturating_sub(1);
+    let keepalive = cfg.keepalive.filter(|k| !k.is_zero());
+    let mut pinger = keepalive.map(|k| tokio::time::interval_at((Instant::now() + k).into(), k));
+    let mut awaiting_pong = false;
 
     loop {
         tokio::select! {
@@ -418,6 +421,24 @@ where
                 // vLLM (uvicorn) closes with 1012 when the server shuts down.
                 close_and_linger(&sink, &mut stream, 1012, &record, last_utterance(utterances)).await;
                 return;
+            }
+            _ = tick(&mut pinger) => {
+                if awaiting_pong {
+                    // uvicorn: "keepalive ping timeout".
+                    drop(generation.take());
+                    close_and_linger(&sink, &mut stream, 1011, &record, last_utterance(utterances)).await;
+                    return;
+                }
+                awaiting_pong = true;
+                if let Ok(at) = send(&sink, Message::Ping(b"rtprobe-sim".as_slice().into())).await {
+                    record.update(|r| r.emissions.push(Emission {
+                        utterance: last_utterance(utterances),
+                        kind: EmitKind::Ping,
+                        deadline: None,
+                        jitter_ns: 0,
+                        at,
+                    }));
+                }
             }
             Some(ctl) = ctl_rx.recv() => {
                 drop(generation.take());
@@ -453,7 +474,10 @@ where
                         return;
                     }
                     Some(Ok(Message::Ping(_))) => note(ClientFrameKind::Ping),
-                    Some(Ok(Message::Pong(_))) => note(ClientFrameKind::Pong),
+                    Some(Ok(Message::Pong(_))) => {
+                        awaiting_pong = false;
+                        note(ClientFrameKind::Pong);
+                    }
                     Some(Ok(Message::Close(_))) => {
                         // The reply close is queued by tungstenite and flushed by the next read.
                         note(ClientFrameKind::Close);
@@ -734,6 +758,15 @@ where
                 else => return,
             }
         }
+    }
+}
+
+async fn tick(pinger: &mut Option<tokio::time::Interval>) {
+    match pinger {
+        Some(p) => {
+            p.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -72,24 +72,38 @@ impl Client {
         Instant::now()
     }
 
+    /// The next frame other than ping/pong (which tungstenite answers by itself).
     pub async fn next(&mut self, within: Duration) -> Got {
-        match tokio::time::timeout(within, self.ws.next()).await {
-            Err(_) => Got::Timeout,
-            Ok(None) => Got::Gone(None),
-            Ok(Some(Err(e))) => Got::Gone(Some(e.to_string())),
-            Ok(Some(Ok(msg))) => {
-                let at = Instant::now();
-                match msg {
-                    Message::Text(t) => match serde_json::from_str::<Value>(t.as_str()) {
-                        Ok(v) => Got::Json(at, v, t.to_string()),
-                        Err(_) => Got::Text(at, t.to_string()),
-                    },
-                    Message::Binary(b) => Got::Binary(at, b.len()),
-                    Message::Close(f) => Got::Close(at, f.map(|f| u16::from(f.code))),
-                    other => panic!("unexpected frame {other:?}"),
-                }
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match self.next_frame(deadline).await {
+                Some(got) => return got,
+                None => continue,
             }
         }
+    }
+
+    async fn next_frame(&mut self, deadline: tokio::time::Instant) -> Option<Got> {
+        Some(
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => Got::Timeout,
+                Ok(None) => Got::Gone(None),
+                Ok(Some(Err(e))) => Got::Gone(Some(e.to_string())),
+                Ok(Some(Ok(msg))) => {
+                    let at = Instant::now();
+                    match msg {
+                        Message::Text(t) => match serde_json::from_str::<Value>(t.as_str()) {
+                            Ok(v) => Got::Json(at, v, t.to_string()),
+                            Err(_) => Got::Text(at, t.to_string()),
+                        },
+                        Message::Binary(b) => Got::Binary(at, b.len()),
+                        Message::Close(f) => Got::Close(at, f.map(|f| u16::from(f.code))),
+                        Message::Ping(_) | Message::Pong(_) => return None,
+                        Message::Frame(_) => panic!("raw frame"),
+                    }
+                }
+            },
+        )
     }
 
     /// The next event, which must be JSON; returns the raw text too.
