@@ -87,8 +87,8 @@ impl SimHandle {
         self.addr
     }
 
-    /// `ws://ADDR/v1/realtime` (or `wss://localhost:PORT/v1/realtime` under TLS is up to the
-    /// caller, since the certificate names `localhost`).
+    /// `ws://ADDR/v1/realtime`. Under TLS the caller builds the `wss://` URL with the name its
+    /// certificate carries.
     pub fn ws_url(&self) -> String {
         format!("ws://{}/v1/realtime", self.addr)
     }
@@ -334,9 +334,8 @@ async fn handle_conn<S>(
         record.update(|r| r.status = Some(status));
     };
 
-    // vLLM's API-key middleware guards every /v1 path, before routing.
-    let guarded = path == "/v1" || path.starts_with("/v1/");
-    if guarded && !authorized(&head, &cfg) {
+    // vLLM's API-key middleware guards every path starting with /v1, before routing.
+    if path.starts_with("/v1") && !authorized(&head, &cfg) {
         answer(401);
         let _ = http::respond(&mut io, 401, Some(r#"{"error":"Unauthorized"}"#)).await;
         return;

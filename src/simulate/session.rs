@@ -654,10 +654,10 @@ where
             Some(Item::End { at }) => {
                 // END before any audio: the generation ends at once with an empty transcript.
                 self.mark(|u| u.end_at = Some(at));
-                if self.fault != Fault::NeverDone
-                    && let Ok(sent) =
-                        send_text(&self.sink, done_json("", cfg.prompt_tokens, 0)).await
-                {
+                if self.fault == Fault::NeverDone {
+                    std::future::pending::<()>().await;
+                }
+                if let Ok(sent) = send_text(&self.sink, done_json("", cfg.prompt_tokens, 0)).await {
                     self.emitted(EmitKind::Done, None, 0, sent);
                 }
                 while queue.try_recv().is_ok() {}
