@@ -229,3 +229,53 @@ async fn jitter_is_reproducible_per_seed() {
     assert!(a.iter().all(|j| j.abs() <= 4_000_000));
     assert!(a.iter().any(|j| *j != 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sessions_are_independent() {
+    const N: usize = 64;
+    let sim = start(SimConfig {
+        first_text_delay: 50 * MS,
+        token_interval: 20 * MS,
+        tail_delay: 30 * MS,
+        done_delay: 10 * MS,
+        ..SimConfig::default()
+    })
+    .await;
+    let addr = sim.addr();
+    let mut runs = Vec::new();
+    for _ in 0..N {
+        runs.push(tokio::spawn(async move {
+            let mut c = Client::connect(addr).await;
+            c.hello().await;
+            c.send(UPDATE).await;
+            let (deltas, _, done) = c.utterance(3).await;
+            c.close().await;
+            (deltas.len(), done["text"].as_str().unwrap().to_string())
+        }));
+    }
+    for r in runs {
+        let (n, text) = r.await.unwrap();
+        assert_eq!(n, 11);
+        assert_eq!(
+            text,
+            " Mary had a little lamb, its fleece was white as snow."
+        );
+    }
+    let recs = sim.records();
+    sim.shutdown().await;
+    assert_eq!(recs.iter().filter(|r| r.status == Some(101)).count(), N);
+    let mut late: Vec<Duration> = recs
+        .iter()
+        .flat_map(|r| r.emissions.iter())
+        .filter_map(|e| e.deadline.map(|d| e.at - d))
+        .collect();
+    late.sort();
+    assert_eq!(late.len(), N * 12);
+    let p99 = late[late.len() * 99 / 100];
+    eprintln!(
+        "simulator send lateness over {} emissions at N={N}: p50 {:?} p99 {p99:?} max {:?}",
+        late.len(),
+        late[late.len() / 2],
+        late[late.len() - 1]
+    );
+}
