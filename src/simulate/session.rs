@@ -1,0 +1,960 @@
+//! One WebSocket session, faithful to vLLM 0.33 (realtime-protocol.md §3, §5, §7): the
+//! validated flag, one FIFO queue of audio chunks and end-of-audio sentinels, START/END commit
+//! semantics, at most one generation, the drain after `done`, exact error codes and messages.
+//! The generation runs as its own task so its emissions keep their deadlines while client
+//! events are handled; both write through one shared sink.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::config::{Fault, SimConfig};
+use super::record::{
+    ClientFrame, ClientFrameKind, Emission, EmitKind, RecordHandle, UtteranceRecord,
+};
+use super::schedule::{Plan, SplitMix64, Token, shift, utterance_seed};
+
+/// The message of an exception inside the engine (what vLLM relays as `processing_error`).
+pub(crate) const ENGINE_FAILURE: &str =
+    "EngineCore encountered an issue. See stack trace (above) for the root cause.";
+const NOT_VALIDATED: &str =
+    "Model not validated. Make sure to validate the model by sending a session.update event.";
+/// How long to wait for the peer's close reply after we sent a close frame.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+type Sink<S> = Arc<Mutex<SplitSink<WebSocketStream<S>, Message>>>;
+
+pub(crate) struct SessionCtx {
+    pub(crate) cfg: Arc<SimConfig>,
+    pub(crate) fault: Fault,
+    pub(crate) record: RecordHandle,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) realtime_index: u64,
+}
+
+/// One entry of the connection's single FIFO queue, stamped with the receipt of its event.
+#[derive(Debug)]
+enum Item {
+    Audio { at: Instant },
+    End { at: Instant },
+}
+
+/// What the generation asks the connection to do to the transport.
+#[derive(Debug)]
+enum Control {
+    DropTcp,
+    Close(u16),
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[derive(Serialize)]
+struct SessionCreated<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    created: u64,
+}
+
+#[derive(Serialize)]
+struct Delta<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    delta: &'a str,
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: u64,
+    total_tokens: u64,
+    completion_tokens: u64,
+    prompt_tokens_details: Option<()>,
+    completion_tokens_details: Option<()>,
+}
+
+#[derive(Serialize)]
+struct Done<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+struct ErrorEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    error: &'a str,
+    code: &'a str,
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    // These shapes hold only strings and integers, which always serialize.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+pub(crate) fn delta_json(delta: &str) -> String {
+    to_json(&Delta {
+        kind: "transcription.delta",
+        delta,
+    })
+}
+
+pub(crate) fn done_json(text: &str, prompt_tokens: u32, completion_tokens: u64) -> String {
+    to_json(&Done {
+        kind: "transcription.done",
+        text,
+        usage: Usage {
+            prompt_tokens: u64::from(prompt_tokens),
+            total_tokens: u64::from(prompt_tokens) + completion_tokens,
+            completion_tokens,
+            prompt_tokens_details: None,
+            completion_tokens_details: None,
+        },
+    })
+}
+
+pub(crate) fn error_json(message: &str, code: &str) -> String {
+    to_json(&ErrorEvent {
+        kind: "error",
+        error: message,
+        code,
+    })
+}
+
+/// What a client text frame asks for, decided without touching the socket.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    Nothing,
+    Error { message: String, code: &'static str },
+    Audio,
+    End,
+    Start,
+}
+
+fn error(message: impl Into<String>, code: &'static str) -> Action {
+    Action::Error {
+        message: message.into(),
+        code,
+    }
+}
+
+/// Python's `str()` of a JSON value, as vLLM formats it into messages.
+fn py_str(v: &Value) -> String {
+    match v {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn py_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
+
+/// pydantic's lax boolean: absent means false; null, 2 or "maybe" are validation errors.
+fn lax_bool(v: Option<&Value>) -> Option<bool> {
+    match v {
+        None => Some(false),
+        Some(Value::Bool(b)) => Some(*b),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(0.0) => Some(false),
+            Some(1.0) => Some(true),
+            _ => None,
+        },
+        Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+            "0" | "off" | "f" | "false" | "n" | "no" => Some(false),
+            "1" | "on" | "t" | "true" | "y" | "yes" => Some(true),
+            _ => None,
+        },
+        Some(_) => None,
+    }
+}
+
+const B64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Non-validating standard base64, as pybase64 decodes: characters outside the alphabet are
+/// dropped, padding must still be right.
+pub(crate) fn decode_audio(s: &str) -> Option<Vec<u8>> {
+    let kept: Vec<u8> = s
+        .bytes()
+        .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        .collect();
+    B64.decode(kept).ok()
+}
+
+/// Interpret one client text frame against the session state (§3, §5, §7).
+pub(crate) fn interpret(
+    text: &str,
+    validated: &mut bool,
+    cfg: &SimConfig,
+    fault: Fault,
+) -> (ClientFrameKind, Action) {
+    let Ok(value) = serde_json::from_str::<Value>(text) else {
+        return (
+            ClientFrameKind::InvalidJson,
+            error("Invalid JSON", "invalid_json"),
+        );
+    };
+    let Value::Object(event) = value else {
+        let msg = format!("'{}' object has no attribute 'get'", py_type(&value));
+        return (ClientFrameKind::NotObject, error(msg, "processing_error"));
+    };
+    match event.get("type") {
+        Some(Value::String(t)) if t == "session.update" => {
+            let action = match event.get("model") {
+                None | Some(Value::Null) => error("Missing required field: model", "invalid_event"),
+                Some(Value::String(m))
+                    if fault != Fault::RejectModel && (m.is_empty() || *m == cfg.model) =>
+                {
+                    *validated = true;
+                    Action::Nothing
+                }
+                Some(m) => error(
+                    format!("The model `{}` does not exist.", py_str(m)),
+                    "model_not_found",
+                ),
+            };
+            (ClientFrameKind::SessionUpdate, action)
+        }
+        Some(Value::String(t)) if t == "input_audio_buffer.append" => match event.get("audio") {
+            None => (
+                ClientFrameKind::Append { bytes: None },
+                error(
+                    "1 validation error for InputAudioBufferAppend\naudio\n  Field required",
+                    "processing_error",
+                ),
+            ),
+            Some(Value::String(b64)) => match decode_audio(b64) {
+                Some(bytes) if !bytes.is_empty() && bytes.len() % 2 == 0 => (
+                    ClientFrameKind::Append {
+                        bytes: Some(bytes.len()),
+                    },
+                    Action::Audio,
+                ),
+                _ => (
+                    ClientFrameKind::Append { bytes: None },
+                    error("Invalid audio data", "invalid_audio"),
+                ),
+            },
+            Some(_) => (
+                ClientFrameKind::Append { bytes: None },
+                error(
+                    "1 validation error for InputAudioBufferAppend\naudio\n  Input should be a valid string",
+                    "processing_error",
+                ),
+            ),
+        },
+        Some(Value::String(t)) if t == "input_audio_buffer.commit" => {
+            // vLLM checks the flag before it parses the event.
+            if !*validated {
+                return (
+                    ClientFrameKind::Commit { final_: None },
+                    error(NOT_VALIDATED, "model_not_validated"),
+                );
+            }
+            match lax_bool(event.get("final")) {
+                Some(true) => (ClientFrameKind::Commit { final_: Some(true) }, Action::End),
+                Some(false) => (
+                    ClientFrameKind::Commit {
+                        final_: Some(false),
+                    },
+                    Action::Start,
+                ),
+                None => (
+                    ClientFrameKind::Commit { final_: None },
+                    error(
+                        "1 validation error for InputAudioBufferCommit\nfinal\n  Input should be a valid boolean",
+                        "processing_error",
+                    ),
+                ),
+            }
+        }
+        other => {
+            let name = other.map_or_else(|| "None".to_string(), py_str);
+            let kind = ClientFrameKind::Unknown(other.map(py_str));
+            (
+                kind,
+                error(format!("Unknown event type: {name}"), "unknown_event"),
+            )
+        }
+    }
+}
+
+async fn send<S>(sink: &Sink<S>, msg: Message) -> Result<Instant, WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut guard = sink.lock().await;
+    guard.send(msg).await?;
+    Ok(Instant::now())
+}
+
+async fn send_text<S>(sink: &Sink<S>, text: String) -> Result<Instant, WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    send(sink, Message::Text(text.into())).await
+}
+
+async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
+    // A dropped sender also means the server is going away.
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Send a close frame, then read until the peer's reply (or the linger bound) so it is flushed.
+async fn close_and_linger<S>(
+    sink: &Sink<S>,
+    stream: &mut SplitStream<WebSocketStream<S>>,
+    code: u16,
+    record: &RecordHandle,
+    utterance: u32,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: "".into(),
+    };
+    if let Ok(at) = send(sink, Message::Close(Some(frame))).await {
+        record.update(|r| {
+            r.emissions.push(Emission {
+                utterance,
+                kind: EmitKind::Close { code },
+                deadline: None,
+                jitter_ns: 0,
+                at,
+            })
+        });
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            while let Some(Ok(_)) = stream.next().await {}
+        })
+        .await;
+    }
+}
+
+/// Serve one upgraded connection until the client leaves, a fault ends it, or shutdown.
+pub(crate) async fn run<S>(ws: WebSocketStream<S>, mut ctx: SessionCtx)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let cfg = ctx.cfg.clone();
+    let record = ctx.record.clone();
+    let (sink, mut stream) = ws.split();
+    let sink: Sink<S> = Arc::new(Mutex::new(sink));
+
+    let delay = if ctx.fault == Fault::SlowSession {
+        cfg.slow_session_delay
+    } else {
+        cfg.session_created_delay
+    };
+    if !delay.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown_requested(&mut ctx.shutdown) => return,
+        }
+    }
+    let mut ids = SplitMix64::new(utterance_seed(cfg.seed, ctx.realtime_index, u32::MAX));
+    let id = format!("sess-{:016x}", ids.next_u64());
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let hello = to_json(&SessionCreated {
+        kind: "session.created",
+        id: &id,
+        created,
+    });
+    match send_text(&sink, hello).await {
+        Ok(at) => record.update(|r| r.session_created_at = Some(at)),
+        Err(_) => return,
+    }
+
+    let (queue_tx, queue_rx) = mpsc::unbounded_channel::<Item>();
+    let queue = Arc::new(Mutex::new(queue_rx));
+    let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<Control>();
+    let mut validated = false;
+    let mut generation: Option<AbortOnDrop> = None;
+    let mut utterances: u32 = 0;
+    let last_utterance = |n: u32| n.saturating_sub(1);
+    let keepalive = cfg.keepalive.filter(|k| !k.is_zero());
+    let mut pinger = keepalive.map(|k| tokio::time::interval_at((Instant::now() + k).into(), k));
+    let mut awaiting_pong = false;
+
+    loop {
+        tokio::select! {
+            _ = shutdown_requested(&mut ctx.shutdown) => {
+                drop(generation.take());
+                // vLLM (uvicorn) closes with 1012 when the server shuts down.
+                close_and_linger(&sink, &mut stream, 1012, &record, last_utterance(utterances)).await;
+                return;
+            }
+            _ = tick(&mut pinger) => {
+                if awaiting_pong {
+                    // uvicorn: "keepalive ping timeout".
+                    drop(generation.take());
+                    close_and_linger(&sink, &mut stream, 1011, &record, last_utterance(utterances)).await;
+                    return;
+                }
+                awaiting_pong = true;
+                if let Ok(at) = send(&sink, Message::Ping(b"rtprobe-sim".as_slice().into())).await {
+                    record.update(|r| r.emissions.push(Emission {
+                        utterance: last_utterance(utterances),
+                        kind: EmitKind::Ping,
+                        deadline: None,
+                        jitter_ns: 0,
+                        at,
+                    }));
+                }
+            }
+            Some(ctl) = ctl_rx.recv() => {
+                drop(generation.take());
+                match ctl {
+                    Control::DropTcp => return,
+                    Control::Close(code) => {
+                        close_and_linger(&sink, &mut stream, code, &record, last_utterance(utterances)).await;
+                        return;
+                    }
+                }
+            }
+            msg = stream.next() => {
+                let at = Instant::now();
+                let note = |kind: ClientFrameKind| {
+                    record.update(|r| r.client_frames.push(ClientFrame { at, kind }))
+                };
+                match msg {
+                    None => return,
+                    Some(Err(WsError::Capacity(_))) => {
+                        drop(generation.take());
+                        close_and_linger(&sink, &mut stream, 1009, &record, last_utterance(utterances)).await;
+                        return;
+                    }
+                    Some(Err(WsError::Utf8(_))) => {
+                        drop(generation.take());
+                        close_and_linger(&sink, &mut stream, 1007, &record, last_utterance(utterances)).await;
+                        return;
+                    }
+                    Some(Err(_)) => return,
+                    Some(Ok(Message::Binary(_))) => {
+                        // vLLM's receive loop dies on a binary frame: TCP drops, no close frame.
+                        note(ClientFrameKind::Binary);
+                        return;
+                    }
+                    Some(Ok(Message::Ping(_))) => note(ClientFrameKind::Ping),
+                    Some(Ok(Message::Pong(_))) => {
+                        awaiting_pong = false;
+                        note(ClientFrameKind::Pong);
+                    }
+                    Some(Ok(Message::Close(_))) => {
+                        // The reply close is queued by tungstenite and flushed by the next read.
+                        note(ClientFrameKind::Close);
+                        let _ = queue_tx.send(Item::End { at });
+                        drop(generation.take());
+                    }
+                    Some(Ok(Message::Frame(_))) => {}
+                    Some(Ok(Message::Text(text))) => {
+                        let (kind, action) = interpret(text.as_str(), &mut validated, &cfg, ctx.fault);
+                        note(kind);
+                        match action {
+                            Action::Nothing => {}
+                            Action::Error { message, code } => {
+                                if let Ok(t) = send_text(&sink, error_json(&message, code)).await {
+                                    record.update(|r| r.emissions.push(Emission {
+                                        utterance: last_utterance(utterances),
+                                        kind: EmitKind::Error { code: code.to_string() },
+                                        deadline: None,
+                                        jitter_ns: 0,
+                                        at: t,
+                                    }));
+                                }
+                            }
+                            Action::Audio => {
+                                let _ = queue_tx.send(Item::Audio { at });
+                            }
+                            Action::End => {
+                                let _ = queue_tx.send(Item::End { at });
+                            }
+                            Action::Start => {
+                                let running = generation.as_ref().is_some_and(|g| !g.0.is_finished());
+                                if !running {
+                                    let utterance = utterances;
+                                    utterances += 1;
+                                    record.update(|r| r.utterances.push(UtteranceRecord {
+                                        started_at: at,
+                                        first_audio_at: None,
+                                        end_at: None,
+                                    }));
+                                    let g = Generation {
+                                        cfg: cfg.clone(),
+                                        fault: ctx.fault,
+                                        sink: sink.clone(),
+                                        queue: queue.clone(),
+                                        ctl: ctl_tx.clone(),
+                                        record: record.clone(),
+                                        utterance,
+                                        seed: utterance_seed(cfg.seed, ctx.realtime_index, utterance),
+                                    };
+                                    generation = Some(AbortOnDrop(tokio::spawn(g.run())));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One utterance's generation task.
+struct Generation<S> {
+    cfg: Arc<SimConfig>,
+    fault: Fault,
+    sink: Sink<S>,
+    queue: Arc<Mutex<mpsc::UnboundedReceiver<Item>>>,
+    ctl: mpsc::UnboundedSender<Control>,
+    record: RecordHandle,
+    utterance: u32,
+    seed: u64,
+}
+
+impl<S> Generation<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn emitted(&self, kind: EmitKind, deadline: Option<Instant>, jitter_ns: i64, at: Instant) {
+        let utterance = self.utterance;
+        self.record.update(|r| {
+            r.emissions.push(Emission {
+                utterance,
+                kind,
+                deadline,
+                jitter_ns,
+                at,
+            })
+        });
+    }
+
+    fn mark(&self, f: impl FnOnce(&mut UtteranceRecord)) {
+        let i = self.utterance as usize;
+        self.record.update(|r| {
+            if let Some(u) = r.utterances.get_mut(i) {
+                f(u)
+            }
+        });
+    }
+
+    /// Inject the mid-stream fault. Returns whether the generation goes on.
+    async fn fire_fault(&self) -> bool {
+        match self.fault {
+            Fault::ErrorMidStream => {
+                let msg = error_json(ENGINE_FAILURE, "processing_error");
+                if let Ok(at) = send_text(&self.sink, msg).await {
+                    let code = "processing_error".to_string();
+                    self.emitted(EmitKind::Error { code }, None, 0, at);
+                }
+                false
+            }
+            Fault::DropTcp => {
+                self.emitted(EmitKind::DropTcp, None, 0, Instant::now());
+                let _ = self.ctl.send(Control::DropTcp);
+                false
+            }
+            Fault::Close1011 | Fault::Close1012 => {
+                let code = if self.fault == Fault::Close1011 {
+                    1011
+                } else {
+                    1012
+                };
+                let _ = self.ctl.send(Control::Close(code));
+                false
+            }
+            Fault::OversizedFrame => {
+                let bytes = self.cfg.oversized_frame_bytes;
+                let head = r#"{"type":"transcription.delta","delta":""#;
+                let tail = r#""}"#;
+                let fill = bytes.saturating_sub(head.len() + tail.len());
+                let mut frame = String::with_capacity(bytes);
+                frame.push_str(head);
+                frame.extend(std::iter::repeat_n('x', fill));
+                frame.push_str(tail);
+                let len = frame.len();
+                match send_text(&self.sink, frame).await {
+                    Ok(at) => {
+                        self.emitted(EmitKind::Oversized { bytes: len }, None, 0, at);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+            Fault::MalformedJson => {
+                let frame = r#"{"type":"transcription.delta","delta":" cut sho"#.to_string();
+                match send_text(&self.sink, frame).await {
+                    Ok(at) => {
+                        self.emitted(EmitKind::Malformed, None, 0, at);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+            Fault::BinaryFrame => {
+                let payload = vec![0x00u8, 0xff, 0x10, 0x20];
+                match send(&self.sink, Message::Binary(payload.into())).await {
+                    Ok(at) => {
+                        self.emitted(EmitKind::Binary, None, 0, at);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+            _ => true,
+        }
+    }
+
+    async fn run(self) {
+        let queue = self.queue.clone();
+        let mut queue = queue.lock().await;
+        let cfg = self.cfg.clone();
+        let plan = Plan::new(&cfg);
+
+        let t_audio = match queue.recv().await {
+            Some(Item::Audio { at }) => at,
+            Some(Item::End { at }) => {
+                // END before any audio: the generation ends at once with an empty transcript.
+                self.mark(|u| u.end_at = Some(at));
+                if self.fault == Fault::NeverDone {
+                    std::future::pending::<()>().await;
+                }
+                if let Ok(sent) = send_text(&self.sink, done_json("", cfg.prompt_tokens, 0)).await {
+                    self.emitted(EmitKind::Done, None, 0, sent);
+                }
+                while queue.try_recv().is_ok() {}
+                return;
+            }
+            None => return,
+        };
+        self.mark(|u| u.first_audio_at = Some(t_audio));
+
+        if self.fault == Fault::UnknownEventFlood {
+            for seq in 0..cfg.flood_events {
+                let frame = format!(r#"{{"type":"rtprobe.simulated_noise","seq":{seq}}}"#);
+                match send_text(&self.sink, frame).await {
+                    Ok(at) => self.emitted(EmitKind::UnknownEvent, None, 0, at),
+                    Err(_) => return,
+                }
+            }
+        }
+
+        let truncate = self.fault == Fault::Truncate;
+        let total = if truncate {
+            plan.tokens_through_word(cfg.fault_after_words)
+        } else {
+            plan.tokens.len()
+        };
+        let fire_after = cfg.fault_after_words.min(plan.word_count());
+        if fire_after == 0 && !self.fire_fault().await {
+            return;
+        }
+
+        let mut rng = SplitMix64::new(self.seed);
+        let mut t_end: Option<Instant> = None;
+        let mut next = 0usize;
+        let mut words = 0usize;
+        let mut text = String::new();
+        let mut pending: Option<(Instant, i64)> = None;
+        let mut floor = t_audio;
+        loop {
+            let at_done = next >= total;
+            if pending.is_none() {
+                let base = if !at_done {
+                    plan.token_base(next, t_audio, t_end)
+                } else if truncate {
+                    Some(plan.truncated_done_base(next, t_audio))
+                } else {
+                    plan.done_base(next, t_audio, t_end)
+                };
+                pending = base.map(|b| {
+                    let jitter = rng.offset_ns(cfg.jitter);
+                    (shift(b, jitter).max(floor), jitter)
+                });
+            }
+            let deadline = pending.map(|(d, _)| d);
+            tokio::select! {
+                biased;
+                item = queue.recv(), if t_end.is_none() => match item {
+                    Some(Item::Audio { .. }) => {}
+                    Some(Item::End { at }) => {
+                        t_end = Some(at);
+                        self.mark(|u| u.end_at = Some(at));
+                    }
+                    None => return,
+                },
+                _ = sleep_until_opt(deadline), if deadline.is_some() => {
+                    let Some((deadline, jitter)) = pending.take() else { return };
+                    floor = deadline;
+                    if at_done {
+                        if self.fault == Fault::NeverDone {
+                            std::future::pending::<()>().await;
+                        }
+                        let msg = done_json(&text, cfg.prompt_tokens, next as u64);
+                        if let Ok(at) = send_text(&self.sink, msg).await {
+                            self.emitted(EmitKind::Done, Some(deadline), jitter, at);
+                        }
+                        // vLLM discards whatever is left in the queue after `done`.
+                        while queue.try_recv().is_ok() {}
+                        return;
+                    }
+                    let (delta, nonempty) = match &plan.tokens[next] {
+                        Token::Word(w) => (w.as_str(), true),
+                        Token::Empty => ("", false),
+                    };
+                    next += 1;
+                    text.push_str(delta);
+                    if self.fault != Fault::DoneOnly {
+                        match send_text(&self.sink, delta_json(delta)).await {
+                            Ok(at) => self.emitted(EmitKind::Delta { nonempty }, Some(deadline), jitter, at),
+                            Err(_) => return,
+                        }
+                    }
+                    if nonempty {
+                        words += 1;
+                        if words == fire_after && !self.fire_fault().await {
+                            return;
+                        }
+                    }
+                }
+                else => return,
+            }
+        }
+    }
+}
+
+async fn tick(pinger: &mut Option<tokio::time::Interval>) {
+    match pinger {
+        Some(p) => {
+            p.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(texts: &[&str], fault: Fault) -> Vec<(ClientFrameKind, Action)> {
+        let cfg = SimConfig::default();
+        let mut validated = false;
+        texts
+            .iter()
+            .map(|t| interpret(t, &mut validated, &cfg, fault))
+            .collect()
+    }
+
+    fn err(a: &Action) -> (&str, &str) {
+        match a {
+            Action::Error { message, code } => (message.as_str(), code),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn wire_shapes_are_compact_and_ordered() {
+        assert_eq!(
+            done_json(" a", 39, 3),
+            r#"{"type":"transcription.done","text":" a","usage":{"prompt_tokens":39,"total_tokens":42,"completion_tokens":3,"prompt_tokens_details":null,"completion_tokens_details":null}}"#
+        );
+        assert_eq!(
+            delta_json("\"q\""),
+            r#"{"type":"transcription.delta","delta":"\"q\""}"#
+        );
+        assert_eq!(
+            error_json("Invalid JSON", "invalid_json"),
+            r#"{"type":"error","error":"Invalid JSON","code":"invalid_json"}"#
+        );
+    }
+
+    #[test]
+    fn validation_flag_and_messages() {
+        let r = run(
+            &[
+                r#"{"type":"input_audio_buffer.commit"}"#,
+                r#"{"type":"session.update"}"#,
+                r#"{"type":"session.update","model":null}"#,
+                r#"{"type":"session.update","model":"other"}"#,
+                r#"{"type":"input_audio_buffer.commit","final":false}"#,
+                r#"{"type":"session.update","model":"demo-realtime"}"#,
+                r#"{"type":"session.update","model":"other"}"#,
+                r#"{"type":"input_audio_buffer.commit","final":false}"#,
+            ],
+            Fault::None,
+        );
+        assert_eq!(
+            err(&r[0].1),
+            (NOT_VALIDATED, "model_not_validated"),
+            "commit before session.update"
+        );
+        assert_eq!(
+            err(&r[1].1),
+            ("Missing required field: model", "invalid_event")
+        );
+        assert_eq!(
+            err(&r[2].1),
+            ("Missing required field: model", "invalid_event")
+        );
+        assert_eq!(
+            err(&r[3].1),
+            ("The model `other` does not exist.", "model_not_found")
+        );
+        assert_eq!(err(&r[4].1).1, "model_not_validated");
+        assert_eq!(r[5].1, Action::Nothing);
+        assert_eq!(err(&r[6].1).1, "model_not_found");
+        assert_eq!(r[7].1, Action::Start, "a later failure keeps the flag");
+        let empty = run(
+            &[
+                r#"{"type":"session.update","model":""}"#,
+                r#"{"type":"input_audio_buffer.commit","final":true}"#,
+            ],
+            Fault::None,
+        );
+        assert_eq!(empty[1].1, Action::End);
+        let rejected = run(
+            &[r#"{"type":"session.update","model":"demo-realtime"}"#],
+            Fault::RejectModel,
+        );
+        assert_eq!(
+            err(&rejected[0].1),
+            (
+                "The model `demo-realtime` does not exist.",
+                "model_not_found"
+            )
+        );
+    }
+
+    #[test]
+    fn lax_final() {
+        for (v, want) in [
+            ("true", Some(Action::End)),
+            ("1", Some(Action::End)),
+            ("\"true\"", Some(Action::End)),
+            ("\"yes\"", Some(Action::End)),
+            ("\"On\"", Some(Action::End)),
+            ("false", Some(Action::Start)),
+            ("0", Some(Action::Start)),
+            ("\"no\"", Some(Action::Start)),
+            ("null", None),
+            ("2", None),
+            ("\"maybe\"", None),
+            ("[]", None),
+        ] {
+            let frame = format!(r#"{{"type":"input_audio_buffer.commit","final":{v}}}"#);
+            let r = run(
+                &[r#"{"type":"session.update","model":""}"#, &frame],
+                Fault::None,
+            );
+            match want {
+                Some(a) => assert_eq!(r[1].1, a, "final:{v}"),
+                None => assert_eq!(err(&r[1].1).1, "processing_error", "final:{v}"),
+            }
+        }
+    }
+
+    #[test]
+    fn audio_decoding() {
+        let ok = |s: &str| {
+            let frame =
+                serde_json::json!({"type":"input_audio_buffer.append","audio":s}).to_string();
+            run(&[&frame], Fault::None).remove(0)
+        };
+        assert_eq!(ok("AAAAAA==").1, Action::Audio);
+        assert_eq!(ok("AAAAAA==").0, ClientFrameKind::Append { bytes: Some(4) });
+        assert_eq!(ok("AAAA AA==\n").1, Action::Audio, "whitespace dropped");
+        assert_eq!(ok("AA*AA%AA==").1, Action::Audio, "junk dropped");
+        assert_eq!(
+            err(&ok("AAAA").1),
+            ("Invalid audio data", "invalid_audio"),
+            "3 bytes"
+        );
+        assert_eq!(err(&ok("AAAAAA").1).1, "invalid_audio", "bad padding");
+        assert_eq!(err(&ok("").1).1, "invalid_audio", "empty");
+        let missing = run(&[r#"{"type":"input_audio_buffer.append"}"#], Fault::None);
+        assert_eq!(err(&missing[0].1).1, "processing_error");
+        let wrong = run(
+            &[r#"{"type":"input_audio_buffer.append","audio":5}"#],
+            Fault::None,
+        );
+        assert_eq!(err(&wrong[0].1).1, "processing_error");
+    }
+
+    #[test]
+    fn junk_and_unknown_events() {
+        let r = run(
+            &[
+                "not json",
+                "[1,2]",
+                r#""s""#,
+                r#"{"type":"input_audio_buffer.clear"}"#,
+                r#"{"no":"type"}"#,
+                r#"{"type":7}"#,
+            ],
+            Fault::None,
+        );
+        assert_eq!(err(&r[0].1), ("Invalid JSON", "invalid_json"));
+        assert_eq!(
+            err(&r[1].1),
+            ("'list' object has no attribute 'get'", "processing_error")
+        );
+        assert_eq!(
+            err(&r[2].1),
+            ("'str' object has no attribute 'get'", "processing_error")
+        );
+        assert_eq!(
+            err(&r[3].1),
+            (
+                "Unknown event type: input_audio_buffer.clear",
+                "unknown_event"
+            )
+        );
+        assert_eq!(err(&r[4].1), ("Unknown event type: None", "unknown_event"));
+        assert_eq!(err(&r[5].1), ("Unknown event type: 7", "unknown_event"));
+    }
+}
