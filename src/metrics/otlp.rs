@@ -1,0 +1,329 @@
+//! OTLP push: the exporter (gRPC via tonic, or HTTP/protobuf via our own hyper client), wrapped
+//! so every failed export is counted and logged at a bounded rate, behind a `PeriodicReader`.
+//!
+//! Why a collector that is down cannot slow anything else: the `PeriodicReader` collects and
+//! exports on its own OS thread; each export (retries included) is bounded by the configured
+//! timeout, because the OTLP exporter uses that timeout as the deadline of its retry loop and our
+//! HTTP client enforces it again around the whole request; nothing is queued between exports
+//! (each export is one snapshot of the aggregated state, whose size the cardinality limit bounds),
+//! so memory does not grow while the collector is away.
+//!
+//! Endpoints. gRPC: used as given (`http://host:4317`). HTTP/protobuf: a URL whose path already
+//! ends in `/v1/metrics` is used verbatim; any other URL is a base, and `/v1/metrics` is appended
+//! (`http://c:4318` → `http://c:4318/v1/metrics`, `http://c/otlp/` → `http://c/otlp/v1/metrics`),
+//! which is what `OTEL_EXPORTER_OTLP_ENDPOINT` means in the OTel spec. TLS (`https://`) is not
+//! built in yet and is refused at start rather than failing every export.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry_http::{HttpClient, HttpError, Request, Response};
+use opentelemetry_otlp::{
+    MetricExporter, Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig,
+};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{PeriodicReader, Temporality};
+
+use crate::config::model::{OtlpProtocol, OtlpSettings};
+use crate::metrics::MetricsError;
+
+/// Cap on an OTLP/HTTP response body: a collector answers with a tiny protobuf; anything larger
+/// is not worth holding in memory.
+const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Our own failure log is written at most this often (with the count since the last line); the
+/// SDK's internal logs say more, at debug level, for whoever wants every attempt.
+const LOG_EVERY: Duration = Duration::from_secs(300);
+
+/// The HTTP/protobuf URL for a configured endpoint (see the module header).
+pub(crate) fn http_metrics_url(endpoint: &str) -> String {
+    let trimmed = endpoint.trim_end_matches('/');
+    if trimmed.ends_with("/v1/metrics") {
+        return trimmed.to_owned();
+    }
+    format!("{trimmed}/v1/metrics")
+}
+
+fn otlp_err(endpoint: &str, reason: impl ToString) -> MetricsError {
+    MetricsError::Otlp {
+        endpoint: endpoint.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn header_map(settings: &OtlpSettings) -> Result<http::HeaderMap, MetricsError> {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in &settings.headers {
+        let bad = |reason: &str| MetricsError::OtlpHeader {
+            name: name.clone(),
+            reason: reason.to_owned(),
+        };
+        let key = http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+            .map_err(|_| bad("not a valid header name"))?;
+        // The value is a secret: the error says only that it is malformed.
+        let mut val = http::HeaderValue::from_str(value.expose())
+            .map_err(|_| bad("value is not a valid header value"))?;
+        val.set_sensitive(true);
+        map.append(key, val);
+    }
+    Ok(map)
+}
+
+/// Builds the exporter for `settings` and the periodic reader that drives it. Must run inside a
+/// tokio runtime: the tonic channel and our HTTP client both spawn onto it.
+pub(crate) fn reader(
+    settings: &OtlpSettings,
+    failures: Arc<AtomicU64>,
+) -> Result<PeriodicReader<CountingExporter<MetricExporter>>, MetricsError> {
+    let endpoint = settings.endpoint.as_str();
+    if endpoint.starts_with("https://") {
+        return Err(otlp_err(
+            endpoint,
+            "https is not supported yet; use http:// (e.g. to a local collector)",
+        ));
+    }
+    if !endpoint.starts_with("http://") {
+        return Err(otlp_err(endpoint, "expected an http:// URL"));
+    }
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| otlp_err(endpoint, "must be built inside a tokio runtime"))?;
+    let temporality = if settings.delta_temporality {
+        Temporality::Delta
+    } else {
+        Temporality::Cumulative
+    };
+    let headers = header_map(settings)?;
+    let exporter = match settings.protocol {
+        OtlpProtocol::Grpc => MetricExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .with_timeout(settings.timeout)
+            .with_metadata(
+                opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers),
+            )
+            .with_temporality(temporality)
+            .build()
+            .map_err(|e| otlp_err(endpoint, e))?,
+        OtlpProtocol::HttpProtobuf => {
+            let url = http_metrics_url(endpoint);
+            let mut hdrs = HashMap::new();
+            for (k, v) in &headers {
+                let v = v
+                    .to_str()
+                    .map_err(|_| MetricsError::OtlpHeader {
+                        name: k.to_string(),
+                        reason: "value is not visible ASCII".into(),
+                    })?
+                    .to_owned();
+                hdrs.insert(k.to_string(), v);
+            }
+            MetricExporter::builder()
+                .with_http()
+                .with_http_client(HyperClient::new(handle, settings.timeout))
+                .with_protocol(Protocol::HttpBinary)
+                .with_endpoint(url.clone())
+                .with_timeout(settings.timeout)
+                .with_headers(hdrs)
+                .with_temporality(temporality)
+                .build()
+                .map_err(|e| otlp_err(&url, e))?
+        }
+    };
+    let counted = CountingExporter {
+        inner: exporter,
+        failures,
+        log: Mutex::new(LogState::default()),
+    };
+    Ok(PeriodicReader::builder(counted)
+        .with_interval(settings.interval)
+        .build())
+}
+
+#[derive(Default)]
+struct LogState {
+    last_logged: Option<Instant>,
+    unlogged: u64,
+    failing: bool,
+}
+
+/// Counts failed exports (after the inner exporter's retries) and logs them at most once per
+/// [`LOG_EVERY`], plus once when exports recover.
+pub(crate) struct CountingExporter<E> {
+    inner: E,
+    failures: Arc<AtomicU64>,
+    log: Mutex<LogState>,
+}
+
+impl<E> CountingExporter<E> {
+    fn note(&self, result: &OTelSdkResult) {
+        let mut st = match self.log.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        match result {
+            Ok(()) => {
+                if st.failing {
+                    tracing::info!(failed_since_last_log = st.unlogged, "OTLP export recovered");
+                }
+                *st = LogState::default();
+            }
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                st.failing = true;
+                st.unlogged += 1;
+                let due = st.last_logged.is_none_or(|t| t.elapsed() >= LOG_EVERY);
+                if due {
+                    tracing::warn!(
+                        error = %e,
+                        failures = st.unlogged,
+                        total = self.failures.load(Ordering::Relaxed),
+                        "OTLP export failed; next report in at most 5 minutes"
+                    );
+                    st.last_logged = Some(Instant::now());
+                    st.unlogged = 0;
+                }
+            }
+        }
+    }
+}
+
+impl<E: PushMetricExporter> PushMetricExporter for CountingExporter<E> {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let result = self.inner.export(metrics).await;
+        self.note(&result);
+        result
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> Temporality {
+        self.inner.temporality()
+    }
+}
+
+/// `opentelemetry_http::HttpClient` over hyper-util's pooled client. The `PeriodicReader` polls
+/// exports from its own thread with a plain executor, so the request runs as a task on the
+/// captured runtime and only its `JoinHandle` is awaited there.
+#[derive(Debug, Clone)]
+pub(crate) struct HyperClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    handle: tokio::runtime::Handle,
+    timeout: Duration,
+}
+
+impl HyperClient {
+    pub(crate) fn new(handle: tokio::runtime::Handle, timeout: Duration) -> HyperClient {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeout));
+        connector.set_nodelay(true);
+        // The legacy client spawns its connection tasks with `tokio::spawn`; enter the runtime
+        // so building it outside an async context still works.
+        let _guard = handle.enter();
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1)
+            .build(connector);
+        HyperClient {
+            client,
+            handle,
+            timeout,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ClientError {
+    #[error("OTLP/HTTP request timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("OTLP/HTTP request task ended: {0}")]
+    Task(String),
+}
+
+#[async_trait]
+impl HttpClient for HyperClient {
+    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let (parts, body) = request.into_parts();
+        let request = http::Request::from_parts(parts, Full::new(body));
+        let client = self.client.clone();
+        let timeout = self.timeout;
+        let task = self.handle.spawn(async move {
+            let exchange = async move {
+                let response = client.request(request).await?;
+                let (parts, body) = response.into_parts();
+                let body = Limited::new(body, MAX_RESPONSE_BYTES)
+                    .collect()
+                    .await?
+                    .to_bytes();
+                Ok::<_, HttpError>(Response::from_parts(parts, body))
+            };
+            match tokio::time::timeout(timeout, exchange).await {
+                Ok(result) => result,
+                Err(_) => Err(Box::new(ClientError::Timeout(timeout)) as HttpError),
+            }
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) => Err(Box::new(ClientError::Task(e.to_string()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_endpoint_gets_the_metrics_path_once() {
+        assert_eq!(
+            http_metrics_url("http://c:4318"),
+            "http://c:4318/v1/metrics"
+        );
+        assert_eq!(
+            http_metrics_url("http://c:4318/"),
+            "http://c:4318/v1/metrics"
+        );
+        assert_eq!(
+            http_metrics_url("http://c/otlp/"),
+            "http://c/otlp/v1/metrics"
+        );
+        assert_eq!(
+            http_metrics_url("http://c:4318/v1/metrics"),
+            "http://c:4318/v1/metrics"
+        );
+    }
+
+    #[test]
+    fn header_errors_never_show_the_value() {
+        let s = OtlpSettings {
+            endpoint: "http://127.0.0.1:1".into(),
+            protocol: OtlpProtocol::HttpProtobuf,
+            headers: vec![(
+                "authorization".into(),
+                crate::config::model::Secret::new("Bearer s3cr3t\n"),
+            )],
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            delta_temporality: false,
+        };
+        let err = header_map(&s).unwrap_err().to_string();
+        assert!(err.contains("authorization"), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
+}
