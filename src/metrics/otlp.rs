@@ -309,6 +309,56 @@ mod tests {
         );
     }
 
+    /// An exporter whose results the test scripts.
+    struct Scripted(Mutex<Vec<OTelSdkResult>>);
+
+    impl PushMetricExporter for Scripted {
+        async fn export(&self, _: &ResourceMetrics) -> OTelSdkResult {
+            self.0.lock().unwrap().remove(0)
+        }
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+        fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+        fn temporality(&self) -> Temporality {
+            Temporality::Cumulative
+        }
+    }
+
+    #[tokio::test]
+    async fn failures_are_counted_and_logged_at_a_bounded_rate() {
+        use opentelemetry_sdk::error::OTelSdkError;
+        let fail = || Err(OTelSdkError::InternalFailure("collector down".into()));
+        let failures = Arc::new(AtomicU64::new(0));
+        let e = CountingExporter {
+            inner: Scripted(Mutex::new(vec![fail(), fail(), fail(), Ok(()), fail()])),
+            failures: failures.clone(),
+            log: Mutex::new(LogState::default()),
+        };
+        let rm = ResourceMetrics::default();
+        for _ in 0..3 {
+            assert!(e.export(&rm).await.is_err());
+        }
+        assert_eq!(failures.load(Ordering::Relaxed), 3);
+        {
+            let st = e.log.lock().unwrap();
+            // The first failure was logged; the next two wait for the next report.
+            assert!(st.failing && st.last_logged.is_some());
+            assert_eq!(st.unlogged, 2);
+        }
+        assert!(e.export(&rm).await.is_ok());
+        assert!(!e.log.lock().unwrap().failing);
+        assert!(e.export(&rm).await.is_err());
+        assert_eq!(failures.load(Ordering::Relaxed), 4);
+        assert_eq!(
+            e.log.lock().unwrap().unlogged,
+            0,
+            "first failure after recovery is logged"
+        );
+    }
+
     #[test]
     fn header_errors_never_show_the_value() {
         let s = OtlpSettings {
