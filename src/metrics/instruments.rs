@@ -18,8 +18,9 @@
 //! The two boolean gauges (`rtprobe.probe.success`, `rtprobe.config.reload.success`) carry no
 //! unit: the bridge would turn unit `1` into a `_ratio` suffix, and the catalogue's names have none.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, UpDownCounter};
@@ -56,6 +57,8 @@ fn prom_label(key: &str) -> String {
 /// comes from the config (or the model name the caller resolved), never from a server reply.
 #[derive(Debug, Clone)]
 pub struct ProbeLabels {
+    /// Identity of the attribute set, for per-series state kept outside the provider.
+    key: Arc<str>,
     base: Arc<[KeyValue]>,
     success: Arc<[KeyValue]>,
     input_tokens: Arc<[KeyValue]>,
@@ -89,7 +92,12 @@ impl ProbeLabels {
             v.push(extra);
             v.into()
         };
+        let key: String = base
+            .iter()
+            .map(|kv| format!("{}={}\u{1f}", kv.key, kv.value))
+            .collect();
         ProbeLabels {
+            key: key.into(),
             success: with(KeyValue::new("outcome", "success")),
             input_tokens: with(KeyValue::new("gen_ai.token.type", "input")),
             output_tokens: with(KeyValue::new("gen_ai.token.type", "output")),
@@ -286,11 +294,60 @@ impl Instruments {
     }
 }
 
+/// Open streams of one attribute set.
+type InFlight = (Arc<[KeyValue]>, i64);
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (plain values only).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// State shared by every [`Recorder`] clone and the owning `Telemetry`.
 pub(crate) struct Shared {
     /// The instruments of the current provider; swapped whole when the pipeline is rebuilt.
-    pub(crate) current: RwLock<Arc<Instruments>>,
+    current: RwLock<Arc<Instruments>>,
     pub(crate) export_failures: Arc<AtomicU64>,
+    /// Open streams per attribute set, kept outside the provider so a rebuilt provider starts
+    /// from the true count (streams opened before a rebuild close after it). Entries at 0 are
+    /// removed, so a probe gone from the config is not replayed.
+    in_flight: Mutex<HashMap<Arc<str>, InFlight>>,
+    /// Last config reload (success, Unix seconds), replayed into a rebuilt provider.
+    last_reload: Mutex<Option<(bool, f64)>>,
+}
+
+impl Shared {
+    pub(crate) fn new(instruments: Instruments, export_failures: Arc<AtomicU64>) -> Shared {
+        Shared {
+            current: RwLock::new(Arc::new(instruments)),
+            export_failures,
+            in_flight: Mutex::new(HashMap::new()),
+            last_reload: Mutex::new(None),
+        }
+    }
+
+    /// Makes `next` current, after replaying the state that must survive a rebuild into it.
+    /// Lock order everywhere: `in_flight`, then `last_reload`, then `current`.
+    pub(crate) fn swap(&self, next: Instruments) {
+        let open = lock(&self.in_flight);
+        for (attrs, n) in open.values() {
+            next.in_flight.add(*n, attrs);
+        }
+        let reload = lock(&self.last_reload);
+        if let Some((ok, at)) = *reload {
+            next.record_reload(ok, at);
+        }
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        *current = Arc::new(next);
+    }
+}
+
+impl Instruments {
+    fn record_reload(&self, success: bool, unix_seconds: f64) {
+        self.reload_success.record(u64::from(success), &[]);
+        if unix_seconds.is_finite() {
+            self.reload_timestamp.record(unix_seconds, &[]);
+        }
+    }
 }
 
 /// Records probe results into the current instruments. Cheap to clone, `Send + Sync`.
@@ -385,6 +442,16 @@ impl Recorder {
 
     /// Streams opened (`delta > 0`) or closed (`delta < 0`).
     pub fn in_flight(&self, labels: &ProbeLabels, delta: i64) {
+        let mut open = lock(&self.shared.in_flight);
+        let entry = open
+            .entry(Arc::clone(&labels.key))
+            .or_insert_with(|| (Arc::clone(&labels.base), 0));
+        entry.1 += delta;
+        if entry.1 == 0 {
+            open.remove(&labels.key);
+        }
+        // Still under the map lock, so a concurrent rebuild cannot replay a count that this
+        // delta then applies a second time.
         self.instruments().in_flight.add(delta, &labels.base);
     }
 
@@ -395,11 +462,9 @@ impl Recorder {
 
     /// Outcome and time (Unix seconds) of the last config reload attempt.
     pub fn config_reload(&self, success: bool, unix_seconds: f64) {
-        let i = self.instruments();
-        i.reload_success.record(u64::from(success), &[]);
-        if unix_seconds.is_finite() {
-            i.reload_timestamp.record(unix_seconds, &[]);
-        }
+        let mut last = lock(&self.shared.last_reload);
+        *last = Some((success, unix_seconds));
+        self.instruments().record_reload(success, unix_seconds);
     }
 
     /// OTLP exports that failed (after the exporter's own retries) since start. 0 without OTLP.
