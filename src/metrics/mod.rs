@@ -12,7 +12,20 @@ mod prom;
 mod telemetry;
 
 pub use instruments::{ProbeLabels, Recorder};
-pub use telemetry::Telemetry;
+pub use telemetry::{CARDINALITY_LIMIT, Telemetry};
+
+/// `tracing` targets of the OTel crates' internal logs. The OTLP exporter logs every failed
+/// export attempt there (an error per interval, warnings per retry, while a collector is down);
+/// rtprobe's own `OTLP export failed` warning already reports failures at most every 5 minutes
+/// with a count, and `rtprobe_otlp_export_failures_total` counts each one. The logging setup
+/// should therefore cap these targets at `off` by default and open them only at debug verbosity.
+/// (The OTLP crate logs under its package name, with hyphens.)
+pub const SDK_LOG_TARGETS: [&str; 4] = [
+    "opentelemetry",
+    "opentelemetry_sdk",
+    "opentelemetry-otlp",
+    "opentelemetry-prometheus",
+];
 
 /// Why the metrics pipeline could not be built. Messages never contain header values.
 #[derive(Debug, thiserror::Error)]

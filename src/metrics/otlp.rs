@@ -11,22 +11,27 @@
 //! Endpoints. gRPC: used as given (`http://host:4317`). HTTP/protobuf: a URL whose path already
 //! ends in `/v1/metrics` is used verbatim; any other URL is a base, and `/v1/metrics` is appended
 //! (`http://c:4318` → `http://c:4318/v1/metrics`, `http://c/otlp/` → `http://c/otlp/v1/metrics`),
-//! which is what `OTEL_EXPORTER_OTLP_ENDPOINT` means in the OTel spec. TLS (`https://`) is not
-//! built in yet and is refused at start rather than failing every export.
+//! which is what `OTEL_EXPORTER_OTLP_ENDPOINT` means in the OTel spec. `https://` works for both
+//! transports with rustls (ring) and trusts the system roots (which honour `SSL_CERT_FILE`) plus
+//! the webpki roots, so a missing system store (distroless images) is not fatal.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use opentelemetry_http::{HttpClient, HttpError, Request, Response};
+use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
 use opentelemetry_otlp::{
     MetricExporter, Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig,
 };
@@ -34,6 +39,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{PeriodicReader, Temporality};
+use tokio::net::TcpStream;
 
 use crate::config::model::{OtlpProtocol, OtlpSettings};
 use crate::metrics::MetricsError;
@@ -87,14 +93,9 @@ pub(crate) fn reader(
     failures: Arc<AtomicU64>,
 ) -> Result<PeriodicReader<CountingExporter<MetricExporter>>, MetricsError> {
     let endpoint = settings.endpoint.as_str();
-    if endpoint.starts_with("https://") {
-        return Err(otlp_err(
-            endpoint,
-            "https is not supported yet; use http:// (e.g. to a local collector)",
-        ));
-    }
-    if !endpoint.starts_with("http://") {
-        return Err(otlp_err(endpoint, "expected an http:// URL"));
+    let https = endpoint.starts_with("https://");
+    if !https && !endpoint.starts_with("http://") {
+        return Err(otlp_err(endpoint, "expected an http:// or https:// URL"));
     }
     let handle = tokio::runtime::Handle::try_current()
         .map_err(|_| otlp_err(endpoint, "must be built inside a tokio runtime"))?;
@@ -105,16 +106,23 @@ pub(crate) fn reader(
     };
     let headers = header_map(settings)?;
     let exporter = match settings.protocol {
-        OtlpProtocol::Grpc => MetricExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint)
-            .with_timeout(settings.timeout)
-            .with_metadata(
-                opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers),
-            )
-            .with_temporality(temporality)
-            .build()
-            .map_err(|e| otlp_err(endpoint, e))?,
+        OtlpProtocol::Grpc => {
+            let mut builder = MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .with_timeout(settings.timeout)
+                .with_metadata(
+                    opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers),
+                );
+            if https {
+                // Without roots enabled explicitly tonic trusts nothing.
+                builder = builder.with_tls_config(ClientTlsConfig::new().with_enabled_roots());
+            }
+            builder
+                .with_temporality(temporality)
+                .build()
+                .map_err(|e| otlp_err(endpoint, e))?
+        }
         OtlpProtocol::HttpProtobuf => {
             let url = http_metrics_url(endpoint);
             let mut hdrs = HashMap::new();
@@ -128,9 +136,14 @@ pub(crate) fn reader(
                     .to_owned();
                 hdrs.insert(k.to_string(), v);
             }
+            let tls = if https {
+                Some(tls_connector(&url)?)
+            } else {
+                None
+            };
             MetricExporter::builder()
                 .with_http()
-                .with_http_client(HyperClient::new(handle, settings.timeout))
+                .with_http_client(HyperClient::new(handle, settings.timeout, tls))
                 .with_protocol(Protocol::HttpBinary)
                 .with_endpoint(url.clone())
                 .with_timeout(settings.timeout)
@@ -223,16 +236,23 @@ impl<E: PushMetricExporter> PushMetricExporter for CountingExporter<E> {
 /// captured runtime and only its `JoinHandle` is awaited there.
 #[derive(Debug, Clone)]
 pub(crate) struct HyperClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     handle: tokio::runtime::Handle,
     timeout: Duration,
 }
 
 impl HyperClient {
-    pub(crate) fn new(handle: tokio::runtime::Handle, timeout: Duration) -> HyperClient {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeout));
-        connector.set_nodelay(true);
+    pub(crate) fn new(
+        handle: tokio::runtime::Handle,
+        timeout: Duration,
+        tls: Option<tokio_rustls::TlsConnector>,
+    ) -> HyperClient {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(timeout));
+        http.set_nodelay(true);
+        // The scheme is checked by `Connector`, which adds TLS for https.
+        http.enforce_http(false);
+        let connector = Connector { http, tls };
         // The legacy client spawns its connection tasks with `tokio::spawn`; enter the runtime
         // so building it outside an async context still works.
         let _guard = handle.enter();
@@ -254,6 +274,136 @@ enum ClientError {
     Timeout(Duration),
     #[error("OTLP/HTTP request task ended: {0}")]
     Task(String),
+    #[error("https endpoint without a TLS connector")]
+    NoTls,
+    #[error("{0:?} is not a valid TLS server name")]
+    ServerName(String),
+}
+
+/// rustls (ring) client config trusting the system roots (which honour `SSL_CERT_FILE`) and the
+/// webpki roots. Speaks HTTP/1.1 only, like the client above it.
+fn tls_connector(endpoint: &str) -> Result<tokio_rustls::TlsConnector, MetricsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    if !native.errors.is_empty() {
+        tracing::debug!(errors = ?native.errors, "some system CA certificates could not be loaded");
+    }
+    roots.add_parsable_certificates(native.certs);
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| otlp_err(endpoint, e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// hyper-util connector: plain TCP for `http://`, TLS over it for `https://`.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    http: HttpConnector,
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// A connection made by [`Connector`].
+pub(crate) enum Stream {
+    Plain(TokioIo<TcpStream>),
+    // Boxed: the TLS state is over a kilobyte and connections are few.
+    Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>),
+}
+
+impl hyper::rt::Read for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl hyper::rt::Write for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+impl Connection for Stream {
+    fn connected(&self) -> Connected {
+        match self {
+            Stream::Plain(s) => s.connected(),
+            Stream::Tls(s) => s.inner().get_ref().0.connected(),
+        }
+    }
+}
+
+type ConnectFuture = Pin<Box<dyn Future<Output = Result<Stream, HttpError>> + Send>>;
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = Stream;
+    type Error = HttpError;
+    type Future = ConnectFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let tls = self.tls.clone();
+        let connecting = self.http.call(uri);
+        Box::pin(async move {
+            let tcp = connecting.await?;
+            if !https {
+                return Ok(Stream::Plain(tcp));
+            }
+            let tls = tls.ok_or(ClientError::NoTls)?;
+            let name = rustls_pki_types::ServerName::try_from(host.clone())
+                .map_err(|_| ClientError::ServerName(host))?;
+            let stream = tls.connect(name, tcp.into_inner()).await?;
+            Ok(Stream::Tls(Box::new(TokioIo::new(stream))))
+        })
+    }
 }
 
 #[async_trait]

@@ -79,3 +79,5 @@ pub fn derived() -> Derived {
         truncated: false,
     }
 }
+
+pub mod receiver;
