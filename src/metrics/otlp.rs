@@ -61,11 +61,22 @@ pub(crate) fn http_metrics_url(endpoint: &str) -> String {
     format!("{trimmed}/v1/metrics")
 }
 
+/// The `user:password@` part of a URL, if any: it may hold a credential.
+fn userinfo(endpoint: &str) -> Option<&str> {
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority.rsplit_once('@').map(|(info, _)| info)
+}
+
+/// An error naming the endpoint, with any userinfo redacted (also inside the SDK's message).
 fn otlp_err(endpoint: &str, reason: impl ToString) -> MetricsError {
-    MetricsError::Otlp {
-        endpoint: endpoint.to_owned(),
-        reason: reason.to_string(),
+    let mut endpoint = endpoint.to_owned();
+    let mut reason = reason.to_string();
+    if let Some(info) = userinfo(&endpoint).map(str::to_owned) {
+        endpoint = endpoint.replacen(&info, "<redacted>", 1);
+        reason = reason.replace(&info, "<redacted>");
     }
+    MetricsError::Otlp { endpoint, reason }
 }
 
 fn header_map(settings: &OtlpSettings) -> Result<http::HeaderMap, MetricsError> {
@@ -507,6 +518,14 @@ mod tests {
             0,
             "first failure after recovery is logged"
         );
+    }
+
+    #[test]
+    fn endpoint_credentials_never_reach_errors() {
+        let e = otlp_err("ftp://u:s3cr3t@c:1/x", "bad url ftp://u:s3cr3t@c:1/x").to_string();
+        assert!(!e.contains("s3cr3t"), "{e}");
+        assert!(e.contains("ftp://<redacted>@c:1/x"), "{e}");
+        assert_eq!(userinfo("http://c:4318/a@b"), None);
     }
 
     #[test]
