@@ -35,7 +35,9 @@ pub fn which(name: &str) -> Option<PathBuf> {
 }
 
 /// Run a command to completion within `limit`, killing it past that. Returns its output.
+/// stdout and stderr are drained by threads so a chatty child never blocks on a full pipe.
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
+    use std::io::Read;
     let desc = format!("{cmd:?}");
     let mut child = cmd
         .stdin(Stdio::null())
@@ -43,23 +45,37 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {desc}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
     let start = Instant::now();
-    loop {
+    let status = loop {
         match child.try_wait() {
-            Ok(Some(_)) => break,
+            Ok(Some(status)) => break status,
             Ok(None) if start.elapsed() > limit => {
                 let _ = child.kill();
-                let out = child.wait_with_output().expect("collect output");
+                let _ = child.wait();
+                let stderr = err.join().unwrap_or_default();
                 panic!(
                     "{desc} did not finish within {limit:?}; stderr: {}",
-                    String::from_utf8_lossy(&out.stderr)
+                    String::from_utf8_lossy(&stderr)
                 );
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => panic!("waiting for {desc}: {e}"),
         }
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
     }
-    child.wait_with_output().expect("collect output")
 }
 
 /// Run and require exit status 0; returns stdout.
@@ -162,4 +178,15 @@ pub fn panel_exprs(dashboard: &serde_json::Value) -> Vec<(String, String)> {
                 .filter_map(move |t| t["expr"].as_str().map(|e| (title.clone(), e.to_string())))
         })
         .collect()
+}
+
+/// Grafana's variables replaced by values Prometheus accepts, so a panel expression can be
+/// parsed by promtool or evaluated through the HTTP API.
+pub fn grafana_substitute(expr: &str) -> String {
+    expr.replace("${datasource}", "")
+        .replace("$__rate_interval", "1m")
+        .replace("$__range", "1h")
+        .replace("$__interval", "15s")
+        .replace("$probe", ".*")
+        .replace("$model", ".*")
 }
