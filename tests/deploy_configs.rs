@@ -141,3 +141,34 @@ fn dockerfile_builds_locked_and_runs_unprivileged_without_healthcheck() {
     }
     assert!(ignore.lines().any(|l| l.trim() == "target/"));
 }
+
+/// The example Collector config wires an OTLP receiver (gRPC and HTTP) to the prometheus and
+/// debug exporters, and names nothing in its pipeline that it does not define.
+#[test]
+fn otel_collector_example_is_wired() {
+    let doc = read_yaml(&repo().join("examples/otel-collector.yaml"));
+    let protocols = &doc["receivers"]["otlp"]["protocols"];
+    assert_eq!(protocols["grpc"]["endpoint"], "0.0.0.0:4317");
+    assert_eq!(protocols["http"]["endpoint"], "0.0.0.0:4318");
+    let pipeline = &doc["service"]["pipelines"]["metrics"];
+    for (kind, section) in [
+        ("receivers", "receivers"),
+        ("processors", "processors"),
+        ("exporters", "exporters"),
+    ] {
+        for name in pipeline[kind].as_array().expect("pipeline list") {
+            let name = name.as_str().expect("name");
+            assert!(
+                doc[section].get(name).is_some(),
+                "pipeline names {kind} {name}, which is not defined"
+            );
+        }
+    }
+    let exporters: Vec<&str> = pipeline["exporters"]
+        .as_array()
+        .expect("exporters")
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert_eq!(exporters, ["prometheus", "debug"]);
+}
