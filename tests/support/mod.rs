@@ -1,0 +1,192 @@
+//! Helpers shared by the deployment tests: locating external tools (promtool, prometheus,
+//! kubectl, kubernetes-validate), reading the repository's YAML, and running commands with a
+//! bounded wait. Each test binary uses a different subset, hence the dead_code allowance.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root (where Cargo.toml is).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Find `name` on PATH. When it is missing: under CI (env `CI` set) the test fails, because CI
+/// installs every tool; elsewhere the test prints a loud SKIPPED line and the caller returns.
+pub fn require_tool(name: &str, install_hint: &str) -> Option<PathBuf> {
+    if let Some(p) = which(name) {
+        return Some(p);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{name} not found on PATH and CI is set; install it: {install_hint}");
+    }
+    eprintln!(
+        "\n!!!!!!!! SKIPPED: {name} not found on PATH; install it ({install_hint}) to run this test !!!!!!!!\n"
+    );
+    None
+}
+
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Run a command to completion within `limit`, killing it past that. Returns its output.
+/// stdout and stderr are drained by threads so a chatty child never blocks on a full pipe.
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
+    use std::io::Read;
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {desc}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let stderr = err.join().unwrap_or_default();
+                panic!(
+                    "{desc} did not finish within {limit:?}; stderr: {}",
+                    String::from_utf8_lossy(&stderr)
+                );
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("waiting for {desc}: {e}"),
+        }
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// Run and require exit status 0; returns stdout.
+pub fn run_ok(cmd: &mut Command, limit: Duration) -> String {
+    let desc = format!("{cmd:?}");
+    let out = run_bounded(cmd, limit);
+    assert!(
+        out.status.success(),
+        "{desc} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Every YAML document in `text`, as JSON values (empty documents dropped).
+pub fn yaml_docs(text: &str) -> Vec<serde_json::Value> {
+    use serde::Deserialize;
+    serde_norway::Deserializer::from_str(text)
+        .map(|d| serde_json::Value::deserialize(d).expect("valid YAML document"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+pub fn read_yaml(path: &Path) -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut docs = yaml_docs(&text);
+    assert_eq!(docs.len(), 1, "{} holds one YAML document", path.display());
+    docs.remove(0)
+}
+
+/// The le strings rtprobe renders for its default latency buckets ("0.5", "1", "2.5").
+pub fn default_latency_le() -> Vec<String> {
+    rtprobe::config::Buckets::default()
+        .latency_seconds
+        .iter()
+        .map(|b| format!("{b}"))
+        .collect()
+}
+
+/// Every rule (recording and alerting) of a Prometheus rules document, in file order.
+pub fn rules_of(doc: &serde_json::Value) -> Vec<serde_json::Value> {
+    doc["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().expect("rules").clone())
+        .collect()
+}
+
+/// The plain Prometheus rules file shipped in the repository.
+pub fn rules_file() -> PathBuf {
+    repo().join("deploy/prometheus/rtprobe-rules.yaml")
+}
+
+/// The Grafana-managed alert rules provisioning file.
+pub fn grafana_alerts_file() -> PathBuf {
+    repo().join("deploy/grafana/rtprobe-slo-alerts.yaml")
+}
+
+/// Dashboard JSON files shipped in `dashboards/`, sorted by name.
+pub fn dashboard_files() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(repo().join("dashboards"))
+        .expect("dashboards dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every panel of a dashboard, rows' nested panels included.
+pub fn panels(dashboard: &serde_json::Value) -> Vec<serde_json::Value> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
+        if let Some(ps) = v["panels"].as_array() {
+            for p in ps {
+                out.push(p.clone());
+                walk(p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dashboard, &mut out);
+    out
+}
+
+/// Every (panel title, PromQL expr) of a dashboard's panel targets.
+pub fn panel_exprs(dashboard: &serde_json::Value) -> Vec<(String, String)> {
+    panels(dashboard)
+        .iter()
+        .flat_map(|p| {
+            let title = p["title"].as_str().unwrap_or("").to_string();
+            p["targets"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(move |t| t["expr"].as_str().map(|e| (title.clone(), e.to_string())))
+        })
+        .collect()
+}
+
+/// Grafana's variables replaced by values Prometheus accepts, so a panel expression can be
+/// parsed by promtool or evaluated through the HTTP API.
+pub fn grafana_substitute(expr: &str) -> String {
+    expr.replace("${datasource}", "")
+        .replace("$__rate_interval", "1m")
+        .replace("$__range", "1h")
+        .replace("$__interval", "15s")
+        .replace("$probe", ".*")
+        .replace("$model", ".*")
+}
