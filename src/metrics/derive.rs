@@ -59,7 +59,7 @@ fn between(a: Duration, b: Duration) -> f64 {
 pub fn derive(t: &Timeline, reference: Option<&str>) -> Derived {
     let sends = |kind: SentKind| t.sent.iter().filter(move |s| s.kind == kind);
     let first_append = sends(SentKind::Append).next().map(|s| s.at);
-    let last_append = sends(SentKind::Append).last().map(|s| s.at);
+    let last_append = sends(SentKind::Append).next_back().map(|s| s.at);
     let final_commit = sends(SentKind::FinalCommit).next().map(|s| s.at);
     let done_at = t.done.as_ref().map(|d| d.at);
     let usage = t.done.as_ref().and_then(|d| d.usage);
@@ -72,10 +72,8 @@ pub fn derive(t: &Timeline, reference: Option<&str>) -> Derived {
         .filter(|d| d.nonempty)
         .map(|d| d.at)
         .collect();
-    if text_times.is_empty() {
-        if let (Some(d), false) = (&t.done, t.transcript().is_empty()) {
-            text_times.push(d.at);
-        }
+    if let (true, Some(d), false) = (text_times.is_empty(), &t.done, t.transcript().is_empty()) {
+        text_times.push(d.at);
     }
     let first_text = text_times.first().copied();
     let last_text = text_times.last().copied();
