@@ -23,7 +23,7 @@ use crate::probe::connect::{self, Ws, classify_ws_error};
 use crate::probe::error::{ErrorType, ProbeError, ServerCode};
 use crate::probe::events::{self, ServerEvent};
 use crate::probe::timeline::{Delta, Done, Sent, SentKind, Timeline};
-use crate::probe::{models, tls};
+use crate::probe::{models, pacer, tls};
 
 /// Events that are not deltas, done or errors (e.g. `session.updated`), tolerated up to this
 /// many per run; a peer flooding them ends the run as `limit`.
@@ -305,7 +305,7 @@ where
             (Pacing::Realtime, Some(f)) => {
                 // Absolute schedule: lateness of one send never shifts the next.
                 let due = f + audio.chunk * u32::try_from(i).unwrap_or(u32::MAX);
-                sleep_until(due.into()).await;
+                pacer::sleep_until(due).await;
                 due
             }
             _ => Instant::now(),

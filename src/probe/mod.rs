@@ -9,6 +9,7 @@ pub mod connect;
 pub mod error;
 pub mod events;
 mod models;
+pub mod pacer;
 pub mod timeline;
 pub mod tls;
 
