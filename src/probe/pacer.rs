@@ -91,10 +91,7 @@ impl Pacer {
 
 /// Completes at `due` (within the OS's timer slack, typically ~0.1 ms), not on a millisecond tick.
 pub fn sleep_until(due: Instant) -> PreciseSleep {
-    PreciseSleep {
-        due,
-        registered: false,
-    }
+    PreciseSleep { due }
 }
 
 pub struct PreciseSleep {
