@@ -48,7 +48,11 @@ pub fn table(h: &RunHeader<'_>, t: &Timeline, d: &Derived) -> String {
     let phases = if d.phases.is_empty() {
         "-".to_string()
     } else {
-        d.phases.iter().map(|(p, s)| format!("{p} {}", secs(Some(*s)))).collect::<Vec<_>>().join(", ")
+        d.phases
+            .iter()
+            .map(|(p, s)| format!("{p} {}", secs(Some(*s))))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     row("phases", phases);
     let appends = t.sent.iter().filter(|s| s.audio_end.is_some()).count();
@@ -87,20 +91,40 @@ pub fn table(h: &RunHeader<'_>, t: &Timeline, d: &Derived) -> String {
     row("Avg RTT", secs(d.rtt_mean));
     row("finalize (final commit→done)", secs(d.finalize));
     row("end-to-end", secs(d.e2e));
-    row("decode token rate", num(d.decode_token_rate, " text deltas/s"));
-    row("send-window output tokens", num(d.send_window_output_tokens, " tokens/s"));
+    row(
+        "decode token rate",
+        num(d.decode_token_rate, " text deltas/s"),
+    );
+    row(
+        "send-window output tokens",
+        num(d.send_window_output_tokens, " tokens/s"),
+    );
     row(
         "deltas",
-        format!("{} with text, {} in all{}", d.text_deltas, d.deltas, if d.truncated { ", TRUNCATED" } else { "" }),
+        format!(
+            "{} with text, {} in all{}",
+            d.text_deltas,
+            d.deltas,
+            if d.truncated { ", TRUNCATED" } else { "" }
+        ),
     );
     row(
         "usage",
         d.usage.map_or_else(
             || "-".to_string(),
-            |u| format!("prompt {}, completion {}, total {}", u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            |u| {
+                format!(
+                    "prompt {}, completion {}, total {}",
+                    u.prompt_tokens, u.completion_tokens, u.total_tokens
+                )
+            },
         ),
     );
-    row("WER", d.wer.map_or_else(|| "- (no reference)".to_string(), |w| format!("{w:.3}")));
+    row(
+        "WER",
+        d.wer
+            .map_or_else(|| "- (no reference)".to_string(), |w| format!("{w:.3}")),
+    );
     row("transcript", format!("{:?}", t.transcript()));
     out
 }

@@ -10,6 +10,7 @@ mod instruments;
 mod otlp;
 mod prom;
 mod telemetry;
+pub mod wer;
 
 pub use instruments::{ProbeLabels, Recorder};
 pub use telemetry::{CARDINALITY_LIMIT, Telemetry};
