@@ -1,7 +1,14 @@
 //! The realtime protocol client. Returns a `Timeline`; knows nothing of metrics.
 
+mod client;
+mod connect;
 pub mod error;
+pub mod events;
+mod models;
 pub mod timeline;
+mod tls;
 
+pub use client::{MAX_IGNORED_EVENTS, MAX_TRANSCRIPT, ProgressEvent, run, run_observed};
+pub use connect::MAX_INBOUND;
 pub use error::{ErrorType, ProbeError, ServerCode};
 pub use timeline::Timeline;
