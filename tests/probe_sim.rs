@@ -257,3 +257,28 @@ async fn bearer_token_is_accepted_and_auto_model_resolves() {
     assert!(!err.detail.contains("wrong-token"));
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_pings_are_answered_while_streaming() {
+    // uvicorn closes 1011 when a ping goes unanswered until the next one.
+    let sim = start(SimConfig {
+        keepalive: Some(Duration::from_millis(150)),
+        ..SimConfig::default()
+    })
+    .await;
+    let audio = silence(Duration::from_millis(1200), Duration::from_millis(100));
+    let tl = run(&spec(&sim), &audio).await;
+    assert!(tl.succeeded(), "{:?}", tl.outcome);
+    let rec = sim
+        .records()
+        .into_iter()
+        .find(|r| r.status == Some(101))
+        .unwrap();
+    let pongs = rec
+        .client_frames
+        .iter()
+        .filter(|f| f.kind == ClientFrameKind::Pong)
+        .count();
+    assert!(pongs >= 5, "only {pongs} pongs");
+    sim.shutdown().await;
+}

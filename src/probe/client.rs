@@ -153,6 +153,7 @@ async fn drive(
         }
     };
 
+    let tls_config = connect::prepare_tls(spec)?;
     let t0 = Instant::now();
     tl.t0 = Some(t0);
     let connect_deadline = (t0 + spec.deadlines.connect).into();
@@ -163,7 +164,7 @@ async fn drive(
         )
     };
     let ws: Ws = timeout_at(connect_deadline, async {
-        let stream = connect::open_stream(spec, t0, &mut tl.phases).await?;
+        let stream = connect::open_stream(spec, tls_config, t0, &mut tl.phases).await?;
         let ws = connect::upgrade(spec, stream).await?;
         tl.phases.upgraded = Some(t0.elapsed());
         Ok::<_, ProbeError>(ws)

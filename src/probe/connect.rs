@@ -3,8 +3,10 @@
 //! the connect deadline; nothing here waits without end on its own.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
+use rustls::ClientConfig;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -25,10 +27,22 @@ pub const MAX_INBOUND: usize = 4 * 1024 * 1024;
 pub type Stream = MaybeTlsStream<TcpStream>;
 pub type Ws = WebSocketStream<Stream>;
 
-/// DNS (skipped for IP literals), TCP and, for secure targets, TLS. Phase ends are recorded into
-/// `phases` as they happen, so a later failure keeps the phases reached.
+/// The TLS client configuration a secure target needs, built before `t0` so loading root
+/// certificates never counts as handshake time. `None` for plain targets.
+pub fn prepare_tls(spec: &ProbeSpec) -> Result<Option<Arc<ClientConfig>>, ProbeError> {
+    if spec.target.secure {
+        tls::client_config(&spec.tls).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// DNS (skipped for IP literals), TCP and, for secure targets, TLS with `tls_config` (from
+/// `prepare_tls`). Phase ends are recorded into `phases` as they happen, so a later failure
+/// keeps the phases reached.
 pub async fn open_stream(
     spec: &ProbeSpec,
+    tls_config: Option<Arc<ClientConfig>>,
     t0: Instant,
     phases: &mut Phases,
 ) -> Result<Stream, ProbeError> {
@@ -73,10 +87,9 @@ pub async fn open_stream(
     let _ = tcp.set_nodelay(true);
     phases.tcp_connected = Some(t0.elapsed());
 
-    if !target.secure {
+    let Some(config) = tls_config else {
         return Ok(MaybeTlsStream::Plain(tcp));
-    }
-    let config = tls::client_config(&spec.tls)?;
+    };
     let name = tls::server_name(&spec.tls, host)?;
     let stream = TlsConnector::from(config)
         .connect(name, tcp)

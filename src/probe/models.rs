@@ -32,7 +32,13 @@ fn authority_and_path(http_base: &str) -> (&str, String) {
 /// Resolve the served model name. The caller bounds this with a deadline.
 pub async fn resolve(spec: &ProbeSpec) -> Result<String, ProbeError> {
     let mut phases = Phases::default();
-    let stream = connect::open_stream(spec, Instant::now(), &mut phases).await?;
+    let stream = connect::open_stream(
+        spec,
+        connect::prepare_tls(spec)?,
+        Instant::now(),
+        &mut phases,
+    )
+    .await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ProbeError::new(ErrorType::ClosedEarly, format!("GET /v1/models: {e}")))?;
