@@ -124,8 +124,9 @@ struct Flags {
     text_seen: AtomicBool,
 }
 
-/// Everything up to `done`; `Ok` only for a complete, non-truncated run. Sets `tl.ended` on
-/// success (failures get it from the caller, which also covers the whole-run timeout).
+/// Everything up to `done`, then the closing handshake; `Ok` only for a complete, non-truncated
+/// run. Once the outcome is decided it sets `tl.ended` and `tl.outcome` before closing; errors
+/// returned earlier (connect, session) leave `ended` at zero for the caller to fill in.
 async fn drive(
     spec: &ProbeSpec,
     audio: &PreparedAudio,
@@ -174,9 +175,17 @@ async fn drive(
     notify(observer, ProgressEvent::Connected);
     let (mut sink, mut stream) = ws.split();
 
-    let first = timeout_at(connect_deadline, stream.next())
-        .await
-        .map_err(|_| connect_timeout())?;
+    // Control frames (a keepalive ping) may come first; the first event must be session.created.
+    let first = timeout_at(connect_deadline, async {
+        loop {
+            match stream.next().await {
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .map_err(|_| connect_timeout())?;
     let at = t0.elapsed();
     match first {
         Some(Ok(Message::Text(text))) => match events::parse(&text) {
@@ -272,7 +281,9 @@ async fn drive(
             observer,
         );
         tokio::pin!(sender, reader);
+        // Reader first: a `done` and a deadline in the same poll resolve as the `done`.
         tokio::select! {
+            biased;
             r = &mut reader => r,
             e = &mut sender => Err(e),
         }
