@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::metrics::wer;
+use crate::metrics::wer::word_error_rate;
 use crate::probe::timeline::{SentKind, Timeline, Usage};
 
 /// Everything recorded for one run. Seconds are `f64`.
@@ -46,271 +46,371 @@ pub struct Derived {
     pub truncated: bool,
 }
 
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
-}
-
-/// `b − a` in seconds.
-fn between(a: Duration, b: Duration) -> f64 {
-    b.as_secs_f64() - a.as_secs_f64()
-}
-
 /// Derive every value from a timeline. `reference` is the probe's reference transcript.
 pub fn derive(t: &Timeline, reference: Option<&str>) -> Derived {
-    let sends = |kind: SentKind| t.sent.iter().filter(move |s| s.kind == kind);
-    let first_append = sends(SentKind::Append).next().map(|s| s.at);
-    let last_append = sends(SentKind::Append).next_back().map(|s| s.at);
-    let final_commit = sends(SentKind::FinalCommit).next().map(|s| s.at);
-    let done_at = t.done.as_ref().map(|d| d.at);
-    let usage = t.done.as_ref().and_then(|d| d.usage);
+    let secs = |d: Duration| d.as_secs_f64();
+    let diff = |later: Duration, earlier: Duration| later.checked_sub(earlier).map(secs);
 
-    // Receive times of text. Done-only rule (guidellm): no text delta but a non-empty
-    // done.text counts as one piece of text at t_done.
-    let mut text_times: Vec<Duration> = t
+    let text_times: Vec<Duration> = t
         .deltas
         .iter()
         .filter(|d| d.nonempty)
         .map(|d| d.at)
         .collect();
-    if let (true, Some(d), false) = (text_times.is_empty(), &t.done, t.transcript().is_empty()) {
-        text_times.push(d.at);
-    }
-    let first_text = text_times.first().copied();
-    let last_text = text_times.last().copied();
+    // guidellm's done-only rule: no visible delta but a non-empty final text counts as one token
+    // received at `transcription.done`.
+    let tokens: Vec<Duration> = match &t.done {
+        Some(done) if text_times.is_empty() && !done.text.is_empty() => vec![done.at],
+        _ => text_times.clone(),
+    };
+    let first_text = tokens.first().copied();
+    let last_text = tokens.last().copied();
 
-    let itl_gaps: Vec<f64> = text_times.windows(2).map(|w| between(w[0], w[1])).collect();
-    let text_span = match (first_text, last_text) {
-        (Some(f), Some(l)) => Some(between(f, l)),
+    let appends: Vec<Duration> = t
+        .sent
+        .iter()
+        .filter(|s| s.kind == SentKind::Append)
+        .map(|s| s.at)
+        .collect();
+    let first_append = appends.first().copied();
+    let final_commit = t
+        .sent
+        .iter()
+        .find(|s| s.kind == SentKind::FinalCommit)
+        .map(|s| s.at);
+    let usage = t.done.as_ref().and_then(|d| d.usage);
+
+    let itl_gaps = tokens.windows(2).map(|w| secs(w[1] - w[0])).collect();
+    let span = match (first_text, last_text) {
+        (Some(f), Some(l)) => Some(secs(l - f)),
         _ => None,
     };
-    // guidellm divides by the server's token count when it has one, else by the text count.
-    let output_tokens = usage.map_or(text_times.len() as u64, |u| u.completion_tokens);
-    let itl_guidellm = match text_span {
-        Some(span) if output_tokens > 1 => Some(span / (output_tokens - 1) as f64),
+    let output_tokens = match usage {
+        Some(u) if u.completion_tokens > 1 => Some(u.completion_tokens),
+        _ => Some(tokens.len() as u64).filter(|n| *n > 1),
+    };
+    let itl_guidellm = match (span, output_tokens) {
+        (Some(span), Some(n)) => Some(span / (n - 1) as f64),
         _ => None,
     };
-    let decode_token_rate = match text_span {
-        Some(span) if text_times.len() > 1 && span > 0.0 => {
-            Some((text_times.len() - 1) as f64 / span)
-        }
-        _ => None,
-    };
-    let rtt_mean = if text_times.is_empty() || t.sent.is_empty() {
+    let rtt_mean = if tokens.is_empty() || t.sent.is_empty() {
         None
     } else {
-        let recv = text_times.iter().map(|d| secs(*d)).sum::<f64>() / text_times.len() as f64;
+        let recv = tokens.iter().map(|d| secs(*d)).sum::<f64>() / tokens.len() as f64;
         let sent = t.sent.iter().map(|s| secs(s.at)).sum::<f64>() / t.sent.len() as f64;
         Some(recv - sent)
     };
-
-    let send_window = match (first_append, last_append) {
-        (Some(f), Some(l)) if l > f => Some(between(f, l)),
+    let send_window = match (first_append, appends.last()) {
+        (Some(f), Some(l)) if appends.len() > 1 && *l > f => Some(secs(*l - f)),
+        _ => None,
+    };
+    let decode_token_rate = match span {
+        Some(span) if tokens.len() > 1 && span > 0.0 => Some((tokens.len() - 1) as f64 / span),
         _ => None,
     };
 
-    let mut phases = Vec::with_capacity(5);
-    let mut prev = Duration::ZERO;
-    for (name, end) in [
-        ("dns", t.phases.dns_done),
-        ("connect", t.phases.tcp_connected),
-        ("tls", t.phases.tls_done),
-        ("upgrade", t.phases.upgraded),
-        ("session", t.phases.session_created),
-    ] {
-        if let Some(end) = end {
-            phases.push((name, between(prev, end)));
-            prev = end;
-        }
-    }
-
     Derived {
-        e2e: done_at.map(secs),
+        e2e: t.done.as_ref().map(|d| secs(d.at)),
         ttft: first_text.map(secs),
-        time_to_first_text: first_text.zip(first_append).map(|(f, a)| between(a, f)),
+        time_to_first_text: first_text.zip(first_append).and_then(|(f, a)| diff(f, a)),
         itl_gaps,
         itl_guidellm,
-        rtt_last: last_text.zip(final_commit).map(|(l, c)| between(c, l)),
+        rtt_last: last_text.zip(final_commit).and_then(|(l, c)| diff(l, c)),
         rtt_mean,
-        finalize: done_at.zip(final_commit).map(|(d, c)| between(c, d)),
-        phases,
-        send_window_audio_rate: send_window.map(|w| t.audio_sent.as_secs_f64() / w),
+        finalize: t
+            .done
+            .as_ref()
+            .zip(final_commit)
+            .and_then(|(d, c)| diff(d.at, c)),
+        phases: phases(t),
+        send_window_audio_rate: send_window.map(|w| secs(t.audio_sent) / w),
         send_window_output_tokens: send_window
             .zip(usage)
             .map(|(w, u)| u.completion_tokens as f64 / w),
         decode_token_rate,
         usage,
-        wer: reference.and_then(|r| wer::word_error_rate(r, t.transcript())),
-        pacing_lateness: sends(SentKind::Append)
-            .filter_map(|s| s.scheduled.map(|due| between(due, s.at)))
+        wer: match (&t.done, reference) {
+            (Some(_), Some(r)) => word_error_rate(r, t.transcript()),
+            _ => None,
+        },
+        pacing_lateness: t
+            .sent
+            .iter()
+            .filter(|s| s.kind == SentKind::Append)
+            .filter_map(|s| s.scheduled.map(|sch| secs(s.at) - secs(sch)))
             .collect(),
-        text_deltas: t.deltas.iter().filter(|d| d.nonempty).count(),
+        text_deltas: text_times.len(),
         deltas: t.deltas.len(),
         truncated: t.truncated,
     }
 }
 
+/// Each recorded phase lasts from the end of the previous recorded one (or `t0`) to its own end;
+/// a phase that did not happen (dns for an IP literal, tls for ws://) is skipped, not zero.
+fn phases(t: &Timeline) -> Vec<(&'static str, f64)> {
+    let p = &t.phases;
+    let mut out = Vec::with_capacity(5);
+    let mut prev = Duration::ZERO;
+    for (name, end) in [
+        ("dns", p.dns_done),
+        ("connect", p.tcp_connected),
+        ("tls", p.tls_done),
+        ("upgrade", p.upgraded),
+        ("session", p.session_created),
+    ] {
+        if let Some(end) = end {
+            out.push((name, end.saturating_sub(prev).as_secs_f64()));
+            prev = end;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime};
+    use std::time::SystemTime;
 
     use super::*;
     use crate::probe::error::{ErrorType, ProbeError};
-    use crate::probe::timeline::{Delta, Done, Sent};
+    use crate::probe::timeline::{Delta, Done, Phases, Sent};
 
     fn ms(v: u64) -> Duration {
         Duration::from_millis(v)
     }
 
-    fn close(a: Option<f64>, b: f64) {
-        let a = a.expect("value should be defined");
-        assert!((a - b).abs() < 1e-9, "{a} != {b}");
-    }
-
-    fn sent(kind: SentKind, at: u64, scheduled: Option<u64>, audio_end: Option<u64>) -> Sent {
+    fn sent(kind: SentKind, at: u64) -> Sent {
         Sent {
             kind,
             at: ms(at),
-            scheduled: scheduled.map(ms),
-            audio_end: audio_end.map(ms),
+            scheduled: None,
+            audio_end: None,
         }
     }
 
-    /// update 5, start 6, appends 10/111/210 (due 10/110/210), final 215; text at 400/560/700,
-    /// empty deltas at 300/480, done at 760 with 5 completion tokens.
-    fn timeline() -> Timeline {
-        let mut t = Timeline::new(SystemTime::UNIX_EPOCH);
-        t.phases.tcp_connected = Some(ms(1));
-        t.phases.upgraded = Some(ms(3));
-        t.phases.session_created = Some(ms(4));
-        t.sent = vec![
-            sent(SentKind::SessionUpdate, 5, None, None),
-            sent(SentKind::StartCommit, 6, None, None),
-            sent(SentKind::Append, 10, Some(10), Some(100)),
-            sent(SentKind::Append, 111, Some(110), Some(200)),
-            sent(SentKind::Append, 210, Some(210), Some(300)),
-            sent(SentKind::FinalCommit, 215, None, None),
-        ];
-        t.audio_sent = ms(300);
-        t.deltas = [
-            (300, false),
-            (400, true),
-            (480, false),
-            (560, true),
-            (700, true),
-        ]
-        .iter()
-        .map(|&(at, nonempty)| Delta {
+    fn append(at: u64, scheduled: u64, audio_end: u64) -> Sent {
+        Sent {
+            kind: SentKind::Append,
+            at: ms(at),
+            scheduled: Some(ms(scheduled)),
+            audio_end: Some(ms(audio_end)),
+        }
+    }
+
+    fn delta(at: u64, nonempty: bool) -> Delta {
+        Delta {
             at: ms(at),
             nonempty,
-        })
-        .collect();
+        }
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    fn assert_close(got: Option<f64>, want: f64) {
+        let g = got.unwrap_or_else(|| panic!("expected {want}, got None"));
+        assert!(close(g, want), "got {g}, want {want}");
+    }
+
+    /// A realtime-paced run: 3 chunks of 100 ms, two empty and three non-empty deltas.
+    fn paced() -> Timeline {
+        let mut t = Timeline::new(SystemTime::UNIX_EPOCH);
+        t.phases = Phases {
+            dns_done: Some(ms(2)),
+            tcp_connected: Some(ms(5)),
+            tls_done: Some(ms(15)),
+            upgraded: Some(ms(20)),
+            session_created: Some(ms(22)),
+        };
+        t.sent = vec![
+            sent(SentKind::SessionUpdate, 23),
+            sent(SentKind::StartCommit, 24),
+            append(25, 25, 100),
+            append(126, 125, 200),
+            append(228, 225, 300),
+            sent(SentKind::FinalCommit, 229),
+        ];
+        t.deltas = vec![
+            delta(300, false),
+            delta(400, true),
+            delta(480, false),
+            delta(500, true),
+            delta(700, true),
+        ];
         t.delta_text = " a b c".into();
         t.done = Some(Done {
-            at: ms(760),
+            at: ms(750),
             text: " a b c".into(),
             usage: Some(Usage {
                 prompt_tokens: 39,
-                completion_tokens: 5,
-                total_tokens: 44,
+                completion_tokens: 11,
+                total_tokens: 50,
             }),
         });
-        t.ended = ms(760);
+        t.audio_sent = ms(300);
+        t.ended = ms(750);
         t
     }
 
     #[test]
-    fn every_formula_on_a_full_run() {
-        let d = derive(&timeline(), Some("A b C"));
-        close(d.e2e, 0.760);
-        close(d.ttft, 0.400);
-        close(d.time_to_first_text, 0.390);
+    fn every_formula_on_a_paced_run() {
+        let d = derive(&paced(), Some("A, b d."));
+        assert_close(d.e2e, 0.750);
+        assert_close(d.ttft, 0.400);
+        assert_close(d.time_to_first_text, 0.400 - 0.025);
         assert_eq!(d.itl_gaps.len(), 2);
-        close(Some(d.itl_gaps[0]), 0.160);
-        close(Some(d.itl_gaps[1]), 0.140);
-        close(d.itl_guidellm, 0.300 / 4.0);
-        close(d.rtt_last, 0.700 - 0.215);
-        let recv = (0.400 + 0.560 + 0.700) / 3.0;
-        let sends = (0.005 + 0.006 + 0.010 + 0.111 + 0.210 + 0.215) / 6.0;
-        close(d.rtt_mean, recv - sends);
-        close(d.finalize, 0.760 - 0.215);
-        let names: Vec<_> = d.phases.iter().map(|p| p.0).collect();
-        assert_eq!(names, ["connect", "upgrade", "session"]);
-        close(Some(d.phases[0].1), 0.001);
-        close(Some(d.phases[1].1), 0.002);
-        close(Some(d.phases[2].1), 0.001);
-        close(d.send_window_audio_rate, 0.300 / 0.200);
-        close(d.send_window_output_tokens, 5.0 / 0.200);
-        close(d.decode_token_rate, 2.0 / 0.300);
+        assert!(close(d.itl_gaps[0], 0.100) && close(d.itl_gaps[1], 0.200));
+        // (0.700 − 0.400) / (11 − 1)
+        assert_close(d.itl_guidellm, 0.030);
+        assert_close(d.rtt_last, 0.700 - 0.229);
+        // mean(0.4, 0.5, 0.7) − mean(23, 24, 25, 126, 228, 229 ms)
+        let sent_mean = (0.023 + 0.024 + 0.025 + 0.126 + 0.228 + 0.229) / 6.0;
+        assert_close(d.rtt_mean, (0.4 + 0.5 + 0.7) / 3.0 - sent_mean);
+        assert_close(d.finalize, 0.750 - 0.229);
+        let phases: Vec<&str> = d.phases.iter().map(|p| p.0).collect();
+        assert_eq!(phases, ["dns", "connect", "tls", "upgrade", "session"]);
+        let want = [0.002, 0.003, 0.010, 0.005, 0.002];
+        for (got, want) in d.phases.iter().zip(want) {
+            assert!(close(got.1, want), "{got:?} vs {want}");
+        }
+        // 0.3 s of audio over a 0.203 s send window
+        assert_close(d.send_window_audio_rate, 0.300 / 0.203);
+        assert_close(d.send_window_output_tokens, 11.0 / 0.203);
+        // (3 − 1) / 0.3 s
+        assert_close(d.decode_token_rate, 2.0 / 0.300);
+        assert_eq!(d.usage.map(|u| u.completion_tokens), Some(11));
+        // "a b c" vs "a b d": one substitution over three reference words
+        assert_close(d.wer, 1.0 / 3.0);
         assert_eq!(d.pacing_lateness.len(), 3);
-        close(Some(d.pacing_lateness[1]), 0.001);
-        close(Some(d.pacing_lateness[0]), 0.0);
-        close(d.wer, 0.0);
-        assert_eq!((d.text_deltas, d.deltas), (3, 5));
-        assert!(!d.truncated);
+        for (got, want) in d.pacing_lateness.iter().zip([0.0, 0.001, 0.003]) {
+            assert!(close(*got, want), "{got} vs {want}");
+        }
+        assert_eq!((d.text_deltas, d.deltas, d.truncated), (3, 5, false));
     }
 
     #[test]
-    fn guidellm_itl_falls_back_to_text_count_without_usage() {
-        let mut t = timeline();
+    fn itl_guidellm_falls_back_to_text_delta_count_without_usage() {
+        let mut t = paced();
         t.done.as_mut().unwrap().usage = None;
         let d = derive(&t, None);
-        close(d.itl_guidellm, 0.300 / 2.0);
+        assert_close(d.itl_guidellm, 0.300 / 2.0);
         assert_eq!(d.send_window_output_tokens, None);
+        assert_eq!(d.usage, None);
         assert_eq!(d.wer, None);
+        // completion_tokens of 1 cannot be a divisor; the delta count takes over.
+        t.done.as_mut().unwrap().usage = Some(Usage {
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            total_tokens: 2,
+        });
+        assert_close(derive(&t, None).itl_guidellm, 0.150);
     }
 
     #[test]
-    fn done_only_counts_text_at_done() {
-        let mut t = timeline();
-        t.deltas.clear();
+    fn done_only_puts_first_and_last_text_at_done() {
+        let mut t = paced();
+        t.deltas = vec![delta(300, false)];
         t.delta_text.clear();
         let d = derive(&t, None);
-        close(d.ttft, 0.760);
-        close(d.rtt_last, 0.760 - 0.215);
+        assert_close(d.ttft, 0.750);
+        assert_close(d.time_to_first_text, 0.750 - 0.025);
+        assert_close(d.rtt_last, 0.750 - 0.229);
         assert!(d.itl_gaps.is_empty());
+        // span 0 over (11 − 1) tokens
+        assert_close(d.itl_guidellm, 0.0);
+        let sent_mean = (0.023 + 0.024 + 0.025 + 0.126 + 0.228 + 0.229) / 6.0;
+        assert_close(d.rtt_mean, 0.750 - sent_mean);
         assert_eq!(d.decode_token_rate, None);
-        close(d.itl_guidellm, 0.0);
+        assert_eq!((d.text_deltas, d.deltas), (0, 1));
     }
 
     #[test]
-    fn empty_transcript_records_no_text_latency() {
-        let mut t = timeline();
-        t.deltas.retain(|d| !d.nonempty);
+    fn empty_transcript_leaves_text_metrics_undefined() {
+        let mut t = paced();
+        t.deltas = vec![delta(300, false), delta(400, false)];
         t.delta_text.clear();
         t.done.as_mut().unwrap().text.clear();
-        let d = derive(&t, Some("something"));
-        assert_eq!(
-            (d.ttft, d.time_to_first_text, d.rtt_last, d.rtt_mean),
-            (None, None, None, None)
-        );
+        let d = derive(&t, Some("a b"));
+        assert_eq!(d.ttft, None);
+        assert_eq!(d.time_to_first_text, None);
         assert!(d.itl_gaps.is_empty());
         assert_eq!(d.itl_guidellm, None);
-        close(d.e2e, 0.760);
-        close(d.finalize, 0.545);
-        close(d.wer, 1.0);
-    }
-
-    #[test]
-    fn failed_run_keeps_only_what_happened() {
-        let mut t = Timeline::new(SystemTime::UNIX_EPOCH);
-        t.phases.dns_done = Some(ms(2));
-        t.phases.tcp_connected = Some(ms(5));
-        t.outcome = Err(ProbeError::new(ErrorType::Http401, "denied"));
-        let d = derive(&t, Some("x"));
-        assert_eq!(d.phases, vec![("dns", 0.002), ("connect", 0.003)]);
-        assert_eq!(
-            (d.e2e, d.ttft, d.finalize, d.send_window_audio_rate),
-            (None, None, None, None)
-        );
+        assert_eq!(d.rtt_last, None);
+        assert_eq!(d.rtt_mean, None);
+        assert_eq!(d.decode_token_rate, None);
+        // Still defined: the run finished.
+        assert_close(d.e2e, 0.750);
+        assert_close(d.finalize, 0.521);
+        // Every reference word deleted.
+        assert_close(d.wer, 1.0);
     }
 
     #[test]
     fn one_chunk_has_no_send_window() {
-        let mut t = timeline();
+        let mut t = paced();
         t.sent
-            .retain(|s| s.kind != SentKind::Append || s.at == ms(10));
+            .retain(|s| s.kind != SentKind::Append || s.at == ms(25));
+        t.audio_sent = ms(100);
         let d = derive(&t, None);
         assert_eq!(d.send_window_audio_rate, None);
         assert_eq!(d.send_window_output_tokens, None);
+        assert_eq!(d.pacing_lateness, vec![0.0]);
+    }
+
+    #[test]
+    fn single_text_delta_has_no_gap_or_rate() {
+        let mut t = paced();
+        t.deltas = vec![delta(400, true)];
+        let d = derive(&t, None);
+        assert!(d.itl_gaps.is_empty());
+        assert_eq!(d.decode_token_rate, None);
+        assert_close(d.itl_guidellm, 0.0);
+        t.done.as_mut().unwrap().usage = None;
+        assert_eq!(derive(&t, None).itl_guidellm, None);
+    }
+
+    #[test]
+    fn truncated_run_has_no_final_commit_values() {
+        let mut t = paced();
+        t.sent.retain(|s| s.kind != SentKind::FinalCommit);
+        t.truncated = true;
+        t.outcome = Err(ProbeError::new(
+            ErrorType::Truncated,
+            "done before final commit",
+        ));
+        let d = derive(&t, None);
+        assert!(d.truncated);
+        assert_eq!(d.rtt_last, None);
+        assert_eq!(d.finalize, None);
+        assert_close(d.e2e, 0.750);
+        assert_close(d.ttft, 0.400);
+    }
+
+    #[test]
+    fn failed_connect_keeps_the_phases_it_reached() {
+        let mut t = Timeline::new(SystemTime::UNIX_EPOCH);
+        t.phases.tcp_connected = Some(ms(4));
+        t.ended = ms(30);
+        t.outcome = Err(ProbeError::new(ErrorType::Tls, "unknown issuer"));
+        let d = derive(&t, Some("a"));
+        assert_eq!(d.phases, vec![("connect", 0.004)]);
+        assert_eq!(d.e2e, None);
+        assert_eq!(d.ttft, None);
+        assert_eq!(d.rtt_mean, None);
+        assert_eq!(d.wer, None);
+        assert!(d.pacing_lateness.is_empty());
+    }
+
+    #[test]
+    fn ws_without_dns_or_tls_skips_those_phases() {
+        let mut t = paced();
+        t.phases.dns_done = None;
+        t.phases.tls_done = None;
+        let d = derive(&t, None);
+        assert_eq!(d.phases.len(), 3);
+        assert_eq!(d.phases[0].0, "connect");
+        assert!(close(d.phases[0].1, 0.005));
+        assert_eq!(d.phases[1].0, "upgrade");
+        assert!(close(d.phases[1].1, 0.015));
     }
 }

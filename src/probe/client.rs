@@ -1,16 +1,18 @@
-//! One probe run: connect, session, paced sends and a concurrent reader, every step under a
-//! deadline, recorded into a `Timeline`. No metrics and no statistics here (see
-//! `metrics::derive`); the hot path only sends pre-built frames and pushes timestamps.
+//! One probe run (realtime-protocol.md §6.1/§6.2): connect, wait for `session.created`, send
+//! `session.update` and the audio, read deltas until `transcription.done`, close 1000.
 //!
-//! Sequence (realtime-protocol.md §6.1): `session.created` → `session.update{model}` →
-//! `commit{final:false}` → appends at `t_first + i·chunk` → `commit{final:true}` → read until
-//! `transcription.done` → close 1000. `Pacing::Burst` uses guidellm's order (§6.2).
+//! The reader runs from the first byte, concurrently with the sender: both are futures polled
+//! together in the caller's task (no spawned task), so dropping the run cancels everything, and
+//! a delta is stamped when it arrives even while the sender sleeps. Every deadline is enforced
+//! here; the caller gets a `Timeline` whatever happened, never a panic.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::Notify;
 use tokio::time::{sleep_until, timeout_at};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -19,238 +21,327 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::audio::PreparedAudio;
 use crate::config::{ModelChoice, Pacing, ProbeSpec};
-use crate::probe::connect::{self, Ws, classify_ws_error};
+use crate::probe::connect::{self, Ws, map_ws_error};
 use crate::probe::error::{ErrorType, ProbeError, ServerCode};
 use crate::probe::events::{self, ServerEvent};
 use crate::probe::timeline::{Delta, Done, Sent, SentKind, Timeline};
-use crate::probe::{models, pacer, tls};
+use crate::probe::{models, pacer};
 
-/// Events that are not deltas, done or errors (e.g. `session.updated`), tolerated up to this
-/// many per run; a peer flooding them ends the run as `limit`.
+/// Ignored events (unknown types, non-fatal errors) tolerated per run.
 pub const MAX_IGNORED_EVENTS: u64 = 10_000;
-/// Transcript bytes kept per run; more ends the run as `limit`.
-pub const MAX_TRANSCRIPT_BYTES: usize = 1 << 20;
-/// How long to wait for the server's close echo after our close 1000 (not part of any metric).
+/// Transcript bytes kept per run (deltas, and `done.text`).
+pub const MAX_TRANSCRIPT: usize = 1024 * 1024;
+/// How long the closing handshake may take after `done` (not part of any measured value).
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// After a failed send, how long the reader gets to report the cause (an error event, a close
+/// frame) before the send failure itself is reported.
+const SEND_FAILURE_GRACE: Duration = Duration::from_secs(1);
 
-/// Progress of a run, for a terminal progress line. Emitted from the run's own task.
+const START_COMMIT: &str = r#"{"type":"input_audio_buffer.commit","final":false}"#;
+const FINAL_COMMIT: &str = r#"{"type":"input_audio_buffer.commit","final":true}"#;
+
+/// What a CLI progress line can show while a run goes on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProgressEvent {
+    /// The WebSocket upgrade succeeded.
     Connected,
     SessionCreated,
-    ChunkSent { index: usize, total: usize },
-    Text { chars_total: usize },
+    /// Audio chunk `index` (0-based) of `total` was sent.
+    ChunkSent {
+        index: usize,
+        total: usize,
+    },
+    /// A non-empty delta arrived; the transcript now has this many characters.
+    Text {
+        chars_total: usize,
+    },
+    /// `transcription.done` arrived.
     Done,
 }
 
-/// Run one probe. Never panics; always returns a timeline with `ended` set.
-pub async fn run(spec: &ProbeSpec, audio: &PreparedAudio) -> Timeline {
-    run_observed(spec, audio, &mut |_| {}).await
+type Observer<'o> = Mutex<&'o mut (dyn FnMut(&ProgressEvent) + Send)>;
+
+fn notify(observer: &Observer<'_>, event: ProgressEvent) {
+    // A panicking observer poisoned the lock; progress lines are not worth failing a run for.
+    let mut f = observer.lock().unwrap_or_else(|p| p.into_inner());
+    (*f)(&event);
 }
 
-/// As `run`, calling `observer` as the run progresses.
+/// Run one probe: the `Timeline` records everything, including the failure if any.
+pub async fn run(spec: &ProbeSpec, audio: &PreparedAudio) -> Timeline {
+    run_observed(spec, audio, &mut |_: &ProgressEvent| {}).await
+}
+
+/// `run`, reporting progress to `observer` (called from the run's own task, briefly).
 pub async fn run_observed(
     spec: &ProbeSpec,
     audio: &PreparedAudio,
     observer: &mut (dyn FnMut(&ProgressEvent) + Send),
 ) -> Timeline {
-    let started = SystemTime::now();
-    // Everything that can be prepared is prepared before t0: TLS config, frames, model name.
-    let mut tl = Timeline::new(started);
-    let prepared = prepare(spec, audio).await;
-    let t0 = Instant::now();
-    let result = match prepared {
-        Ok(p) => session(spec, audio, &p, t0, &mut tl, observer).await,
-        Err(e) => Err(e),
-    };
-    tl.ended = t0.elapsed();
-    if let Err(e) = result {
-        tl.outcome = Err(e);
+    let run_start = Instant::now();
+    let mut tl = Timeline::new(SystemTime::now());
+    tl.t0 = Some(run_start);
+    let observer = Mutex::new(observer);
+    let bound = (run_start + spec.timeout).into();
+    match timeout_at(bound, drive(spec, audio, &mut tl, &observer)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            if tl.ended.is_zero() {
+                tl.ended = tl.t0.unwrap_or(run_start).elapsed();
+            }
+            tl.outcome = Err(e);
+        }
+        // A bound that passes while closing after the outcome was decided changes nothing.
+        Err(_) if !tl.ended.is_zero() => {}
+        Err(_) => {
+            tl.ended = tl.t0.unwrap_or(run_start).elapsed();
+            tl.outcome = Err(ProbeError::new(
+                pending_timeout(&tl),
+                format!("run timeout of {:?} passed", spec.timeout),
+            ));
+        }
     }
     tl
 }
 
-struct Prepared {
-    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
-    update: Utf8Bytes,
-    frames: Vec<Utf8Bytes>,
-}
-
-const START_COMMIT: &str = r#"{"type":"input_audio_buffer.commit","final":false}"#;
-const FINAL_COMMIT: &str = r#"{"type":"input_audio_buffer.commit","final":true}"#;
-
-async fn prepare(spec: &ProbeSpec, audio: &PreparedAudio) -> Result<Prepared, ProbeError> {
-    let tls = if spec.target.secure {
-        Some(
-            tls::client_config(&spec.tls)
-                .map_err(|e| ProbeError::new(ErrorType::Tls, e.to_string()))?,
-        )
+/// The timeout kind of the stage a run was in when its whole-run bound passed.
+fn pending_timeout(tl: &Timeline) -> ErrorType {
+    if tl.phases.session_created.is_none() {
+        ErrorType::TimeoutConnect
+    } else if tl.done.is_none() && !tl.deltas.iter().any(|d| d.nonempty) {
+        ErrorType::TimeoutFirstText
     } else {
-        None
-    };
-    let model = match &spec.model {
-        ModelChoice::Named(m) => m.clone(),
-        ModelChoice::Auto => models::first_model(spec, tls.clone()).await?,
-    };
-    let update = serde_json::json!({"type": "session.update", "model": model}).to_string();
-    let frames = audio
-        .chunks
-        .iter()
-        .map(|c| Utf8Bytes::from(c.frame.to_string()))
-        .collect();
-    Ok(Prepared {
-        tls,
-        update: update.into(),
-        frames,
-    })
-}
-
-/// Shared between the sender and the reader (both polled by this task): when the first append
-/// and the final commit left, as nanoseconds since t0 (0 = not yet).
-#[derive(Default)]
-struct Progress {
-    first_append_ns: AtomicU64,
-    final_commit_ns: AtomicU64,
-    chunks_sent: AtomicU64,
-    changed: Notify,
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
-}
-
-fn get(a: &AtomicU64) -> Option<Duration> {
-    match a.load(Ordering::Acquire) {
-        0 => None,
-        n => Some(Duration::from_nanos(n)),
+        ErrorType::TimeoutDone
     }
 }
 
-async fn session(
+/// Progress shared between the sender and the reader (both run in one task; atomics only so
+/// the run's future stays `Send`).
+#[derive(Default)]
+struct Flags {
+    start_sent: AtomicBool,
+    final_sent: AtomicBool,
+    text_seen: AtomicBool,
+}
+
+/// Everything up to `done`, then the closing handshake; `Ok` only for a complete, non-truncated
+/// run. Once the outcome is decided it sets `tl.ended` and `tl.outcome` before closing; errors
+/// returned earlier (connect, session) leave `ended` at zero for the caller to fill in.
+async fn drive(
     spec: &ProbeSpec,
     audio: &PreparedAudio,
-    p: &Prepared,
-    t0: Instant,
     tl: &mut Timeline,
-    observer: &mut (dyn FnMut(&ProgressEvent) + Send),
+    observer: &Observer<'_>,
 ) -> Result<(), ProbeError> {
-    let overall = t0 + spec.timeout;
-    let connect_deadline = (t0 + spec.deadlines.connect).min(overall);
-    let timeout_connect = || {
-        ProbeError::new(
-            ErrorType::TimeoutConnect,
-            format!(
-                "no session.created within {:?}",
-                spec.deadlines.connect.min(spec.timeout)
-            ),
-        )
-    };
-
-    let mut ws = timeout_at(connect_deadline.into(), async {
-        let stream = connect::open_stream(spec, p.tls.clone(), t0, &mut tl.phases).await?;
-        connect::upgrade(spec, stream, t0, &mut tl.phases).await
-    })
-    .await
-    .map_err(|_| timeout_connect())??;
-    observer(&ProgressEvent::Connected);
-
-    // The first event must be session.created.
-    loop {
-        let msg = timeout_at(connect_deadline.into(), ws.next())
+    let model = match &spec.model {
+        ModelChoice::Named(name) => name.clone(),
+        ModelChoice::Auto => {
+            let start = Instant::now();
+            match timeout_at(
+                (start + spec.deadlines.connect).into(),
+                models::resolve(spec),
+            )
             .await
-            .map_err(|_| timeout_connect())?;
-        match msg {
-            None => {
-                return Err(ProbeError::new(
-                    ErrorType::ClosedEarly,
-                    "closed before session.created",
-                ));
-            }
-            Some(Err(e)) => return Err(classify_ws_error(&e, "waiting for session.created")),
-            Some(Ok(Message::Text(text))) => match events::parse(text.as_str()) {
-                Ok(ServerEvent::SessionCreated) => {
-                    tl.phases.session_created = Some(t0.elapsed());
-                    break;
-                }
-                Ok(ServerEvent::Error { code, message }) => {
-                    return Err(server_error(code, &message));
-                }
-                Ok(_) => {
+            {
+                Ok(r) => r?,
+                Err(_) => {
                     return Err(ProbeError::new(
-                        ErrorType::Protocol,
-                        "first server event was not session.created",
+                        ErrorType::TimeoutConnect,
+                        "GET /v1/models: connect deadline passed",
                     ));
                 }
-                Err(e) => return Err(ProbeError::new(ErrorType::Protocol, e.to_string())),
-            },
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(Message::Close(frame))) => {
-                return Err(closed(frame.as_ref(), "before session.created"));
-            }
-            Some(Ok(_)) => {
-                return Err(ProbeError::new(
-                    ErrorType::Protocol,
-                    "binary frame before session.created",
-                ));
             }
         }
-    }
-    observer(&ProgressEvent::SessionCreated);
+    };
 
-    let progress = Progress::default();
-    let mut sent = Vec::with_capacity(audio.chunks.len() + 3);
-    let result = {
-        let (mut sink, mut stream) = (&mut ws).split();
-        let sender = send_all(spec, audio, p, t0, &mut sink, &mut sent, &progress);
-        let reader = read_until_done(
+    let tls_config = connect::prepare_tls(spec)?;
+    let t0 = Instant::now();
+    tl.t0 = Some(t0);
+    let connect_deadline = (t0 + spec.deadlines.connect).into();
+    let connect_timeout = || {
+        ProbeError::new(
+            ErrorType::TimeoutConnect,
+            format!("no session.created within {:?}", spec.deadlines.connect),
+        )
+    };
+    let ws: Ws = timeout_at(connect_deadline, async {
+        let stream = connect::open_stream(spec, tls_config, t0, &mut tl.phases).await?;
+        let ws = connect::upgrade(spec, stream).await?;
+        tl.phases.upgraded = Some(t0.elapsed());
+        Ok::<_, ProbeError>(ws)
+    })
+    .await
+    .map_err(|_| connect_timeout())??;
+    notify(observer, ProgressEvent::Connected);
+    let (mut sink, mut stream) = ws.split();
+
+    // Control frames (a keepalive ping) may come first; the first event must be session.created.
+    let first = timeout_at(connect_deadline, async {
+        loop {
+            match stream.next().await {
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .map_err(|_| connect_timeout())?;
+    let at = t0.elapsed();
+    match first {
+        Some(Ok(Message::Text(text))) => match events::parse(&text) {
+            Ok(ServerEvent::SessionCreated) => {}
+            Ok(_) => {
+                return Err(ProbeError::new(
+                    ErrorType::Protocol,
+                    "first event was not session.created",
+                ));
+            }
+            Err(e) => return Err(ProbeError::new(ErrorType::Protocol, e.to_string())),
+        },
+        Some(Ok(Message::Close(frame))) => {
+            return Err(ProbeError::new(
+                ErrorType::ClosedEarly,
+                format!(
+                    "closed before session.created ({})",
+                    close_code(frame.as_ref())
+                ),
+            ));
+        }
+        Some(Ok(_)) => {
+            return Err(ProbeError::new(
+                ErrorType::Protocol,
+                "first frame was not a session.created text frame",
+            ));
+        }
+        Some(Err(e)) => return Err(map_ws_error(&e, "waiting for session.created")),
+        None => {
+            return Err(ProbeError::new(
+                ErrorType::ClosedEarly,
+                "connection ended before session.created",
+            ));
+        }
+    }
+    tl.phases.session_created = Some(at);
+    notify(observer, ProgressEvent::SessionCreated);
+
+    // Every frame is built before the first timed send: the hot path only clones `Bytes`.
+    let update =
+        Utf8Bytes::from(serde_json::json!({"type": "session.update", "model": model}).to_string());
+    let frames: Vec<Utf8Bytes> = audio.chunks.iter().map(|c| utf8_frame(&c.frame)).collect();
+    let chunk_ends: Vec<Duration> = audio
+        .chunks
+        .iter()
+        .scan(0u64, |samples, c| {
+            *samples += u64::from(c.samples);
+            Some(Duration::from_secs_f64(
+                *samples as f64 / f64::from(crate::audio::SAMPLE_RATE),
+            ))
+        })
+        .collect();
+    tl.sent.reserve(frames.len() + 3);
+
+    let flags = Flags::default();
+    let outcome = {
+        let Timeline {
+            sent,
+            deltas,
+            delta_text,
+            done,
+            audio_sent,
+            truncated,
+            ignored_events,
+            ..
+        } = &mut *tl;
+        let sender = send_all(
             spec,
+            audio,
+            SendPlan {
+                update,
+                frames,
+                chunk_ends,
+            },
             t0,
-            overall,
+            &mut sink,
+            sent,
+            audio_sent,
+            &flags,
+            observer,
+        );
+        let reader = read_all(
             &mut stream,
-            tl,
-            &progress,
-            audio.chunks.len(),
+            t0,
+            Received {
+                deltas,
+                delta_text,
+                done,
+                truncated,
+                ignored_events,
+            },
+            &flags,
             observer,
         );
         tokio::pin!(sender, reader);
-        let mut sender_done = false;
-        loop {
-            tokio::select! {
-                biased;
-                r = &mut reader => break r,
-                s = &mut sender, if !sender_done => {
-                    if let Err(e) = s { break Err(e); }
-                    sender_done = true;
-                }
-            }
+        // Reader first: a `done` and a deadline in the same poll resolve as the `done`.
+        tokio::select! {
+            biased;
+            r = &mut reader => r,
+            e = &mut sender => Err(e),
         }
     };
-    tl.sent = sent;
-    tl.audio_sent = tl
-        .sent
-        .iter()
-        .filter_map(|s| s.audio_end)
-        .max()
-        .unwrap_or(Duration::ZERO);
-    if result.is_ok() {
-        observer(&ProgressEvent::Done);
-        close(&mut ws).await;
+    let outcome = match outcome {
+        Ok(()) if tl.truncated => Err(ProbeError::new(
+            ErrorType::Truncated,
+            "transcription.done arrived before the final commit was sent",
+        )),
+        other => other,
+    };
+    tl.ended = match &tl.done {
+        Some(d) if outcome.is_ok() || tl.truncated => d.at,
+        _ => t0.elapsed(),
+    };
+    tl.outcome = outcome.clone();
+    // Close politely while the socket may still work; bounded, and after `ended` was taken.
+    let broken =
+        matches!(&outcome, Err(e) if matches!(e.kind, ErrorType::ClosedEarly | ErrorType::Limit));
+    if !broken {
+        close(&mut sink, &mut stream).await;
     }
-    result
+    outcome
 }
 
-/// Polite close: 1000, then wait briefly for the echo so the server sees a clean end.
-async fn close(ws: &mut Ws) {
-    let frame = CloseFrame {
-        code: CloseCode::Normal,
-        reason: "".into(),
-    };
-    let _ = tokio::time::timeout(CLOSE_WAIT, async {
-        if ws.send(Message::Close(Some(frame))).await.is_err() {
+/// `Utf8Bytes` sharing the prepared frame's bytes (no copy of the base64).
+fn utf8_frame(frame: &std::sync::Arc<str>) -> Utf8Bytes {
+    struct Owner(std::sync::Arc<str>);
+    impl AsRef<[u8]> for Owner {
+        fn as_ref(&self) -> &[u8] {
+            self.0.as_bytes()
+        }
+    }
+    let bytes = Bytes::from_owner(Owner(frame.clone()));
+    // The bytes come from a `str`, so they are UTF-8; the check runs once per run, untimed.
+    Utf8Bytes::try_from(bytes).unwrap_or_else(|_| Utf8Bytes::from(&**frame))
+}
+
+fn close_code(frame: Option<&CloseFrame>) -> String {
+    match frame {
+        Some(f) => format!("close {}", u16::from(f.code)),
+        None => "close without code".into(),
+    }
+}
+
+/// Send close 1000 and wait (bounded) for the echo, so the server sees a clean end.
+async fn close(sink: &mut SplitSink<Ws, Message>, stream: &mut SplitStream<Ws>) {
+    let until = tokio::time::Instant::now() + CLOSE_WAIT;
+    let _ = timeout_at(until, async {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: Utf8Bytes::from_static(""),
+        };
+        if sink.send(Message::Close(Some(frame))).await.is_err() {
             return;
         }
-        while let Some(Ok(msg)) = ws.next().await {
-            if matches!(msg, Message::Close(_)) {
+        while let Some(Ok(m)) = stream.next().await {
+            if m.is_close() {
                 break;
             }
         }
@@ -258,213 +349,262 @@ async fn close(ws: &mut Ws) {
     .await;
 }
 
-async fn send_frame<S>(sink: &mut S, text: Utf8Bytes) -> Result<(), ProbeError>
-where
-    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
-{
-    sink.send(Message::Text(text))
-        .await
-        .map_err(|e| classify_ws_error(&e, "sending"))
+struct SendPlan {
+    update: Utf8Bytes,
+    frames: Vec<Utf8Bytes>,
+    chunk_ends: Vec<Duration>,
 }
 
-async fn send_all<S>(
+/// Send every client frame in the pacing order, then watch the first-text and done deadlines.
+/// Never returns while the run is healthy: it ends only with the error that fails the run.
+#[allow(clippy::too_many_arguments)]
+async fn send_all(
     spec: &ProbeSpec,
     audio: &PreparedAudio,
-    p: &Prepared,
+    plan: SendPlan,
     t0: Instant,
-    sink: &mut S,
+    sink: &mut SplitSink<Ws, Message>,
     sent: &mut Vec<Sent>,
-    progress: &Progress,
-) -> Result<(), ProbeError>
-where
-    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
-{
-    let record = |sent: &mut Vec<Sent>, kind, scheduled: Option<Instant>, audio_end| {
-        let at = t0.elapsed();
-        sent.push(Sent {
-            kind,
-            at,
-            scheduled: scheduled.map(|s| s.saturating_duration_since(t0)),
-            audio_end,
-        });
-        at
-    };
-    let start_commit: Utf8Bytes = Utf8Bytes::from_static(START_COMMIT);
-    let final_commit: Utf8Bytes = Utf8Bytes::from_static(FINAL_COMMIT);
+    audio_sent: &mut Duration,
+    flags: &Flags,
+    observer: &Observer<'_>,
+) -> ProbeError {
+    let first_text_deadline = |first_append: Instant| first_append + spec.deadlines.first_text;
+    let mut first_append: Option<Instant> = None;
+    let total = plan.frames.len();
 
-    send_frame(sink, p.update.clone()).await?;
-    record(sent, SentKind::SessionUpdate, None, None);
-    if spec.pacing == Pacing::Realtime {
-        send_frame(sink, start_commit.clone()).await?;
-        record(sent, SentKind::StartCommit, None, None);
-    }
-    let mut audio_end = Duration::ZERO;
-    let mut first: Option<Instant> = None;
-    for (i, (frame, chunk)) in p.frames.iter().zip(audio.chunks.iter()).enumerate() {
-        let due = match (spec.pacing, first) {
-            (Pacing::Realtime, Some(f)) => {
-                // Absolute schedule: lateness of one send never shifts the next.
-                let due = f + audio.chunk * u32::try_from(i).unwrap_or(u32::MAX);
-                pacer::sleep_until(due).await;
-                due
+    macro_rules! send {
+        ($msg:expr, $kind:expr, $scheduled:expr, $audio_end:expr) => {{
+            if let Err(e) = sink.send(Message::Text($msg)).await {
+                let err = map_ws_error(&e, "send");
+                tokio::time::sleep(SEND_FAILURE_GRACE).await;
+                return err;
             }
-            _ => Instant::now(),
+            let now = Instant::now();
+            sent.push(Sent {
+                kind: $kind,
+                at: now.saturating_duration_since(t0),
+                scheduled: $scheduled,
+                audio_end: $audio_end,
+            });
+            now
+        }};
+    }
+
+    send!(plan.update, SentKind::SessionUpdate, None, None);
+    if spec.pacing == Pacing::Realtime {
+        send!(
+            Utf8Bytes::from_static(START_COMMIT),
+            SentKind::StartCommit,
+            None,
+            None
+        );
+        flags.start_sent.store(true, Ordering::Release);
+    }
+    let origin = Instant::now();
+    for (i, (frame, end)) in plan.frames.into_iter().zip(plan.chunk_ends).enumerate() {
+        let scheduled = match spec.pacing {
+            Pacing::Realtime => origin + audio.chunk * i as u32,
+            Pacing::Burst => origin,
         };
-        first.get_or_insert(due);
-        send_frame(sink, frame.clone()).await?;
-        audio_end += chunk.duration();
-        let at = record(sent, SentKind::Append, Some(due), Some(audio_end));
-        if i == 0 {
-            progress.first_append_ns.store(nanos(at), Ordering::Release);
+        if spec.pacing == Pacing::Realtime
+            && let Some(fa) = first_append
+            && let Err(e) = sleep_watching_text(scheduled, first_text_deadline(fa), flags).await
+        {
+            return e;
         }
-        progress.chunks_sent.store(i as u64 + 1, Ordering::Release);
-        progress.changed.notify_one();
+        let at = send!(
+            frame,
+            SentKind::Append,
+            Some(scheduled.saturating_duration_since(t0)),
+            Some(end)
+        );
+        first_append.get_or_insert(at);
+        *audio_sent = end;
+        notify(observer, ProgressEvent::ChunkSent { index: i, total });
     }
     if spec.pacing == Pacing::Burst {
-        send_frame(sink, start_commit).await?;
-        record(sent, SentKind::StartCommit, None, None);
+        send!(
+            Utf8Bytes::from_static(START_COMMIT),
+            SentKind::StartCommit,
+            None,
+            None
+        );
+        flags.start_sent.store(true, Ordering::Release);
     }
-    send_frame(sink, final_commit).await?;
-    let at = record(sent, SentKind::FinalCommit, None, None);
-    progress.final_commit_ns.store(nanos(at), Ordering::Release);
-    progress.changed.notify_one();
-    Ok(())
-}
+    send!(
+        Utf8Bytes::from_static(FINAL_COMMIT),
+        SentKind::FinalCommit,
+        None,
+        None
+    );
+    flags.final_sent.store(true, Ordering::Release);
+    let done_deadline = Instant::now() + spec.deadlines.done;
 
-fn server_error(code: Option<String>, message: &str) -> ProbeError {
-    let code_str = code.as_deref().unwrap_or("");
+    if let Some(fa) = first_append
+        && let Err(e) = sleep_watching_text(done_deadline, first_text_deadline(fa), flags).await
+    {
+        return e;
+    }
+    sleep_until(done_deadline.into()).await;
     ProbeError::new(
-        ErrorType::ServerError(ServerCode::from_wire(code_str)),
-        format!("server error {code_str:?}: {message}"),
+        ErrorType::TimeoutDone,
+        format!(
+            "no transcription.done within {:?} of the final commit",
+            spec.deadlines.done
+        ),
     )
 }
 
-fn closed(frame: Option<&CloseFrame>, when: &str) -> ProbeError {
-    let detail = match frame {
-        Some(f) => format!("server closed {when} with code {}", u16::from(f.code)),
-        None => format!("server closed {when}"),
-    };
-    ProbeError::new(ErrorType::ClosedEarly, detail)
+/// Sleep until `until`, failing with `TimeoutFirstText` if the first-text deadline passes first
+/// with no text seen. The flag is only read when a deadline is reached: no wake-ups in between.
+async fn sleep_watching_text(
+    until: Instant,
+    first_text: Instant,
+    flags: &Flags,
+) -> Result<(), ProbeError> {
+    if first_text < until && !flags.text_seen.load(Ordering::Acquire) {
+        sleep_until(first_text.into()).await;
+        if !flags.text_seen.load(Ordering::Acquire) {
+            return Err(ProbeError::new(
+                ErrorType::TimeoutFirstText,
+                "no text within the first-text deadline after the first audio",
+            ));
+        }
+    }
+    pacer::sleep_until(until).await;
+    Ok(())
 }
 
-#[allow(clippy::too_many_arguments)] // one call site; grouping them would only rename the list
-async fn read_until_done<S>(
-    spec: &ProbeSpec,
+struct Received<'a> {
+    deltas: &'a mut Vec<Delta>,
+    delta_text: &'a mut String,
+    done: &'a mut Option<Done>,
+    truncated: &'a mut bool,
+    ignored_events: &'a mut u64,
+}
+
+/// Read until `transcription.done` (`Ok`) or the first failure.
+async fn read_all(
+    stream: &mut SplitStream<Ws>,
     t0: Instant,
-    overall: Instant,
-    stream: &mut S,
-    tl: &mut Timeline,
-    progress: &Progress,
-    total_chunks: usize,
-    observer: &mut (dyn FnMut(&ProgressEvent) + Send),
-) -> Result<(), ProbeError>
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    let mut seen_text = false;
-    let mut chunks_reported = 0;
+    r: Received<'_>,
+    flags: &Flags,
+    observer: &Observer<'_>,
+) -> Result<(), ProbeError> {
+    let Received {
+        deltas,
+        delta_text,
+        done,
+        truncated,
+        ignored_events,
+    } = r;
+    let mut chars_total = 0usize;
+    deltas.reserve(256);
     loop {
-        let chunks = progress.chunks_sent.load(Ordering::Acquire);
-        if chunks != chunks_reported {
-            chunks_reported = chunks;
-            observer(&ProgressEvent::ChunkSent {
-                index: chunks as usize,
-                total: total_chunks,
-            });
-        }
-        // The pending stage decides both the deadline and the error a miss becomes.
-        let (deadline, kind, what) = match (
-            get(&progress.final_commit_ns),
-            get(&progress.first_append_ns),
-        ) {
-            (Some(fin), _) => (
-                (t0 + fin + spec.deadlines.done).min(overall),
-                ErrorType::TimeoutDone,
-                "transcription.done",
-            ),
-            (None, Some(first)) if !seen_text => (
-                (t0 + first + spec.deadlines.first_text).min(overall),
-                ErrorType::TimeoutFirstText,
-                "the first text",
-            ),
-            (None, _) if seen_text => (overall, ErrorType::TimeoutDone, "transcription.done"),
-            _ => (overall, ErrorType::TimeoutFirstText, "the first text"),
-        };
-        let msg = tokio::select! {
-            biased;
-            m = stream.next() => m,
-            _ = progress.changed.notified() => continue,
-            _ = sleep_until(deadline.into()) => {
-                return Err(ProbeError::new(kind, format!("no {what} after {:.3} s", t0.elapsed().as_secs_f64())));
-            }
-        };
+        let msg = stream.next().await;
         let at = t0.elapsed();
         let text = match msg {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Binary(b))) => {
+                return Err(ProbeError::new(
+                    ErrorType::Protocol,
+                    format!("binary frame of {} bytes from the server", b.len()),
+                ));
+            }
+            Some(Ok(Message::Close(frame))) => {
+                return Err(ProbeError::new(
+                    ErrorType::ClosedEarly,
+                    format!(
+                        "server closed before transcription.done ({})",
+                        close_code(frame.as_ref())
+                    ),
+                ));
+            }
+            // Pings are answered by the library on the next read or write.
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(map_ws_error(&e, "read")),
             None => {
                 return Err(ProbeError::new(
                     ErrorType::ClosedEarly,
                     "connection ended before transcription.done",
                 ));
             }
-            Some(Err(e)) => return Err(classify_ws_error(&e, "reading")),
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-            Some(Ok(Message::Close(frame))) => {
-                return Err(closed(frame.as_ref(), "before transcription.done"));
-            }
-            Some(Ok(Message::Binary(_))) => {
-                return Err(ProbeError::new(
-                    ErrorType::Protocol,
-                    "server sent a binary frame",
-                ));
-            }
         };
-        match events::parse(text.as_str()) {
-            Err(e) => return Err(ProbeError::new(ErrorType::Protocol, e.to_string())),
-            Ok(ServerEvent::Delta(d)) => {
-                let nonempty = !d.is_empty();
-                tl.deltas.push(Delta { at, nonempty });
+        let event = events::parse(&text)
+            .map_err(|e| ProbeError::new(ErrorType::Protocol, e.to_string()))?;
+        match event {
+            ServerEvent::Delta(piece) => {
+                let nonempty = !piece.is_empty();
+                deltas.push(Delta { at, nonempty });
                 if nonempty {
-                    seen_text = true;
-                    if tl.delta_text.len() + d.len() > MAX_TRANSCRIPT_BYTES {
+                    if delta_text.len() + piece.len() > MAX_TRANSCRIPT {
                         return Err(ProbeError::new(
                             ErrorType::Limit,
-                            "transcript exceeds 1 MiB",
+                            format!("transcript longer than {MAX_TRANSCRIPT} bytes"),
                         ));
                     }
-                    tl.delta_text.push_str(&d);
-                    observer(&ProgressEvent::Text {
-                        chars_total: tl.delta_text.chars().count(),
-                    });
+                    delta_text.push_str(&piece);
+                    chars_total += piece.chars().count();
+                    flags.text_seen.store(true, Ordering::Release);
+                    notify(observer, ProgressEvent::Text { chars_total });
                 }
             }
-            Ok(ServerEvent::Done { text, usage }) => {
-                if text.len() > MAX_TRANSCRIPT_BYTES {
+            ServerEvent::Done { text, usage } => {
+                if text.len() > MAX_TRANSCRIPT {
                     return Err(ProbeError::new(
                         ErrorType::Limit,
-                        "transcript exceeds 1 MiB",
+                        format!("final text longer than {MAX_TRANSCRIPT} bytes"),
                     ));
                 }
-                tl.done = Some(Done { at, text, usage });
-                if get(&progress.final_commit_ns).is_none() {
-                    tl.truncated = true;
-                    return Err(ProbeError::new(
-                        ErrorType::Truncated,
-                        "transcription.done arrived before the final commit was sent: the transcript covers part of the audio",
-                    ));
-                }
+                *truncated = !flags.final_sent.load(Ordering::Acquire);
+                *done = Some(Done { at, text, usage });
+                notify(observer, ProgressEvent::Done);
                 return Ok(());
             }
-            Ok(ServerEvent::Error { code, message }) => return Err(server_error(code, &message)),
-            Ok(ServerEvent::SessionCreated | ServerEvent::Other) => {
-                tl.ignored_events += 1;
-                if tl.ignored_events > MAX_IGNORED_EVENTS {
+            ServerEvent::Error { message, code } => {
+                let server_code = code
+                    .as_deref()
+                    .map_or(ServerCode::Other, ServerCode::from_wire);
+                let setup = matches!(
+                    server_code,
+                    ServerCode::ModelNotFound
+                        | ServerCode::InvalidEvent
+                        | ServerCode::ModelNotValidated
+                );
+                if setup || flags.start_sent.load(Ordering::Acquire) {
                     return Err(ProbeError::new(
-                        ErrorType::Limit,
-                        "more than 10000 ignored server events",
+                        ErrorType::ServerError(server_code),
+                        format!(
+                            "server error {}: {}",
+                            code.as_deref().unwrap_or("(no code)"),
+                            truncate_chars(&message, 200)
+                        ),
                     ));
                 }
+                ignore(ignored_events)?;
             }
+            ServerEvent::SessionCreated | ServerEvent::Other => ignore(ignored_events)?,
         }
     }
+}
+
+fn ignore(count: &mut u64) -> Result<(), ProbeError> {
+    *count += 1;
+    if *count > MAX_IGNORED_EVENTS {
+        return Err(ProbeError::new(
+            ErrorType::Limit,
+            format!("more than {MAX_IGNORED_EVENTS} ignored server events"),
+        ));
+    }
+    Ok(())
+}
+
+/// Server messages go to logs; keep them one bounded line.
+fn truncate_chars(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().take(max).filter(|c| !c.is_control()).collect();
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
 }

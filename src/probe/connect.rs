@@ -1,7 +1,6 @@
-//! Opening a realtime session's transport, one timed phase at a time: name resolution, TCP,
-//! TLS (for `wss://`), then the HTTP/1.1 upgrade. Each phase's end goes into `Phases`, and each
-//! failure maps to its own `ErrorType` (`dns`, `connect`, `tls`, `http_*`). Deadlines are the
-//! caller's: these futures are cancel-safe by drop.
+//! Opening the connection by hand, so each phase is timed on its own: name resolution, TCP
+//! connect, TLS handshake and the WebSocket upgrade. The callers bound the whole sequence with
+//! the connect deadline; nothing here waits without end on its own.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -9,8 +8,9 @@ use std::time::Instant;
 
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Error as WsError};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -20,43 +20,52 @@ use crate::probe::error::{ErrorType, ProbeError};
 use crate::probe::timeline::Phases;
 use crate::probe::tls;
 
+/// Inbound WebSocket message and frame cap. Real events are a few hundred bytes; the largest is
+/// `transcription.done` with the full text.
+pub const MAX_INBOUND: usize = 4 * 1024 * 1024;
+
 pub type Stream = MaybeTlsStream<TcpStream>;
 pub type Ws = WebSocketStream<Stream>;
 
-/// Inbound frame/message cap: a realtime event is at most a few KiB; anything near this is a
-/// misbehaving peer, ended as `limit` rather than buffered.
-pub const MAX_INBOUND_MESSAGE: usize = 4 << 20;
-
-fn host_for_connect(host: &str) -> &str {
-    host.trim_start_matches('[').trim_end_matches(']')
+/// The TLS client configuration a secure target needs, built before `t0` so loading root
+/// certificates never counts as handshake time. `None` for plain targets.
+pub fn prepare_tls(spec: &ProbeSpec) -> Result<Option<Arc<ClientConfig>>, ProbeError> {
+    if spec.target.secure {
+        tls::client_config(&spec.tls).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
-/// DNS → TCP → (TLS). `tls_config` is `Some` for secure targets.
+/// DNS (skipped for IP literals), TCP and, for secure targets, TLS with `tls_config` (from
+/// `prepare_tls`). Phase ends are recorded into `phases` as they happen, so a later failure
+/// keeps the phases reached.
 pub async fn open_stream(
     spec: &ProbeSpec,
     tls_config: Option<Arc<ClientConfig>>,
     t0: Instant,
     phases: &mut Phases,
 ) -> Result<Stream, ProbeError> {
-    let host = host_for_connect(&spec.target.host);
-    let port = spec.target.port;
+    let target = &spec.target;
+    let host = target.host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Ok(ip) => vec![SocketAddr::new(ip, target.port)],
         Err(_) => {
-            let resolved = tokio::net::lookup_host((host, port))
+            let found = tokio::net::lookup_host((host, target.port))
                 .await
-                .map_err(|e| ProbeError::new(ErrorType::Dns, format!("resolving {host}: {e}")))?
-                .collect::<Vec<_>>();
-            if resolved.is_empty() {
+                .map_err(|e| ProbeError::new(ErrorType::Dns, format!("resolve {host}: {e}")))?;
+            let found: Vec<SocketAddr> = found.collect();
+            if found.is_empty() {
                 return Err(ProbeError::new(
                     ErrorType::Dns,
-                    format!("resolving {host}: no addresses"),
+                    format!("resolve {host}: no addresses"),
                 ));
             }
             phases.dns_done = Some(t0.elapsed());
-            resolved
+            found
         }
     };
+
     let mut last_err = None;
     let mut tcp = None;
     for addr in &addrs {
@@ -65,123 +74,100 @@ pub async fn open_stream(
                 tcp = Some(s);
                 break;
             }
-            Err(e) => last_err = Some(format!("{addr}: {e}")),
+            Err(e) => last_err = Some(format!("connect {addr}: {e}")),
         }
     }
     let tcp = tcp.ok_or_else(|| {
         ProbeError::new(
             ErrorType::Connect,
-            format!(
-                "connecting to {host}:{port}: {}",
-                last_err.unwrap_or_default()
-            ),
+            last_err.unwrap_or_else(|| "no address to connect to".into()),
         )
     })?;
-    // Small frames must leave at once: Nagle would add up to 40 ms to a send timestamp's meaning.
+    // Small frames must leave at once: Nagle would add up to 40 ms to sends and round trips.
     let _ = tcp.set_nodelay(true);
     phases.tcp_connected = Some(t0.elapsed());
 
-    let Some(cfg) = tls_config else {
+    let Some(config) = tls_config else {
         return Ok(MaybeTlsStream::Plain(tcp));
     };
-    let name = tls::server_name(&spec.tls, host)
-        .map_err(|e| ProbeError::new(ErrorType::Tls, e.to_string()))?;
-    let tls_stream = tokio_rustls::TlsConnector::from(cfg)
+    let name = tls::server_name(&spec.tls, host)?;
+    let stream = TlsConnector::from(config)
         .connect(name, tcp)
         .await
-        .map_err(|e| {
-            ProbeError::new(
-                ErrorType::Tls,
-                format!("TLS handshake with {host}:{port}: {e}"),
-            )
-        })?;
+        .map_err(|e| ProbeError::new(ErrorType::Tls, format!("TLS handshake: {e}")))?;
     phases.tls_done = Some(t0.elapsed());
-    Ok(MaybeTlsStream::Rustls(tls_stream))
+    Ok(MaybeTlsStream::Rustls(stream))
 }
 
-/// The upgrade request: the URL, the bearer token (the one place a secret is exposed) and the
-/// configured extra headers.
-fn request(spec: &ProbeSpec) -> Result<tungstenite::handshake::client::Request, ProbeError> {
-    let mut req = spec
-        .target
-        .ws_url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| {
-            ProbeError::new(
-                ErrorType::Protocol,
-                format!("building the upgrade request: {e}"),
-            )
-        })?;
-    let headers = req.headers_mut();
-    for (name, value) in &spec.headers {
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            ProbeError::new(ErrorType::Protocol, format!("invalid header name {name:?}"))
-        })?;
-        let value = HeaderValue::from_str(value.expose()).map_err(|_| {
-            ProbeError::new(
-                ErrorType::Protocol,
-                format!("invalid value for header {name}"),
-            )
-        })?;
-        headers.insert(name, value);
-    }
+/// Header pairs to send: `Authorization: Bearer` from the spec's token, then its extra headers.
+/// Values are marked sensitive; errors name the header, never its value.
+pub fn request_headers(spec: &ProbeSpec) -> Result<Vec<(HeaderName, HeaderValue)>, ProbeError> {
+    let mut out = Vec::with_capacity(spec.headers.len() + 1);
     if let Some(bearer) = &spec.bearer {
         let mut value = HeaderValue::from_str(&format!("Bearer {}", bearer.token.expose()))
             .map_err(|_| {
                 ProbeError::new(
                     ErrorType::Protocol,
-                    "bearer token holds characters not allowed in a header",
+                    "bearer token is not a valid header value",
                 )
             })?;
         value.set_sensitive(true);
-        headers.insert(tungstenite::http::header::AUTHORIZATION, value);
+        out.push((header::AUTHORIZATION, value));
     }
-    Ok(req)
+    for (name, value) in &spec.headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            ProbeError::new(ErrorType::Protocol, format!("invalid header name {name:?}"))
+        })?;
+        let mut value = HeaderValue::from_str(value.expose()).map_err(|_| {
+            ProbeError::new(
+                ErrorType::Protocol,
+                format!("header {name}: value is not a valid header value"),
+            )
+        })?;
+        value.set_sensitive(true);
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
-pub fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(MAX_INBOUND_MESSAGE))
-        .max_frame_size(Some(MAX_INBOUND_MESSAGE))
-}
-
-/// HTTP upgrade to WebSocket; a non-101 answer becomes `http_401`, `http_403`, `http_4xx`, `http_5xx`.
-pub async fn upgrade(
-    spec: &ProbeSpec,
-    stream: Stream,
-    t0: Instant,
-    phases: &mut Phases,
-) -> Result<Ws, ProbeError> {
-    let req = request(spec)?;
-    match tokio_tungstenite::client_async_with_config(req, stream, Some(ws_config())).await {
-        Ok((ws, _resp)) => {
-            phases.upgraded = Some(t0.elapsed());
-            Ok(ws)
-        }
-        Err(WsError::Http(resp)) => {
-            let status = resp.status();
+/// The WebSocket upgrade on an open stream. A non-101 answer maps to its HTTP status kind.
+pub async fn upgrade(spec: &ProbeSpec, stream: Stream) -> Result<Ws, ProbeError> {
+    let mut request = spec
+        .target
+        .ws_url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| ProbeError::new(ErrorType::Protocol, format!("websocket URL: {e}")))?;
+    for (name, value) in request_headers(spec)? {
+        request.headers_mut().insert(name, value);
+    }
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_INBOUND))
+        .max_frame_size(Some(MAX_INBOUND));
+    match tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await {
+        Ok((ws, _response)) => Ok(ws),
+        Err(WsError::Http(response)) => {
+            let status = response.status().as_u16();
             Err(ProbeError::new(
-                ErrorType::from_http_status(status.as_u16()),
-                format!("upgrade to {} answered HTTP {status}", spec.target.ws_url),
+                ErrorType::from_http_status(status),
+                format!("upgrade answered HTTP {status}"),
             ))
         }
-        Err(e) => Err(classify_ws_error(&e, "during the upgrade")),
+        Err(e) => Err(map_ws_error(&e, "upgrade")),
     }
 }
 
-/// Map a WebSocket-level error to the closed set.
-pub fn classify_ws_error(e: &WsError, when: &str) -> ProbeError {
+/// Classify a WebSocket error on an established (or upgrading) connection.
+pub fn map_ws_error(e: &WsError, during: &str) -> ProbeError {
+    use tungstenite::error::ProtocolError;
     let kind = match e {
-        WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_) => {
-            ErrorType::ClosedEarly
-        }
-        WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
-            ErrorType::ClosedEarly
-        }
-        WsError::Capacity(_) | WsError::WriteBufferFull(_) => ErrorType::Limit,
+        WsError::Capacity(_) => ErrorType::Limit,
+        WsError::Io(_)
+        | WsError::ConnectionClosed
+        | WsError::AlreadyClosed
+        | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => ErrorType::ClosedEarly,
         WsError::Tls(_) => ErrorType::Tls,
         _ => ErrorType::Protocol,
     };
-    ProbeError::new(kind, format!("{when}: {e}"))
+    ProbeError::new(kind, format!("{during}: {e}"))
 }

@@ -1,31 +1,58 @@
-//! Server → client events of the vLLM realtime dialect, parsed leniently: unknown event types
-//! and extra fields are tolerated, `error.error` may be a string or an object (OpenAI's shape),
-//! and `code` may be missing. Only a frame that is not a JSON object, or a known event whose
-//! known fields have the wrong type, is a protocol error.
+//! Server → client events, parsed leniently: unknown types and extra fields are tolerated (newer
+//! vLLM adds `logprobs`, `segments`, `session.updated`), and `error.error` may be a string (vLLM)
+//! or an object `{message, code, …}` (OpenAI, older vLLM).
+
+use std::borrow::Cow;
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::probe::timeline::Usage;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerEvent {
+/// One server event, borrowing from the frame text where no unescaping was needed.
+#[derive(Debug, PartialEq)]
+pub enum ServerEvent<'a> {
     SessionCreated,
-    Delta(String),
+    Delta(Cow<'a, str>),
     Done {
         text: String,
         usage: Option<Usage>,
     },
     Error {
-        code: Option<String>,
         message: String,
+        /// The server's code, when it sent one (top level, or inside an error object).
+        code: Option<String>,
     },
-    /// Any other `type` (e.g. `session.updated` on newer servers); ignored but counted.
+    /// Any other type (kept for debug counts only).
     Other,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0}")]
-pub struct EventError(String);
+/// Why a text frame could not be read as an event. The detail never echoes the frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("text frame is not JSON: {0}")]
+    NotJson(String),
+    #[error("event has no string \"type\"")]
+    NoType,
+    #[error("{0} event lacks a string {1:?}")]
+    MissingField(&'static str, &'static str),
+}
+
+#[derive(Deserialize)]
+struct Raw<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    delta: Option<Cow<'a, str>>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    usage: Option<RawUsage>,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    code: Option<Value>,
+}
 
 #[derive(Deserialize)]
 struct RawUsage {
@@ -37,50 +64,24 @@ struct RawUsage {
     total_tokens: Option<u64>,
 }
 
-#[derive(Deserialize)]
-struct RawEvent {
-    #[serde(rename = "type", default)]
-    kind: Option<String>,
-    #[serde(default)]
-    delta: Option<String>,
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    usage: Option<RawUsage>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-    #[serde(default)]
-    code: Option<serde_json::Value>,
-}
-
-fn short(s: &str) -> String {
-    let mut out: String = s.chars().take(120).collect();
-    if out.len() < s.len() {
-        out.push('…');
-    }
-    out
-}
-
-fn code_string(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Null => None,
-        other => Some(other.to_string()),
-    }
-}
-
 /// Parse one text frame.
-pub fn parse(frame: &str) -> Result<ServerEvent, EventError> {
-    let raw: RawEvent = serde_json::from_str(frame).map_err(|e| {
-        EventError(format!(
-            "server frame is not a JSON event object ({e}): {}",
-            short(frame)
+pub fn parse(frame: &str) -> Result<ServerEvent<'_>, EventError> {
+    let raw: Raw<'_> = serde_json::from_str(frame).map_err(|e| {
+        // Only the category and position: the frame itself may be large or sensitive.
+        EventError::NotJson(format!(
+            "{:?} at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
         ))
     })?;
-    let kind = raw.kind.as_deref().unwrap_or("");
-    Ok(match kind {
+    let kind = raw.kind.ok_or(EventError::NoType)?;
+    Ok(match kind.as_ref() {
         "session.created" => ServerEvent::SessionCreated,
-        "transcription.delta" => ServerEvent::Delta(raw.delta.unwrap_or_default()),
+        "transcription.delta" => ServerEvent::Delta(
+            raw.delta
+                .ok_or(EventError::MissingField("transcription.delta", "delta"))?,
+        ),
         "transcription.done" => ServerEvent::Done {
             text: raw.text.unwrap_or_default(),
             usage: raw.usage.map(|u| {
@@ -94,23 +95,28 @@ pub fn parse(frame: &str) -> Result<ServerEvent, EventError> {
             }),
         },
         "error" => {
-            let (message, nested_code) = match raw.error {
-                Some(serde_json::Value::String(s)) => (s, None),
-                Some(serde_json::Value::Object(o)) => (
-                    o.get("message")
-                        .and_then(|m| m.as_str())
-                        .unwrap_or("")
-                        .to_string(),
-                    o.get("code").and_then(code_string),
-                ),
-                Some(other) => (other.to_string(), None),
-                None => (String::new(), None),
+            let (message, inner_code) = match raw.error {
+                Some(Value::String(s)) => (s, None),
+                Some(Value::Object(o)) => {
+                    let message = o
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    (
+                        message,
+                        o.get("code").and_then(Value::as_str).map(str::to_owned),
+                    )
+                }
+                _ => (String::new(), None),
             };
-            let code = raw.code.as_ref().and_then(code_string).or(nested_code);
-            ServerEvent::Error {
-                code,
-                message: short(&message),
-            }
+            let code = raw
+                .code
+                .as_ref()
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .or(inner_code);
+            ServerEvent::Error { message, code }
         }
         _ => ServerEvent::Other,
     })
@@ -123,72 +129,84 @@ mod tests {
     #[test]
     fn vllm_events() {
         assert_eq!(
-            parse(
-                r#"{"type":"session.created","id":"sess-5f63bce265104dde","created":1795377832}"#
-            ),
+            parse(r#"{"type":"session.created","id":"sess-0123456789abcdef","created":1}"#),
             Ok(ServerEvent::SessionCreated)
         );
         assert_eq!(
+            parse(r#"{"type":"transcription.delta","delta":" Mary","logprobs":null}"#),
+            Ok(ServerEvent::Delta(" Mary".into()))
+        );
+        assert_eq!(
             parse(r#"{"type":"transcription.delta","delta":""}"#),
-            Ok(ServerEvent::Delta(String::new()))
+            Ok(ServerEvent::Delta("".into()))
         );
         assert_eq!(
             parse(
-                r#"{"type":"transcription.done","text":" Mary","usage":{"prompt_tokens":39,"total_tokens":150,"completion_tokens":111,"prompt_tokens_details":null,"completion_tokens_details":null}}"#
+                r#"{"type":"transcription.done","text":" a","usage":{"prompt_tokens":39,"total_tokens":50,"completion_tokens":11,"prompt_tokens_details":null}}"#
             ),
             Ok(ServerEvent::Done {
-                text: " Mary".into(),
+                text: " a".into(),
                 usage: Some(Usage {
                     prompt_tokens: 39,
-                    completion_tokens: 111,
-                    total_tokens: 150
+                    completion_tokens: 11,
+                    total_tokens: 50
                 })
             })
         );
         assert_eq!(
-            parse(r#"{"type":"error","error":"Invalid audio data","code":"invalid_audio"}"#),
-            Ok(ServerEvent::Error {
-                code: Some("invalid_audio".into()),
-                message: "Invalid audio data".into()
+            parse(r#"{"type":"transcription.done","text":"","usage":null}"#),
+            Ok(ServerEvent::Done {
+                text: String::new(),
+                usage: None
             })
         );
     }
 
     #[test]
-    fn lenient_shapes() {
+    fn error_as_string_or_object_with_optional_code() {
         assert_eq!(
             parse(
-                r#"{"type":"error","error":{"type":"invalid_request_error","code":"bad","message":"m"}}"#
+                r#"{"type":"error","error":"The model `x` does not exist.","code":"model_not_found"}"#
             ),
             Ok(ServerEvent::Error {
-                code: Some("bad".into()),
-                message: "m".into()
+                message: "The model `x` does not exist.".into(),
+                code: Some("model_not_found".into())
+            })
+        );
+        assert_eq!(
+            parse(
+                r#"{"type":"error","event_id":"e1","error":{"type":"invalid_request_error","code":"buffer_full","message":"full","param":null}}"#
+            ),
+            Ok(ServerEvent::Error {
+                message: "full".into(),
+                code: Some("buffer_full".into())
             })
         );
         assert_eq!(
             parse(r#"{"type":"error","error":"boom"}"#),
             Ok(ServerEvent::Error {
-                code: None,
-                message: "boom".into()
+                message: "boom".into(),
+                code: None
             })
-        );
-        assert_eq!(
-            parse(r#"{"type":"session.updated","session":{}}"#),
-            Ok(ServerEvent::Other)
-        );
-        assert_eq!(parse(r#"{"delta":"x"}"#), Ok(ServerEvent::Other));
-        assert_eq!(
-            parse(r#"{"type":"transcription.delta","delta":"a","logprobs":null,"extra":[1,2]}"#),
-            Ok(ServerEvent::Delta("a".into()))
         );
     }
 
     #[test]
-    fn garbage_is_an_error() {
-        assert!(parse("not json").is_err());
-        assert!(parse("[1,2]").is_err());
-        assert!(parse(r#"{"type":"transcription.delta","delta":5}"#).is_err());
-        let long = "x".repeat(10_000);
-        assert!(parse(&long).unwrap_err().0.len() < 400);
+    fn unknown_types_and_bad_shapes() {
+        assert_eq!(
+            parse(r#"{"type":"session.updated","session":{}}"#),
+            Ok(ServerEvent::Other)
+        );
+        assert_eq!(parse(r#"{"delta":"x"}"#), Err(EventError::NoType));
+        assert!(matches!(parse("not json"), Err(EventError::NotJson(_))));
+        assert!(matches!(parse("[1,2]"), Err(EventError::NotJson(_))));
+        assert_eq!(
+            parse(r#"{"type":"transcription.delta"}"#),
+            Err(EventError::MissingField("transcription.delta", "delta"))
+        );
+        assert!(matches!(
+            parse(r#"{"type":"transcription.delta","delta":5}"#),
+            Err(EventError::NotJson(_))
+        ));
     }
 }

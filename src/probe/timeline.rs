@@ -5,7 +5,7 @@
 //! `Duration` since `t0` (taken just before name resolution/TCP connect), read from a monotonic
 //! clock, so derivations are pure arithmetic and unit tests can use exact numbers.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::probe::error::ProbeError;
 
@@ -98,6 +98,11 @@ pub struct Timeline {
     pub ended: Duration,
     /// `Ok(())` for a complete run; the failure otherwise.
     pub outcome: Result<(), ProbeError>,
+    /// The monotonic instant every offset above counts from, when the run got that far. Lets
+    /// in-process tests compare offsets with another component's `Instant`s (the simulator's
+    /// ground truth); never serialized.
+    #[serde(skip)]
+    pub t0: Option<Instant>,
 }
 
 impl Timeline {
@@ -115,6 +120,7 @@ impl Timeline {
             ignored_events: 0,
             ended: Duration::ZERO,
             outcome: Ok(()),
+            t0: None,
         }
     }
 

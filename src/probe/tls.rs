@@ -1,109 +1,87 @@
-//! rustls client configuration for `wss://` targets (and HTTPS model look-ups): ring as the
-//! crypto provider (no aws-lc), system roots plus webpki roots, an optional extra CA bundle, and
-//! an opt-in "accept any certificate" verifier. Root stores are loaded once per process; a
-//! config is built before a run's clock starts.
+//! The rustls client configuration for `wss://` and `https://`: the ring provider only, the
+//! system roots plus the webpki roots plus the probe's own CA file, and an opt-in verifier that
+//! accepts any certificate (`insecure_skip_verify`).
 
-use std::io::BufReader;
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::config::TlsSettings;
-
-#[derive(Debug, thiserror::Error)]
-pub enum TlsSetupError {
-    #[error("cannot read CA file {path}: {reason}")]
-    CaFile { path: String, reason: String },
-    #[error("CA file {path} holds no usable certificate")]
-    NoCertificate { path: String },
-    #[error("TLS set-up: {0}")]
-    Rustls(String),
-}
+use crate::probe::error::{ErrorType, ProbeError};
 
 fn provider() -> Arc<CryptoProvider> {
-    static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    P.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
-        .clone()
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// System roots (honouring `SSL_CERT_FILE`) plus the webpki roots, so a missing system store
-/// (distroless images) is not fatal.
-fn base_roots() -> &'static RootCertStore {
-    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let mut roots = RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        for cert in native.certs {
-            let _ = roots.add(cert);
-        }
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        roots
-    })
+/// The system store is read once per process: it is the slow part (hundreds of files on some
+/// distributions) and does not change while rtprobe runs.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
 }
 
-fn read_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
-    let file = std::fs::File::open(path).map_err(|e| TlsSetupError::CaFile {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut BufReader::new(file))
-        .collect::<Result<_, _>>()
-        .map_err(|e| TlsSetupError::CaFile {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsSetupError::NoCertificate {
-            path: path.display().to_string(),
-        });
-    }
-    Ok(certs)
+fn tls_error(detail: impl Into<String>) -> ProbeError {
+    ProbeError::new(ErrorType::Tls, detail)
 }
 
-/// Build the client config for one probe's TLS settings.
-pub fn client_config(tls: &TlsSettings) -> Result<Arc<ClientConfig>, TlsSetupError> {
+/// Build the client configuration for one probe's TLS settings.
+pub fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, ProbeError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsSetupError::Rustls(e.to_string()))?;
-    let mut cfg = if tls.insecure_skip_verify {
+        .map_err(|e| tls_error(format!("TLS protocol versions: {e}")))?;
+    let config = if settings.insecure_skip_verify {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
+            .with_custom_certificate_verifier(Arc::new(AcceptAnything(
+                provider().signature_verification_algorithms,
+            )))
             .with_no_client_auth()
     } else {
-        let mut roots = base_roots().clone();
-        if let Some(ca) = &tls.ca_file {
-            for cert in read_ca(ca)? {
-                roots.add(cert).map_err(|e| TlsSetupError::CaFile {
-                    path: ca.display().to_string(),
-                    reason: e.to_string(),
-                })?;
+        let mut roots = RootCertStore::empty();
+        // Unparsable system certificates are skipped, as every rustls user does.
+        let _ = roots.add_parsable_certificates(system_roots().iter().cloned());
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = &settings.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| tls_error(format!("CA file {}: {e}", path.display())))?;
+            let certs = rustls_pemfile::certs(&mut pem.as_slice())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| tls_error(format!("CA file {}: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(tls_error(format!(
+                    "CA file {}: no PEM certificate found",
+                    path.display()
+                )));
+            }
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| tls_error(format!("CA file {}: {e}", path.display())))?;
             }
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+    Ok(Arc::new(config))
 }
 
-/// The name to verify and send as SNI: the configured override, else the URL host.
-pub fn server_name(tls: &TlsSettings, host: &str) -> Result<ServerName<'static>, TlsSetupError> {
-    let name = tls.server_name.as_deref().unwrap_or(host);
+/// The name to send as SNI and to verify: the override, else the URL host (an IP literal
+/// verifies against the certificate's IP addresses).
+pub fn server_name(settings: &TlsSettings, host: &str) -> Result<ServerName<'static>, ProbeError> {
+    let name = settings.server_name.as_deref().unwrap_or(host);
     let name = name.trim_start_matches('[').trim_end_matches(']');
     ServerName::try_from(name.to_string())
-        .map_err(|e| TlsSetupError::Rustls(format!("invalid server name {name:?}: {e}")))
+        .map_err(|e| tls_error(format!("invalid TLS server name {name:?}: {e}")))
 }
 
-/// `tls.insecure_skip_verify: true`: accept any certificate (signatures are still checked so
-/// the handshake is well-formed). Opt-in only; the config layer warns about it.
+/// `insecure_skip_verify`: trusts any certificate, but still checks the handshake signatures so
+/// the connection is at least encrypted to whoever holds the presented key.
 #[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
+struct AcceptAnything(WebPkiSupportedAlgorithms);
 
-impl ServerCertVerifier for AcceptAnyCertificate {
+impl ServerCertVerifier for AcceptAnything {
     fn verify_server_cert(
         &self,
         _end_entity: &CertificateDer<'_>,
@@ -121,12 +99,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
     }
 
     fn verify_tls13_signature(
@@ -135,15 +108,10 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.0.supported_schemes()
     }
 }

@@ -1,80 +1,99 @@
-//! Shared set-up for the probe's integration tests: a `ProbeSpec` aimed at a simulator and
-//! silent PCM audio already cut into append frames.
-
-#![allow(dead_code)]
+//! Shared set-up for the probe client's tests: a simulator on loopback, a `ProbeSpec` aimed at
+//! it, and `PreparedAudio` of PCM16 zeros built the way the audio loader frames it.
+#![allow(dead_code)] // each test binary uses a different part
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use base64::Engine;
-use rtprobe::audio::{Chunk, PreparedAudio};
+use base64::Engine as _;
+use rtprobe::audio::{Chunk, PreparedAudio, SAMPLE_RATE};
 use rtprobe::config::{Deadlines, ModelChoice, Pacing, ProbeSpec, Target, TlsSettings};
+use rtprobe::simulate::{SimConfig, SimHandle, Simulator};
 
-pub fn spec(addr: SocketAddr, secure: bool) -> ProbeSpec {
-    let (ws, http) = if secure {
-        ("wss", "https")
-    } else {
-        ("ws", "http")
-    };
-    let host = if secure {
-        "localhost".to_string()
-    } else {
-        addr.ip().to_string()
-    };
-    ProbeSpec {
-        name: "test".into(),
-        target: Target {
-            ws_url: format!("{ws}://{host}:{}/v1/realtime", addr.port()),
-            http_base: format!("{http}://{host}:{}", addr.port()),
-            host,
-            port: addr.port(),
-            secure,
-        },
-        model: ModelChoice::Named("demo-realtime".into()),
-        audio: PathBuf::from("unused.wav"),
-        reference: None,
-        chunk: Duration::from_millis(100),
-        pacing: Pacing::Realtime,
-        deadlines: Deadlines {
-            connect: Duration::from_secs(2),
-            first_text: Duration::from_secs(3),
-            done: Duration::from_secs(3),
-        },
-        headers: Vec::new(),
-        bearer: None,
-        tls: TlsSettings::default(),
-        labels: BTreeMap::new(),
-        interval: Duration::from_secs(30),
-        timeout: Duration::from_secs(20),
-        concurrency: 1,
-        jitter: 0.0,
-    }
+pub async fn start(cfg: SimConfig) -> SimHandle {
+    Simulator::bind("127.0.0.1:0".parse().unwrap(), cfg)
+        .await
+        .expect("bind simulator")
+        .spawn()
 }
 
-/// `seconds` of silence at 16 kHz in `chunk_ms` chunks, as append frames.
-pub fn silence(seconds: f64, chunk_ms: u64) -> PreparedAudio {
-    let total = (seconds * 16_000.0).round() as usize;
-    let per = (16 * chunk_ms) as usize;
+/// `PreparedAudio` of `total` of silence cut into `chunk`-long append frames.
+pub fn silence(total: Duration, chunk: Duration) -> PreparedAudio {
+    let total_samples = (total.as_secs_f64() * f64::from(SAMPLE_RATE)).round() as u64;
+    let per_chunk = (chunk.as_secs_f64() * f64::from(SAMPLE_RATE)).round() as u64;
     let mut chunks = Vec::new();
-    let mut left = total;
+    let mut left = total_samples;
     while left > 0 {
-        let n = left.min(per);
-        let b64 = base64::engine::general_purpose::STANDARD.encode(vec![0u8; n * 2]);
+        let n = left.min(per_chunk);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(vec![0u8; n as usize * 2]);
+        let frame = format!(r#"{{"type":"input_audio_buffer.append","audio":"{b64}"}}"#);
         chunks.push(Chunk {
-            frame: Arc::from(format!(
-                r#"{{"type":"input_audio_buffer.append","audio":"{b64}"}}"#
-            )),
+            frame: Arc::from(frame),
             samples: n as u32,
         });
         left -= n;
     }
     PreparedAudio {
-        chunk: Duration::from_millis(chunk_ms),
+        chunk,
         chunks: chunks.into(),
-        total_samples: total as u64,
+        total_samples,
+    }
+}
+
+/// A spec for `host:port` over ws:// (or wss:// when `secure`), with short deadlines.
+pub fn spec_for(host: &str, port: u16, secure: bool) -> ProbeSpec {
+    let (ws, http) = if secure {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    ProbeSpec {
+        name: "test".into(),
+        target: Target {
+            ws_url: format!("{ws}://{authority}/v1/realtime"),
+            http_base: format!("{http}://{authority}"),
+            host: host.into(),
+            port,
+            secure,
+        },
+        model: ModelChoice::Named("demo-realtime".into()),
+        audio: PathBuf::from("clip.wav"),
+        reference: None,
+        chunk: Duration::from_millis(100),
+        pacing: Pacing::Realtime,
+        deadlines: Deadlines {
+            connect: Duration::from_secs(2),
+            first_text: Duration::from_secs(2),
+            done: Duration::from_secs(2),
+        },
+        headers: Vec::new(),
+        bearer: None,
+        tls: TlsSettings::default(),
+        labels: BTreeMap::new(),
+        interval: Duration::from_secs(60),
+        timeout: Duration::from_secs(30),
+        concurrency: 1,
+        jitter: 0.0,
+    }
+}
+
+pub fn spec(sim: &SimHandle) -> ProbeSpec {
+    spec_for("127.0.0.1", sim.addr().port(), false)
+}
+
+/// `instant` as an offset from `t0` (the probe's origin), in seconds, signed.
+pub fn since(t0: Instant, instant: Instant) -> f64 {
+    if instant >= t0 {
+        (instant - t0).as_secs_f64()
+    } else {
+        -(t0 - instant).as_secs_f64()
     }
 }
 
