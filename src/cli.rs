@@ -34,8 +34,7 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the sidecar: scheduled probes, /metrics, health, reload, status page, OTLP push.
-    Serve(crate::serve::ServeArgs),
+    // SERVE_VARIANT
     /// Run one probe now and print a readable table (or JSON).
     Probe(ProbeArgs),
     /// Validate a config file; exit non-zero with a precise message if it is wrong.
@@ -45,8 +44,7 @@ pub enum Command {
     },
     /// Run the built-in vLLM-compatible realtime server (demos, dashboards, tests).
     Simulate(SimArgs),
-    /// The simulator and `serve` wired together on an embedded config: live metrics, no vLLM.
-    Demo(DemoArgs),
+    // DEMO_VARIANT
 }
 
 #[derive(Debug, Clone, clap::Args)]

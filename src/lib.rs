@@ -4,7 +4,9 @@
 //! See ARCHITECTURE.md for the module map and the invariants.
 
 pub mod audio;
+pub mod cli;
 pub mod config;
+pub mod logging;
 pub mod metrics;
 pub mod probe;
 pub mod report;

@@ -15,7 +15,9 @@ use crate::metrics::SDK_LOG_TARGETS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoggingError {
-    #[error("invalid --log-level {spec:?}: {reason} (expected e.g. `info` or `rtprobe=debug,warn`)")]
+    #[error(
+        "invalid --log-level {spec:?}: {reason} (expected e.g. `info` or `rtprobe=debug,warn`)"
+    )]
     Filter { spec: String, reason: String },
     #[error("a global logger is already installed")]
     AlreadySet,
@@ -27,7 +29,9 @@ pub fn filter(spec: &str) -> Result<Targets, LoggingError> {
         spec: spec.to_string(),
         reason: e.to_string(),
     })?;
-    let verbose = targets.default_level().is_some_and(|l| l >= LevelFilter::DEBUG);
+    let verbose = targets
+        .default_level()
+        .is_some_and(|l| l >= LevelFilter::DEBUG);
     if !verbose {
         for t in SDK_LOG_TARGETS {
             let named = spec.split(',').any(|d| d.trim().starts_with(t));
@@ -48,7 +52,11 @@ pub fn init(spec: &str, format: LogFormat) -> Result<(), LoggingError> {
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
             .try_init(),
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     res.map_err(|_| LoggingError::AlreadySet)
@@ -68,7 +76,11 @@ mod tests {
 
     #[test]
     fn sdk_targets_open_at_debug_or_by_name() {
-        assert!(filter("debug").unwrap().would_enable("opentelemetry_sdk", &Level::DEBUG));
+        assert!(
+            filter("debug")
+                .unwrap()
+                .would_enable("opentelemetry_sdk", &Level::DEBUG)
+        );
         let t = filter("info,opentelemetry-otlp=warn").unwrap();
         assert!(t.would_enable("opentelemetry-otlp", &Level::WARN));
     }

@@ -1,1 +1,244 @@
-fn main() {}
+//! The `rtprobe` binary: parse flags, set up logging, run one subcommand. All logic lives in the
+//! library; this file only wires it and turns errors into exit codes (the one place `anyhow`
+//! is used).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use clap::Parser;
+use rtprobe::cli::{Cli, Command, ProbeArgs};
+use rtprobe::config::{self, ProbeSpec};
+use rtprobe::metrics::derive::derive;
+use rtprobe::probe::{self, ProgressEvent};
+use rtprobe::report::{self, RunHeader};
+use rtprobe::simulate::Simulator;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = rtprobe::logging::init(&cli.log_level, cli.log_format) {
+        eprintln!("rtprobe: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads())
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rtprobe: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rtprobe: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A sidecar should not start one thread per node core; two workers carry hundreds of streams.
+/// `RTPROBE_WORKER_THREADS` overrides.
+fn worker_threads() -> usize {
+    std::env::var("RTPROBE_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get().min(2)))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig { config } => Ok(check_config(&config)),
+        Command::Probe(args) => probe_once(args).await,
+        Command::Simulate(args) => {
+            let listen = args.listen;
+            let cfg = args.into_config()?;
+            let sim = Simulator::bind(listen, cfg).await?;
+            tracing::info!(addr = %sim.local_addr(), "simulator listening (Ctrl-C to stop)");
+            sim.serve(shutdown_signal()).await;
+            Ok(ExitCode::SUCCESS)
+        } // SERVE_ARMS
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match config::load(path) {
+        Ok(cfg) => {
+            println!(
+                "{}: OK, {} probe(s): {}",
+                path.display(),
+                cfg.probes.len(),
+                names(&cfg.probes)
+            );
+            for p in cfg.probes.iter().filter(|p| p.tls.insecure_skip_verify) {
+                println!(
+                    "warning: probe {:?} skips TLS certificate verification",
+                    p.name
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn names(probes: &[ProbeSpec]) -> String {
+    probes
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The probe to run: from the config file, or built from the ad hoc flags through the same
+/// validation as a config file (the flags become a one-probe config document).
+fn probe_spec(args: &ProbeArgs) -> anyhow::Result<ProbeSpec> {
+    if let Some(path) = &args.config {
+        let cfg = config::load(path)?;
+        return match &args.probe {
+            Some(name) => cfg
+                .probes
+                .into_iter()
+                .find(|p| &p.name == name)
+                .ok_or_else(|| anyhow!("{}: no probe named {name:?}", path.display())),
+            None if cfg.probes.len() == 1 => Ok(cfg.probes.into_iter().next().expect("one probe")),
+            None => Err(anyhow!(
+                "{} has {} probes ({}): pick one with --probe",
+                path.display(),
+                cfg.probes.len(),
+                names(&cfg.probes)
+            )),
+        };
+    }
+    let target = args
+        .target
+        .clone()
+        .ok_or_else(|| anyhow!("give --config FILE --probe NAME, or --target URL --audio FILE"))?;
+    let audio = args
+        .audio
+        .clone()
+        .ok_or_else(|| anyhow!("--target needs --audio FILE"))?;
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let mut probe = serde_json::json!({
+        "name": "adhoc",
+        "target": target,
+        "model": args.model,
+        "audio": absolute(&cwd, &audio),
+        "chunk": args.chunk,
+        "pacing": args.pacing,
+        "interval": "1h",
+        "timeout": "10m",
+    });
+    if let Some(r) = &args.reference {
+        probe["reference"] = r.clone().into();
+    }
+    if let Some(var) = &args.bearer_token_env {
+        probe["bearer_token"] = serde_json::json!({ "env": var });
+    }
+    if let Some(ca) = &args.ca_file {
+        probe["tls"] = serde_json::json!({ "ca_file": absolute(&cwd, ca) });
+    }
+    // JSON is YAML: the flags go through the config validator like any file would.
+    let doc = serde_json::json!({ "probes": [probe] }).to_string();
+    let cfg = config::parse(&doc, &cwd.join("<command line>"))?;
+    Ok(cfg.probes.into_iter().next().expect("one probe"))
+}
+
+fn absolute(cwd: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd.join(p)
+    }
+}
+
+async fn probe_once(args: ProbeArgs) -> anyhow::Result<ExitCode> {
+    let spec = probe_spec(&args)?;
+    let audio = rtprobe::audio::prepare(&spec.audio, spec.chunk)?;
+    let progress =
+        !args.quiet && !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut text_chars = 0;
+    let mut observer = |e: &ProgressEvent| {
+        if !progress {
+            return;
+        }
+        match e {
+            ProgressEvent::ChunkSent { index, total } => {
+                eprint!("\r\x1b[2Kstreaming {index}/{total} chunks, {text_chars} chars of text");
+            }
+            ProgressEvent::Text { chars_total } => text_chars = *chars_total,
+            ProgressEvent::Done => eprint!("\r\x1b[2K"),
+            _ => {}
+        }
+    };
+    let timeline = tokio::time::timeout(
+        spec.timeout + Duration::from_secs(5),
+        probe::run_observed(&spec, &audio, &mut observer),
+    )
+    .await
+    .context("the probe did not return within its timeout")?;
+    if progress {
+        eprint!("\r\x1b[2K");
+    }
+    let derived = derive(&timeline, spec.reference.as_deref());
+    let model = match &spec.model {
+        config::ModelChoice::Named(m) => m.as_str(),
+        config::ModelChoice::Auto => "auto",
+    };
+    let header = RunHeader {
+        probe: &spec.name,
+        target: &spec.target.ws_url,
+        model,
+        pacing: match spec.pacing {
+            config::Pacing::Realtime => "realtime",
+            config::Pacing::Burst => "burst",
+        },
+    };
+    let out = if args.json {
+        serde_json::to_string_pretty(&report::json(&header, &timeline, &derived))? + "\n"
+    } else {
+        report::table(&header, &timeline, &derived)
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
+    Ok(match &timeline.outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "rtprobe: probe {} failed: error.type={} ({})",
+                spec.name, e.kind, e.detail
+            );
+            ExitCode::FAILURE
+        }
+    })
+}

@@ -1,0 +1,143 @@
+//! The config file exactly as written: serde structs with unknown fields rejected, so a typo
+//! (`intervall: 30s`) is an error with its line, not a silently ignored key. Nothing here is
+//! trusted; `validate` turns it into `model::Config`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::duration::serde_human;
+
+/// Top level of `rtprobe.yaml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `server.listen`: address of `/metrics` and the status endpoints (default `0.0.0.0:9464`).
+    #[serde(default)]
+    pub server: Option<RawServer>,
+    /// OTLP push; absent = off unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+    #[serde(default)]
+    pub otlp: Option<RawOtlp>,
+    /// Histogram bucket boundaries per kind of value.
+    #[serde(default)]
+    pub buckets: Option<RawBuckets>,
+    /// Values every probe inherits unless it sets its own.
+    #[serde(default)]
+    pub defaults: Option<RawProbeDefaults>,
+    #[serde(default)]
+    pub probes: Vec<RawProbe>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOtlp {
+    /// `http://collector:4317` (gRPC) or `http://collector:4318` (HTTP; `/v1/metrics` is appended).
+    pub endpoint: Option<String>,
+    /// `grpc` (default) or `http/protobuf`.
+    pub protocol: Option<String>,
+    #[serde(default, with = "serde_human")]
+    pub interval: Option<Duration>,
+    #[serde(default, with = "serde_human")]
+    pub timeout: Option<Duration>,
+    /// Extra request headers; values may use `${VAR}`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// `cumulative` (default) or `delta`.
+    pub temporality: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuckets {
+    pub latency_seconds: Option<Vec<f64>>,
+    pub itl_seconds: Option<Vec<f64>>,
+    pub ratio: Option<Vec<f64>>,
+    pub tokens_per_second: Option<Vec<f64>>,
+    pub tokens: Option<Vec<f64>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeadlines {
+    #[serde(default, with = "serde_human")]
+    pub connect: Option<Duration>,
+    #[serde(default, with = "serde_human")]
+    pub first_text: Option<Duration>,
+    #[serde(default, with = "serde_human")]
+    pub done: Option<Duration>,
+}
+
+/// The keys `defaults:` may set (a subset of a probe's).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbeDefaults {
+    #[serde(default, with = "serde_human")]
+    pub interval: Option<Duration>,
+    #[serde(default, with = "serde_human")]
+    pub timeout: Option<Duration>,
+    #[serde(default, with = "serde_human")]
+    pub chunk: Option<Duration>,
+    pub pacing: Option<String>,
+    pub deadlines: Option<RawDeadlines>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub concurrency: Option<u32>,
+    pub jitter: Option<f64>,
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBearer {
+    /// Name of an environment variable holding the token.
+    pub env: Option<String>,
+    /// Path of a file holding the token (a Kubernetes Secret mount); one trailing newline is trimmed.
+    pub file: Option<PathBuf>,
+    /// Rejected with a pointer to `env`/`file`: a token inline in YAML ends up in ConfigMaps and logs.
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// One probe.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    pub name: Option<String>,
+    pub target: Option<String>,
+    pub model: Option<String>,
+    pub audio: Option<PathBuf>,
+    pub reference: Option<String>,
+    pub reference_file: Option<PathBuf>,
+    #[serde(default, with = "serde_human")]
+    pub chunk: Option<Duration>,
+    pub pacing: Option<String>,
+    #[serde(default, with = "serde_human")]
+    pub interval: Option<Duration>,
+    #[serde(default, with = "serde_human")]
+    pub timeout: Option<Duration>,
+    pub concurrency: Option<u32>,
+    pub jitter: Option<f64>,
+    pub deadlines: Option<RawDeadlines>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub bearer_token: Option<RawBearer>,
+    pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}

@@ -1,0 +1,716 @@
+//! Raw config → validated `Config`: every semantic rule lives here, once. Each error names the
+//! field path, its line and column, and what is allowed. Secrets are read (env or file) and
+//! wrapped in `Secret` here and nowhere else.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::locate::{Locator, Pos};
+use crate::config::model::*;
+use crate::config::raw::*;
+
+/// Looks up an environment variable (injectable so tests need not touch the process env).
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// A semantic error before the file name is attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+    pub pos: Option<Pos>,
+}
+
+type Res<T> = Result<T, Problem>;
+
+struct Ctx<'a> {
+    loc: Locator<'a>,
+    dir: PathBuf,
+    env: EnvLookup<'a>,
+}
+
+impl Ctx<'_> {
+    fn probe_err(&self, i: usize, path: &[&str], message: impl Into<String>) -> Problem {
+        Problem {
+            field: field_name(&format!("probes[{i}]"), path),
+            message: message.into(),
+            pos: self.loc.probe(i, path),
+        }
+    }
+
+    fn top_err(&self, section: &str, path: &[&str], message: impl Into<String>) -> Problem {
+        Problem {
+            field: field_name(section, path),
+            message: message.into(),
+            pos: self.loc.top(section, path),
+        }
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+}
+
+fn field_name(prefix: &str, path: &[&str]) -> String {
+    std::iter::once(prefix)
+        .chain(path.iter().copied())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// `${VAR}` and `${VAR:-default}` expansion. `$$` is a literal `$`.
+pub fn expand_env(value: &str, env: EnvLookup<'_>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(a) = after.strip_prefix('$') {
+            out.push('$');
+            rest = a;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| "unterminated ${…}".to_string())?;
+            let expr = &body[..end];
+            let (name, default) = match expr.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (expr, None),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("invalid variable name {name:?} in ${{…}}"));
+            }
+            match (env(name), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(format!(
+                        "environment variable {name} is not set (use ${{{name}:-default}} for a fallback)"
+                    ));
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn valid_probe_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Label names that rtprobe or Prometheus own.
+const RESERVED_LABELS: [&str; 12] = [
+    "le",
+    "quantile",
+    "job",
+    "instance",
+    "rtprobe_probe",
+    "outcome",
+    "error_type",
+    "phase",
+    "server_address",
+    "server_port",
+    "gen_ai_request_model",
+    "gen_ai_token_type",
+];
+
+fn check_label(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let ok_first = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !ok_first || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "invalid label name {name:?}: expected [a-zA-Z_][a-zA-Z0-9_]*"
+        ));
+    }
+    if name.starts_with("__") || RESERVED_LABELS.contains(&name) || name.starts_with("gen_ai_") {
+        return Err(format!(
+            "label name {name:?} is reserved (rtprobe or Prometheus sets it)"
+        ));
+    }
+    Ok(())
+}
+
+/// `http(s)://h[:p][/base]` → `ws(s)://h:p[/base]/v1/realtime`; `ws(s)://…` kept as written.
+pub fn parse_target(url: &str) -> Result<Target, String> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        format!(
+            "invalid URL {url:?}: expected http://, https://, ws:// or wss:// followed by a host"
+        )
+    })?;
+    let (secure, ws_kept) = match scheme.to_ascii_lowercase().as_str() {
+        "http" => (false, false),
+        "https" => (true, false),
+        "ws" => (false, true),
+        "wss" => (true, true),
+        other => {
+            return Err(format!(
+                "unsupported URL scheme {other:?} in {url:?}: expected http, https, ws or wss"
+            ));
+        }
+    };
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.contains('@') {
+        return Err(format!(
+            "credentials in the URL are not allowed ({scheme}://…@…): use bearer_token"
+        ));
+    }
+    let default_port = if secure { 443 } else { 80 };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, tail) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("invalid IPv6 host in {url:?}"))?;
+        let port = match tail.strip_prefix(':') {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| format!("invalid port {p:?} in {url:?}"))?,
+            None if tail.is_empty() => default_port,
+            None => return Err(format!("invalid host in {url:?}")),
+        };
+        (format!("[{h}]"), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (
+                h.to_string(),
+                p.parse::<u16>()
+                    .map_err(|_| format!("invalid port {p:?} in {url:?}"))?,
+            ),
+            None => (authority.to_string(), default_port),
+        }
+    };
+    if host.is_empty() || port == 0 {
+        return Err(format!("URL {url:?} has no host"));
+    }
+    let hostport = format!("{host}:{port}");
+    let (ws_scheme, http_scheme) = if secure {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
+    let ws_url = if ws_kept {
+        format!(
+            "{ws_scheme}://{hostport}{}",
+            if path.is_empty() { "/" } else { path }
+        )
+    } else {
+        let base = path.split('?').next().unwrap_or("").trim_end_matches('/');
+        format!("{ws_scheme}://{hostport}{base}/v1/realtime")
+    };
+    let http_base = if ws_kept {
+        format!("{http_scheme}://{hostport}")
+    } else {
+        let base = path.split('?').next().unwrap_or("").trim_end_matches('/');
+        format!("{http_scheme}://{hostport}{base}")
+    };
+    Ok(Target {
+        ws_url,
+        http_base,
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port,
+        secure,
+    })
+}
+
+fn check_buckets(name: &str, v: &[f64]) -> Result<(), String> {
+    if v.is_empty() {
+        return Err(format!("{name} needs at least one boundary"));
+    }
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(format!("{name} boundaries must be finite numbers"));
+    }
+    if let Some(w) = v.windows(2).find(|w| w[0] >= w[1]) {
+        return Err(format!(
+            "{name} boundaries must be strictly increasing ({} then {})",
+            w[0], w[1]
+        ));
+    }
+    Ok(())
+}
+
+const CHUNK_MIN: Duration = Duration::from_millis(10);
+const CHUNK_MAX: Duration = Duration::from_secs(10);
+
+/// Validate a parsed file. `origin` is the config file's path (relative paths resolve against
+/// its directory).
+pub fn validate(
+    raw: RawConfig,
+    text: &str,
+    origin: &Path,
+    env: EnvLookup<'_>,
+) -> Result<Config, Problem> {
+    let cx = Ctx {
+        loc: Locator::new(text),
+        dir: origin.parent().map(Path::to_path_buf).unwrap_or_default(),
+        env,
+    };
+    let server = ServerSettings {
+        listen: raw
+            .server
+            .and_then(|s| s.listen)
+            .unwrap_or_else(|| ServerSettings::default().listen),
+    };
+    if server.listen.parse::<std::net::SocketAddr>().is_err() {
+        return Err(cx.top_err(
+            "server",
+            &["listen"],
+            format!(
+                "invalid address {:?}: expected IP:PORT, e.g. 0.0.0.0:9464",
+                server.listen
+            ),
+        ));
+    }
+    let buckets = buckets(&cx, raw.buckets)?;
+    let otlp = otlp(&cx, raw.otlp)?;
+    let defaults = raw.defaults.unwrap_or_default();
+    if raw.probes.is_empty() {
+        return Err(Problem {
+            field: "probes".into(),
+            message: "at least one probe is required".into(),
+            pos: cx.loc.top("probes", &[]),
+        });
+    }
+    let mut names = HashSet::new();
+    let mut probes = Vec::with_capacity(raw.probes.len());
+    for (i, p) in raw.probes.into_iter().enumerate() {
+        let spec = probe(&cx, i, p, &defaults)?;
+        if !names.insert(spec.name.clone()) {
+            return Err(cx.probe_err(
+                i,
+                &["name"],
+                format!("duplicate probe name {:?}: names must be unique", spec.name),
+            ));
+        }
+        probes.push(spec);
+    }
+    Ok(Config {
+        server,
+        otlp,
+        buckets,
+        probes,
+    })
+}
+
+fn buckets(cx: &Ctx<'_>, raw: Option<RawBuckets>) -> Res<Buckets> {
+    let mut b = Buckets::default();
+    let Some(raw) = raw else { return Ok(b) };
+    for (name, given, slot) in [
+        (
+            "latency_seconds",
+            raw.latency_seconds,
+            &mut b.latency_seconds,
+        ),
+        ("itl_seconds", raw.itl_seconds, &mut b.itl_seconds),
+        ("ratio", raw.ratio, &mut b.ratio),
+        (
+            "tokens_per_second",
+            raw.tokens_per_second,
+            &mut b.tokens_per_second,
+        ),
+        ("tokens", raw.tokens, &mut b.tokens),
+    ] {
+        if let Some(v) = given {
+            check_buckets(name, &v).map_err(|m| cx.top_err("buckets", &[name], m))?;
+            *slot = v;
+        }
+    }
+    Ok(b)
+}
+
+fn otlp_protocol(s: &str) -> Option<OtlpProtocol> {
+    match s {
+        "grpc" => Some(OtlpProtocol::Grpc),
+        "http/protobuf" | "http" => Some(OtlpProtocol::HttpProtobuf),
+        _ => None,
+    }
+}
+
+fn env_millis(cx: &Ctx<'_>, name: &str) -> Res<Option<Duration>> {
+    match (cx.env)(name) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .map(|ms| Some(Duration::from_millis(ms)))
+            .map_err(|_| Problem {
+                field: name.into(),
+                message: format!("environment variable {name}={v:?}: expected milliseconds"),
+                pos: None,
+            }),
+    }
+}
+
+/// OTLP settings: the YAML section wins field by field; the standard `OTEL_EXPORTER_OTLP_*`
+/// variables fill what it leaves out, and alone turn OTLP on when the section is absent.
+fn otlp(cx: &Ctx<'_>, raw: Option<RawOtlp>) -> Res<Option<OtlpSettings>> {
+    let env_endpoint = (cx.env)("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+        .or_else(|| (cx.env)("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    let present = raw.is_some();
+    let raw = raw.unwrap_or_default();
+    let Some(endpoint) = raw.endpoint.clone().or(env_endpoint) else {
+        if present {
+            return Err(cx.top_err(
+                "otlp",
+                &["endpoint"],
+                "otlp.endpoint is required (or set OTEL_EXPORTER_OTLP_ENDPOINT)",
+            ));
+        }
+        return Ok(None);
+    };
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(cx.top_err(
+            "otlp",
+            &["endpoint"],
+            format!("invalid endpoint {endpoint:?}: expected http:// or https://"),
+        ));
+    }
+    let protocol_text = raw
+        .protocol
+        .clone()
+        .or_else(|| (cx.env)("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"))
+        .or_else(|| (cx.env)("OTEL_EXPORTER_OTLP_PROTOCOL"));
+    let protocol = match protocol_text {
+        None => OtlpProtocol::Grpc,
+        Some(p) => otlp_protocol(&p).ok_or_else(|| {
+            cx.top_err(
+                "otlp",
+                &["protocol"],
+                format!("unknown protocol {p:?}: expected grpc or http/protobuf"),
+            )
+        })?,
+    };
+    let mut headers = Vec::new();
+    if raw.headers.is_empty()
+        && let Some(h) = (cx.env)("OTEL_EXPORTER_OTLP_HEADERS")
+    {
+        for pair in h.split(',').filter(|p| !p.trim().is_empty()) {
+            let (k, v) = pair.split_once('=').ok_or_else(|| Problem {
+                field: "OTEL_EXPORTER_OTLP_HEADERS".into(),
+                message: "expected key=value pairs separated by commas".into(),
+                pos: None,
+            })?;
+            headers.push((k.trim().to_string(), Secret::new(v.trim())));
+        }
+    }
+    for (k, v) in &raw.headers {
+        let v = expand_env(v, cx.env).map_err(|m| cx.top_err("otlp", &["headers", k], m))?;
+        headers.push((k.clone(), Secret::new(v)));
+    }
+    let interval = match raw.interval {
+        Some(d) => d,
+        None => env_millis(cx, "OTEL_METRIC_EXPORT_INTERVAL")?.unwrap_or(Duration::from_secs(15)),
+    };
+    let timeout = match raw.timeout {
+        Some(d) => d,
+        None => env_millis(cx, "OTEL_EXPORTER_OTLP_TIMEOUT")?.unwrap_or(Duration::from_secs(10)),
+    };
+    if interval.is_zero() || timeout.is_zero() {
+        return Err(cx.top_err(
+            "otlp",
+            &[if interval.is_zero() {
+                "interval"
+            } else {
+                "timeout"
+            }],
+            "must be greater than zero",
+        ));
+    }
+    let delta_temporality = match raw.temporality.as_deref() {
+        None | Some("cumulative") => false,
+        Some("delta") => true,
+        Some(other) => {
+            return Err(cx.top_err(
+                "otlp",
+                &["temporality"],
+                format!("unknown temporality {other:?}: expected cumulative or delta"),
+            ));
+        }
+    };
+    Ok(Some(OtlpSettings {
+        endpoint,
+        protocol,
+        headers,
+        interval,
+        timeout,
+        delta_temporality,
+    }))
+}
+
+fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<ProbeSpec> {
+    let name = p
+        .name
+        .ok_or_else(|| cx.probe_err(i, &["name"], "name is required"))?;
+    if !valid_probe_name(&name) {
+        return Err(cx.probe_err(
+            i,
+            &["name"],
+            format!("invalid probe name {name:?}: expected 1-64 characters of [a-zA-Z0-9_.-]"),
+        ));
+    }
+    let target_text = p.target.ok_or_else(|| {
+        cx.probe_err(
+            i,
+            &["target"],
+            "target is required, e.g. http://127.0.0.1:8000",
+        )
+    })?;
+    let target = parse_target(&target_text).map_err(|m| cx.probe_err(i, &["target"], m))?;
+    let model = match p.model.or_else(|| d.model.clone()) {
+        None => {
+            return Err(cx.probe_err(
+                i,
+                &["model"],
+                "model is required: the served model name, or \"auto\"",
+            ));
+        }
+        Some(m) if m == "auto" => ModelChoice::Auto,
+        Some(m) => ModelChoice::Named(m),
+    };
+    let audio_rel = p
+        .audio
+        .ok_or_else(|| cx.probe_err(i, &["audio"], "audio is required: a WAV or FLAC file"))?;
+    let audio = cx.resolve(&audio_rel);
+    if !audio.is_file() {
+        return Err(cx.probe_err(
+            i,
+            &["audio"],
+            format!("audio file {} does not exist", audio.display()),
+        ));
+    }
+    let reference = match (p.reference, p.reference_file) {
+        (Some(_), Some(_)) => {
+            return Err(cx.probe_err(
+                i,
+                &["reference_file"],
+                "set reference or reference_file, not both",
+            ));
+        }
+        (Some(r), None) => Some(r),
+        (None, Some(f)) => {
+            let path = cx.resolve(&f);
+            Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| {
+                        cx.probe_err(
+                            i,
+                            &["reference_file"],
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?
+                    .trim()
+                    .to_string(),
+            )
+        }
+        (None, None) => None,
+    };
+    let chunk = p.chunk.or(d.chunk).unwrap_or(Duration::from_millis(100));
+    if !(CHUNK_MIN..=CHUNK_MAX).contains(&chunk) {
+        return Err(cx.probe_err(
+            i,
+            &["chunk"],
+            format!("chunk {chunk:?} out of range: expected 10ms to 10s"),
+        ));
+    }
+    let pacing = match p
+        .pacing
+        .as_deref()
+        .or(d.pacing.as_deref())
+        .unwrap_or("realtime")
+    {
+        "realtime" => Pacing::Realtime,
+        "burst" => Pacing::Burst,
+        other => {
+            return Err(cx.probe_err(
+                i,
+                &["pacing"],
+                format!("unknown pacing {other:?}: expected realtime or burst"),
+            ));
+        }
+    };
+    let interval = p.interval.or(d.interval).unwrap_or(Duration::from_secs(30));
+    let timeout = p.timeout.or(d.timeout).unwrap_or(interval);
+    for (key, v) in [("interval", interval), ("timeout", timeout)] {
+        if v.is_zero() {
+            return Err(cx.probe_err(i, &[key], format!("{key} must be greater than zero")));
+        }
+    }
+    if timeout > interval {
+        return Err(cx.probe_err(i, &["timeout"], format!("timeout {timeout:?} is longer than interval {interval:?}: runs of one probe must not overlap")));
+    }
+    let mut deadlines = Deadlines::default();
+    for src in [d.deadlines.as_ref(), p.deadlines.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        deadlines.connect = src.connect.unwrap_or(deadlines.connect);
+        deadlines.first_text = src.first_text.unwrap_or(deadlines.first_text);
+        deadlines.done = src.done.unwrap_or(deadlines.done);
+    }
+    for (key, v) in [
+        ("connect", deadlines.connect),
+        ("first_text", deadlines.first_text),
+        ("done", deadlines.done),
+    ] {
+        if v.is_zero() {
+            return Err(cx.probe_err(
+                i,
+                &["deadlines", key],
+                format!("deadlines.{key} must be greater than zero"),
+            ));
+        }
+    }
+    let concurrency = p.concurrency.or(d.concurrency).unwrap_or(1);
+    if !(1..=1024).contains(&concurrency) {
+        return Err(cx.probe_err(
+            i,
+            &["concurrency"],
+            format!("concurrency {concurrency} out of range: expected 1 to 1024"),
+        ));
+    }
+    let jitter = p.jitter.or(d.jitter).unwrap_or(0.1);
+    if !(0.0..1.0).contains(&jitter) {
+        return Err(cx.probe_err(
+            i,
+            &["jitter"],
+            format!("jitter {jitter} out of range: expected a fraction of the interval in [0, 1)"),
+        ));
+    }
+    let mut headers = Vec::new();
+    for (k, v) in &p.headers {
+        if k.is_empty()
+            || !k
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b))
+        {
+            return Err(cx.probe_err(i, &["headers", k], format!("invalid header name {k:?}")));
+        }
+        if k.eq_ignore_ascii_case("authorization") {
+            return Err(cx.probe_err(
+                i,
+                &["headers", k],
+                "set the Authorization header through bearer_token (env or file), not headers",
+            ));
+        }
+        let v = expand_env(v, cx.env).map_err(|m| cx.probe_err(i, &["headers", k], m))?;
+        headers.push((k.clone(), Secret::new(v)));
+    }
+    let bearer = match p.bearer_token {
+        None => None,
+        Some(b) => Some(bearer(cx, i, b)?),
+    };
+    let tls = match p.tls {
+        None => TlsSettings::default(),
+        Some(t) => {
+            let ca_file = t.ca_file.map(|f| cx.resolve(&f));
+            if let Some(ca) = &ca_file
+                && !ca.is_file()
+            {
+                return Err(cx.probe_err(
+                    i,
+                    &["tls", "ca_file"],
+                    format!("CA file {} does not exist", ca.display()),
+                ));
+            }
+            TlsSettings {
+                ca_file,
+                server_name: t.server_name,
+                insecure_skip_verify: t.insecure_skip_verify,
+            }
+        }
+    };
+    let mut labels: BTreeMap<String, String> = d.labels.clone();
+    labels.extend(p.labels);
+    for k in labels.keys() {
+        check_label(k).map_err(|m| cx.probe_err(i, &["labels", k], m))?;
+    }
+    Ok(ProbeSpec {
+        name,
+        target,
+        model,
+        audio,
+        reference,
+        chunk,
+        pacing,
+        deadlines,
+        headers,
+        bearer,
+        tls,
+        labels,
+        interval,
+        timeout,
+        concurrency,
+        jitter,
+    })
+}
+
+fn bearer(cx: &Ctx<'_>, i: usize, b: RawBearer) -> Res<BearerToken> {
+    let path = ["bearer_token"];
+    match (b.env, b.file, b.value) {
+        (_, _, Some(_)) => Err(cx.probe_err(
+            i,
+            &path,
+            "inline tokens are not allowed: use bearer_token: {env: VAR} or {file: /path/to/token}",
+        )),
+        (Some(var), None, None) => {
+            let token = (cx.env)(&var).ok_or_else(|| {
+                cx.probe_err(
+                    i,
+                    &path,
+                    format!("environment variable {var} (bearer_token.env) is not set"),
+                )
+            })?;
+            if token.trim().is_empty() {
+                return Err(cx.probe_err(
+                    i,
+                    &path,
+                    format!("environment variable {var} (bearer_token.env) is empty"),
+                ));
+            }
+            Ok(BearerToken {
+                source: SecretSource::Env(var),
+                token: Secret::new(token.trim()),
+            })
+        }
+        (None, Some(file), None) => {
+            let file = cx.resolve(&file);
+            let token = std::fs::read_to_string(&file).map_err(|e| {
+                cx.probe_err(
+                    i,
+                    &path,
+                    format!("cannot read token file {}: {}", file.display(), e.kind()),
+                )
+            })?;
+            let token = token.trim_end_matches(['\n', '\r']).to_string();
+            if token.is_empty() {
+                return Err(cx.probe_err(
+                    i,
+                    &path,
+                    format!("token file {} is empty", file.display()),
+                ));
+            }
+            Ok(BearerToken {
+                source: SecretSource::File(file),
+                token: Secret::new(token),
+            })
+        }
+        _ => Err(cx.probe_err(i, &path, "bearer_token needs exactly one of env or file")),
+    }
+}
