@@ -10,5 +10,6 @@ pub mod logging;
 pub mod metrics;
 pub mod probe;
 pub mod report;
+pub mod rng;
 pub mod simulate;
 pub mod stats;

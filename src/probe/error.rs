@@ -95,6 +95,8 @@ pub enum ErrorType {
     Limit,
     /// The run was cancelled (shutdown, reload) before it finished.
     Cancelled,
+    /// rtprobe itself failed during the run (a bug: a panic was caught). Never the target's fault.
+    Internal,
 }
 
 impl ErrorType {
@@ -117,6 +119,7 @@ impl ErrorType {
             ErrorType::Truncated,
             ErrorType::Limit,
             ErrorType::Cancelled,
+            ErrorType::Internal,
         ];
         v.extend(ServerCode::ALL.iter().map(|c| ErrorType::ServerError(*c)));
         v
@@ -153,6 +156,7 @@ impl ErrorType {
             ErrorType::Truncated => "truncated",
             ErrorType::Limit => "limit",
             ErrorType::Cancelled => "cancelled",
+            ErrorType::Internal => "internal",
         }
     }
 
@@ -215,7 +219,7 @@ mod tests {
                 "{s}"
             );
         }
-        assert_eq!(all.len(), 25);
+        assert_eq!(all.len(), 26);
     }
 
     #[test]

@@ -6,33 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::config::SimConfig;
 
-/// splitmix64: a tiny, well-mixed PRNG; enough for reproducible jitter and session ids.
-#[derive(Debug, Clone)]
-pub(crate) struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform signed offset in nanoseconds within `[-max, +max]`.
-    pub(crate) fn offset_ns(&mut self, max: Duration) -> i64 {
-        let max_ns = i64::try_from(max.as_nanos()).unwrap_or(i64::MAX / 2);
-        if max_ns == 0 {
-            return 0;
-        }
-        let unit = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        ((unit * 2.0 - 1.0) * max_ns as f64).round() as i64
-    }
-}
+pub(crate) use crate::rng::SplitMix64;
 
 /// The seed of one utterance: distinct per connection and per utterance, stable for a seed.
 pub(crate) fn utterance_seed(seed: u64, connection: u64, utterance: u32) -> u64 {
