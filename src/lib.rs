@@ -5,6 +5,9 @@
 
 pub mod audio;
 pub mod config;
+pub mod http;
 pub mod metrics;
 pub mod probe;
+pub mod scheduler;
+pub mod serve;
 pub mod simulate;
