@@ -478,7 +478,7 @@ impl Serve {
 
     /// Serve until `stop` resolves or `--duration` elapses, then shut down in order: stop
     /// watching and scheduling, give in-flight runs the grace period, cancel the rest
-    /// (recorded as `cancelled`), flush metrics, close the HTTP server.
+    /// (recorded as `cancelled`), close the HTTP server, flush metrics.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> ServeOutcome {
         let Serve {
             state,
@@ -506,8 +506,10 @@ impl Serve {
         if !drained {
             tracing::warn!("in-flight runs cancelled after the grace period");
         }
-        state.backend.shutdown(FLUSH_TIMEOUT).await;
+        // /metrics stays up through the grace period; the final OTLP flush comes after the
+        // last cancellation is recorded and the server is closed.
         http.shutdown().await;
+        state.backend.shutdown(FLUSH_TIMEOUT).await;
         let summary = state
             .events
             .summary
