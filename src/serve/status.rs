@@ -404,6 +404,86 @@ mod tests {
         assert_eq!(fmt_time(SystemTime::UNIX_EPOCH), "1970-01-01 00:00:00");
     }
 
+    fn spec(name: &str) -> Arc<ProbeSpec> {
+        let cfg_probe = ProbeSpec {
+            name: name.into(),
+            target: crate::config::Target {
+                ws_url: "ws://h:1/v1/realtime".into(),
+                http_base: "http://h:1".into(),
+                host: "h".into(),
+                port: 1,
+                secure: false,
+            },
+            model: ModelChoice::Auto,
+            audio: "a.wav".into(),
+            reference: None,
+            chunk: Duration::from_millis(100),
+            pacing: crate::config::Pacing::Realtime,
+            deadlines: crate::config::Deadlines::default(),
+            headers: vec![],
+            bearer: None,
+            tls: crate::config::TlsSettings::default(),
+            labels: Default::default(),
+            interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(30),
+            concurrency: 1,
+            jitter: 0.0,
+        };
+        Arc::new(cfg_probe)
+    }
+
+    fn result(rate: Option<f64>, fail: bool) -> StreamResult {
+        let mut r = StreamResult::failed(
+            ErrorType::Connect,
+            "refused",
+            SystemTime::now(),
+            Duration::ZERO,
+        );
+        if !fail {
+            r.outcome = Ok(());
+        }
+        r.derived.decode_token_rate = rate;
+        r
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rolling_rate_window_ratio_and_retention() {
+        let b = StatusBoard::new();
+        b.set_probes(&[spec("p")]);
+        assert!(b.readiness().is_err());
+        b.mark_attempted("p");
+        assert!(b.readiness().is_ok());
+        b.record("p", 0, &result(Some(10.0), false));
+        tokio::time::advance(Duration::from_secs(1800)).await;
+        b.record("p", 0, &result(Some(30.0), false));
+        let st = b.probe("p").unwrap();
+        assert_eq!(st.rate_low_high(Instant::now()), Some((10.0, 30.0)));
+        // 10 tok/s falls out of the hour.
+        tokio::time::advance(Duration::from_secs(1801)).await;
+        b.record("p", 0, &result(Some(20.0), false));
+        let st = b.probe("p").unwrap();
+        assert_eq!(st.rate_low_high(Instant::now()), Some((20.0, 30.0)));
+        for _ in 0..100 {
+            b.record("p", 0, &result(None, true));
+        }
+        for _ in 0..30 {
+            b.record("p", 0, &result(None, false));
+        }
+        let st = b.probe("p").unwrap();
+        assert_eq!(st.failures.len(), KEEP_FAILURES);
+        assert_eq!(st.successes.len(), KEEP_SUCCESSES);
+        // Last 100 outcomes: 70 failures, 30 successes.
+        assert_eq!(st.success_ratio(), Some(0.3));
+        // A changed spec resets history; an unchanged one keeps it.
+        b.set_probes(&[spec("p")]);
+        assert_eq!(b.probe("p").unwrap().successes.len(), KEEP_SUCCESSES);
+        let mut changed = (*spec("p")).clone();
+        changed.interval = Duration::from_secs(30);
+        b.set_probes(&[Arc::new(changed)]);
+        let st = b.probe("p").unwrap();
+        assert!(st.successes.is_empty() && !st.attempted);
+    }
+
     #[test]
     fn escaping() {
         assert_eq!(
