@@ -264,7 +264,11 @@ impl Scheduler {
                     self.spawn_probe(spec.clone(), Arc::new(AtomicBool::new(false)))
                 }
             };
-            next.insert(name, task);
+            // Names are unique in a validated config; if not, the last one wins and the
+            // earlier loop must not be left running unowned.
+            if let Some(dup) = next.insert(name, task) {
+                dup.handle.abort();
+            }
         }
         for (name, old) in self.probes.drain() {
             old.handle.abort();

@@ -245,3 +245,19 @@ async fn status_page_lists_probes_results_and_failures() {
     assert!(!page.contains("<script"));
     serve.run_until(async {}).await;
 }
+
+#[tokio::test]
+async fn one_on_demand_probe_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (serve, _b) = start(dir.path(), "probe slow 60000 fake.debug_ms=1500\n").await;
+    let addr = serve.local_addr();
+    // Two at once: whichever arrives second, within the first's 1.5 s, is refused.
+    let a = tokio::spawn(async move { http(addr, "GET", "/probe?name=slow", "").await.status });
+    let b = tokio::spawn(async move { http(addr, "GET", "/probe?name=slow", "").await.status });
+    let mut statuses = vec![a.await.unwrap(), b.await.unwrap()];
+    statuses.sort();
+    assert_eq!(statuses, vec![200, 429]);
+    // The slot is free again once the first finished.
+    assert_eq!(http(addr, "GET", "/probe?name=slow", "").await.status, 200);
+    serve.run_until(async {}).await;
+}

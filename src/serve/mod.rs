@@ -20,7 +20,8 @@ use std::time::{Duration, SystemTime};
 use crate::config::{Config, ProbeSpec};
 use crate::http::{App, ConfigFormat, HttpError, HttpServer, ProbeNow};
 use crate::scheduler::{
-    BoxFuture, Runner, Scheduler, SchedulerEvents, StreamResult, Summary, process_seed,
+    BACKSTOP_SLACK, BoxFuture, Runner, Scheduler, SchedulerEvents, StreamResult, Summary,
+    process_seed,
 };
 use status::StatusBoard;
 
@@ -311,10 +312,16 @@ impl State {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let busy = BusyGuard(self.debug_busy.clone());
+        let bound = spec.timeout + BACKSTOP_SLACK;
         let fut = runner.debug(Arc::new(spec.clone()));
         ProbeNow::Run(Box::pin(async move {
             let _busy = busy;
-            fut.await
+            match tokio::time::timeout(bound, fut).await {
+                Ok(v) => v,
+                Err(_) => serde_json::json!({
+                    "error": format!("no result within the probe timeout + {}s", BACKSTOP_SLACK.as_secs()),
+                }),
+            }
         }))
     }
 }

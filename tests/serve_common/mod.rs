@@ -136,7 +136,16 @@ impl Runner for FakeRunner {
     }
 
     fn debug(&self, probe: Arc<ProbeSpec>) -> BoxFuture<serde_json::Value> {
-        Box::pin(async move { serde_json::json!({ "probe": probe.name, "debug": true }) })
+        let sleep = probe
+            .labels
+            .get("fake.debug_ms")
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(Duration::ZERO);
+        Box::pin(async move {
+            tokio::time::sleep(sleep).await;
+            serde_json::json!({ "probe": probe.name, "debug": true })
+        })
     }
 }
 
