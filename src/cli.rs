@@ -34,7 +34,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    // SERVE_VARIANT
+    /// Run the sidecar: scheduled probes, /metrics, health, reload, status page, OTLP push.
+    Serve(crate::serve::ServeArgs),
     /// Run one probe now and print a readable table (or JSON).
     Probe(ProbeArgs),
     /// Validate a config file; exit non-zero with a precise message if it is wrong.
@@ -44,7 +45,8 @@ pub enum Command {
     },
     /// Run the built-in vLLM-compatible realtime server (demos, dashboards, tests).
     Simulate(SimArgs),
-    // DEMO_VARIANT
+    /// The simulator and `serve` wired together on an embedded config: live metrics, no vLLM.
+    Demo(DemoArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]

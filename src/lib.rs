@@ -6,10 +6,13 @@
 pub mod audio;
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod probe;
 pub mod report;
 pub mod rng;
+pub mod scheduler;
+pub mod serve;
 pub mod simulate;
 pub mod stats;

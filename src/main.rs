@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::Parser;
-use rtprobe::cli::{Cli, Command, ProbeArgs};
+use rtprobe::cli::{Cli, Command, DemoArgs, ProbeArgs};
 use rtprobe::config::{self, ProbeSpec};
 use rtprobe::metrics::derive::derive;
 use rtprobe::probe::{self, ProgressEvent};
 use rtprobe::report::{self, RunHeader};
-use rtprobe::simulate::Simulator;
+use rtprobe::serve::ServeArgs;
+use rtprobe::serve::glue::ProbeBackend;
+use rtprobe::simulate::{SimConfig, Simulator};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -62,9 +64,92 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tracing::info!(addr = %sim.local_addr(), "simulator listening (Ctrl-C to stop)");
             sim.serve(shutdown_signal()).await;
             Ok(ExitCode::SUCCESS)
-        } // SERVE_ARMS
+        }
+        Command::Serve(args) => serve(args).await,
+        Command::Demo(args) => demo(args).await,
     }
 }
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let outcome = rtprobe::serve::run(
+        args,
+        |p: &Path| config::load(p).map_err(|e| e.to_string()),
+        ProbeBackend::new,
+    )
+    .await?;
+    if let Some(summary) = outcome.summary {
+        println!("{summary}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The embedded default: the built-in simulator with Voxtral-like cadence, and `serve` on the
+/// demo config with its clips, written to a temporary directory.
+async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let dir = std::env::temp_dir().join(format!("rtprobe-demo-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("audio"))
+        .with_context(|| format!("creating {}", dir.display()))?;
+    for (name, bytes) in DEMO_FILES {
+        std::fs::write(dir.join(name), bytes).with_context(|| format!("writing {name}"))?;
+    }
+    let config_text = DEMO_CONFIG
+        .replace("127.0.0.1:18000", &args.sim_listen.to_string())
+        .replace(
+            "listen: 127.0.0.1:9464",
+            &format!("listen: {}", args.listen),
+        );
+    let config_path = dir.join("rtprobe.yaml");
+    std::fs::write(&config_path, config_text).context("writing the demo config")?;
+
+    let sim_cfg = SimConfig {
+        // Three tokens per word, 80 ms apart: text spread over the clip as Voxtral does.
+        empty_deltas_per_word: 2,
+        first_text_delay: Duration::from_millis(420),
+        tail_delay: Duration::from_millis(180),
+        jitter: Duration::from_millis(15),
+        seed: 0x5eed,
+        max_records: 0,
+        ..SimConfig::default()
+    };
+    let sim = Simulator::bind(args.sim_listen, sim_cfg).await?.spawn();
+    eprintln!(
+        "rtprobe demo: simulator on http://{}, status page http://{}/ , metrics http://{}/metrics (Ctrl-C to stop)",
+        sim.addr(),
+        args.listen,
+        args.listen
+    );
+    let mut serve_args = ServeArgs::new(&config_path);
+    serve_args.duration = args
+        .duration
+        .as_deref()
+        .map(config::parse_duration)
+        .transpose()
+        .map_err(|e| anyhow!(e))?;
+    let result = serve(serve_args).await;
+    sim.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+const DEMO_CONFIG: &str = include_str!("../examples/rtprobe-demo.yaml");
+const DEMO_FILES: [(&str, &[u8]); 4] = [
+    (
+        "audio/mary-had-a-little-lamb.wav",
+        include_bytes!("../examples/audio/mary-had-a-little-lamb.wav"),
+    ),
+    (
+        "audio/mary-had-a-little-lamb.txt",
+        include_bytes!("../examples/audio/mary-had-a-little-lamb.txt"),
+    ),
+    (
+        "audio/quick-brown-fox.flac",
+        include_bytes!("../examples/audio/quick-brown-fox.flac"),
+    ),
+    (
+        "audio/quick-brown-fox.txt",
+        include_bytes!("../examples/audio/quick-brown-fox.txt"),
+    ),
+];
 
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {

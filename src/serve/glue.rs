@@ -1,0 +1,203 @@
+//! The production `serve::Backend`: probe runs through `probe::run` + `metrics::derive`, with
+//! each probe's audio prepared once per config generation, and scheduler events recorded
+//! through `metrics::{Telemetry, Recorder, ProbeLabels}`.
+
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use crate::audio::PreparedAudio;
+use crate::config::{Config, ModelChoice, ProbeSpec};
+use crate::metrics::derive::derive;
+use crate::metrics::{ProbeLabels, Recorder, Telemetry};
+use crate::probe::ErrorType;
+use crate::scheduler::{BoxFuture, Runner, SchedulerEvents, StreamResult};
+use crate::serve::Backend;
+
+/// Audio is shared between probes that stream the same file at the same chunk size.
+type AudioKey = (PathBuf, Duration);
+
+/// The model label value: the configured name, or `auto` when it is discovered per run.
+fn model_label(spec: &ProbeSpec) -> &str {
+    match &spec.model {
+        ModelChoice::Named(m) => m,
+        ModelChoice::Auto => "auto",
+    }
+}
+
+fn labels(spec: &ProbeSpec) -> ProbeLabels {
+    ProbeLabels::new(spec, model_label(spec))
+}
+
+/// One config generation's runner: the prepared audio of every probe in it.
+struct GenerationRunner {
+    audio: HashMap<AudioKey, Arc<PreparedAudio>>,
+}
+
+impl GenerationRunner {
+    /// Decode every distinct audio file of the config once. Runs on a blocking thread.
+    fn prepare(config: &Config) -> Result<Self, String> {
+        let mut audio = HashMap::new();
+        for (i, p) in config.probes.iter().enumerate() {
+            let key = (p.audio.clone(), p.chunk);
+            if audio.contains_key(&key) {
+                continue;
+            }
+            let prepared = crate::audio::prepare(&p.audio, p.chunk).map_err(|e| {
+                format!("probes[{i}] ({}): audio {}: {e}", p.name, p.audio.display())
+            })?;
+            audio.insert(key, Arc::new(prepared));
+        }
+        Ok(GenerationRunner { audio })
+    }
+
+    /// The prepared audio for a probe. A spec always belongs to this runner's generation
+    /// (the scheduler swaps runner and probe set together), so the fallback only guards
+    /// against that invariant breaking: decode now, off the async workers.
+    async fn audio_for(&self, spec: &ProbeSpec) -> Result<Arc<PreparedAudio>, String> {
+        if let Some(a) = self.audio.get(&(spec.audio.clone(), spec.chunk)) {
+            return Ok(a.clone());
+        }
+        let (path, chunk) = (spec.audio.clone(), spec.chunk);
+        tokio::task::spawn_blocking(move || crate::audio::prepare(&path, chunk))
+            .await
+            .map_err(|e| e.to_string())?
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Runner for Arc<GenerationRunner> {
+    fn run(&self, probe: Arc<ProbeSpec>, _stream: u32) -> BoxFuture<StreamResult> {
+        let this = self.clone();
+        Box::pin(async move {
+            let started = SystemTime::now();
+            let t = Instant::now();
+            let audio = match this.audio_for(&probe).await {
+                Ok(a) => a,
+                Err(e) => {
+                    return StreamResult::failed(
+                        ErrorType::Protocol,
+                        format!("audio unavailable: {e}"),
+                        started,
+                        t.elapsed(),
+                    );
+                }
+            };
+            let timeline = crate::probe::run(&probe, &audio).await;
+            let derived = derive(&timeline, probe.reference.as_deref());
+            StreamResult {
+                started: timeline.started,
+                elapsed: t.elapsed(),
+                outcome: timeline.outcome.clone(),
+                derived,
+            }
+        })
+    }
+
+    fn debug(&self, probe: Arc<ProbeSpec>) -> BoxFuture<serde_json::Value> {
+        let this = self.clone();
+        Box::pin(async move {
+            let audio = match this.audio_for(&probe).await {
+                Ok(a) => a,
+                Err(e) => return serde_json::json!({ "probe": probe.name, "error": e }),
+            };
+            let timeline = crate::probe::run(&probe, &audio).await;
+            let derived = derive(&timeline, probe.reference.as_deref());
+            serde_json::json!({
+                "probe": probe.name,
+                "target": probe.target.ws_url,
+                "outcome": match &timeline.outcome {
+                    Ok(()) => serde_json::json!("ok"),
+                    Err(e) => serde_json::json!({ "error.type": e.kind, "detail": e.detail }),
+                },
+                "timeline": timeline,
+                "derived": derived,
+            })
+        })
+    }
+}
+
+/// Scheduler events → OTel instruments.
+struct MetricsEvents {
+    recorder: Recorder,
+}
+
+impl SchedulerEvents for MetricsEvents {
+    fn run_started(&self, probe: &ProbeSpec, delay: Duration) {
+        self.recorder
+            .scheduler_delay(&labels(probe), delay.as_secs_f64());
+    }
+    fn skipped(&self, probe: &ProbeSpec) {
+        self.recorder.record_skipped(&labels(probe));
+    }
+    fn in_flight(&self, probe: &ProbeSpec, delta: i64) {
+        self.recorder.in_flight(&labels(probe), delta);
+    }
+    fn stream_finished(&self, probe: &ProbeSpec, _stream: u32, result: &StreamResult) {
+        let outcome = result.outcome.as_ref().map(|_| ()).map_err(|e| e.kind);
+        self.recorder
+            .record_run(&labels(probe), &result.derived, outcome);
+    }
+}
+
+/// The production backend. Buckets and OTLP settings come from the config `serve` started
+/// with; changing them takes a restart (`serve` logs that on reload).
+pub struct ProbeBackend {
+    telemetry: Mutex<Option<Telemetry>>,
+    events: Arc<MetricsEvents>,
+}
+
+impl ProbeBackend {
+    pub fn new(config: &Config) -> Result<ProbeBackend, String> {
+        let telemetry =
+            Telemetry::new(&config.buckets, config.otlp.as_ref()).map_err(|e| e.to_string())?;
+        let events = Arc::new(MetricsEvents {
+            recorder: telemetry.recorder(),
+        });
+        Ok(ProbeBackend {
+            telemetry: Mutex::new(Some(telemetry)),
+            events,
+        })
+    }
+}
+
+impl Backend for ProbeBackend {
+    fn prepare(&self, config: &Config) -> Result<Arc<dyn Runner>, String> {
+        Ok(Arc::new(Arc::new(GenerationRunner::prepare(config)?)))
+    }
+
+    fn events(&self) -> Arc<dyn SchedulerEvents> {
+        self.events.clone()
+    }
+
+    fn render_metrics(&self, accept: Option<&str>) -> (&'static str, Vec<u8>) {
+        let t = self.telemetry.lock().unwrap_or_else(|p| p.into_inner());
+        match t.as_ref() {
+            Some(t) => t.render(accept),
+            // Only after shutdown, when the HTTP server is closing too.
+            None => ("text/plain; charset=utf-8", b"# shutting down\n".to_vec()),
+        }
+    }
+
+    fn config_reloaded(&self, success: bool, unix_seconds: f64) {
+        self.events.recorder.config_reload(success, unix_seconds);
+    }
+
+    fn shutdown(&self, timeout: Duration) -> BoxFuture<()> {
+        let t = self
+            .telemetry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        Box::pin(async move {
+            if let Some(t) = t {
+                t.shutdown(timeout).await;
+            }
+        })
+    }
+}

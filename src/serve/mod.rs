@@ -1,0 +1,553 @@
+//! `rtprobe serve`: the sidecar. Wires the config loader, the scheduler, the HTTP server,
+//! config reload (SIGHUP, `POST /-/reload`, file change) and the lifecycle (SIGTERM/SIGINT or
+//! `--duration`: stop scheduling, cancel what is left after the grace period, flush, exit).
+//!
+//! Probe execution and metrics come in through a [`Backend`], so this module compiles and is
+//! tested without the WebSocket client or the OTel SDK; the production backend is the glue
+//! over `probe::run`, `metrics::derive` and `metrics::Telemetry`.
+
+pub mod config_view;
+pub mod glue;
+pub mod reload;
+pub mod status;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use crate::config::{Config, ProbeSpec};
+use crate::http::{App, ConfigFormat, HttpError, HttpServer, ProbeNow};
+use crate::scheduler::{
+    BACKSTOP_SLACK, BoxFuture, Runner, Scheduler, SchedulerEvents, StreamResult, Summary,
+    process_seed,
+};
+use status::StatusBoard;
+
+/// Default time in-flight runs get to finish at shutdown before they are cancelled.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// Bound on the final metrics flush at shutdown (OTLP retries back off for seconds).
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Flags of `rtprobe serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Config file (YAML). Reloaded on SIGHUP, `POST /-/reload` and when it changes on disk.
+    #[arg(long, short = 'c', env = "RTPROBE_CONFIG")]
+    pub config: PathBuf,
+    /// Listen address for /metrics and the status endpoints; overrides `server.listen`.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Run the schedule this long (e.g. 10m), then stop and print a summary.
+    #[arg(long, value_parser = crate::config::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Time in-flight runs get to finish at shutdown before they are cancelled.
+    #[arg(long, value_parser = crate::config::parse_duration, default_value = "5s")]
+    pub grace_period: Duration,
+    /// Do not watch the config file for changes (SIGHUP and POST /-/reload still work).
+    #[arg(long)]
+    pub no_watch: bool,
+}
+
+impl ServeArgs {
+    /// Args for `config` with every other flag at its default.
+    pub fn new(config: impl Into<PathBuf>) -> Self {
+        ServeArgs {
+            config: config.into(),
+            listen: None,
+            duration: None,
+            grace_period: DEFAULT_GRACE,
+            no_watch: false,
+        }
+    }
+}
+
+/// Loads and validates a config file: `config::load` in production (the same code as
+/// `check-config`), with its error rendered to text (config errors never contain secrets).
+pub type Loader = dyn Fn(&Path) -> Result<Config, String> + Send + Sync;
+
+/// What `serve` needs from probe execution and metrics.
+pub trait Backend: Send + Sync + 'static {
+    /// Prepare a config generation (decode each probe's audio once) and return the runner
+    /// for its probes. An error rejects the config like a validation error. Called from a
+    /// blocking thread.
+    fn prepare(&self, config: &Config) -> Result<Arc<dyn Runner>, String>;
+    /// Where scheduler events go for metrics (skips, in-flight, delay, each stream's outcome).
+    fn events(&self) -> Arc<dyn SchedulerEvents>;
+    /// `/metrics`: (content type, body) for an `Accept` header.
+    fn render_metrics(&self, accept: Option<&str>) -> (&'static str, Vec<u8>);
+    /// Set the reload gauges: outcome and Unix time of the attempt.
+    fn config_reloaded(&self, success: bool, unix_seconds: f64);
+    /// Final flush (OTLP), bounded by `timeout`.
+    fn shutdown(&self, timeout: Duration) -> BoxFuture<()>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot start metrics/probe backend: {0}")]
+    Backend(String),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error(transparent)]
+    Watch(#[from] reload::WatchError),
+    #[error("cannot install signal handlers: {0}")]
+    Signal(#[source] std::io::Error),
+}
+
+/// Why serving stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// SIGTERM, SIGINT or the caller's shutdown future.
+    Signal,
+    /// `--duration` elapsed.
+    DurationElapsed,
+}
+
+/// How serving ended.
+#[derive(Debug, Clone)]
+pub struct ServeOutcome {
+    pub reason: StopReason,
+    /// In-flight runs all finished within the grace period (none had to be cancelled).
+    pub drained: bool,
+    /// Totals, in `--duration` mode (print it: `println!("{summary}")`).
+    pub summary: Option<Summary>,
+}
+
+/// Who asked for a reload (for logs, and to skip no-op file events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadTrigger {
+    Signal,
+    Http,
+    FileChange,
+}
+
+/// Fans scheduler events out to the backend's metrics, the status board and the summary.
+struct Events {
+    metrics: Arc<dyn SchedulerEvents>,
+    status: Arc<StatusBoard>,
+    summary: Option<Mutex<Summary>>,
+}
+
+impl SchedulerEvents for Events {
+    fn run_started(&self, probe: &ProbeSpec, delay: Duration) {
+        self.status.mark_attempted(&probe.name);
+        self.metrics.run_started(probe, delay);
+    }
+    fn skipped(&self, probe: &ProbeSpec) {
+        self.status.record_skip(&probe.name);
+        if let Some(s) = &self.summary {
+            s.lock().unwrap_or_else(|p| p.into_inner()).add_skipped();
+        }
+        self.metrics.skipped(probe);
+    }
+    fn in_flight(&self, probe: &ProbeSpec, delta: i64) {
+        self.metrics.in_flight(probe, delta);
+    }
+    fn stream_finished(&self, probe: &ProbeSpec, stream: u32, result: &StreamResult) {
+        self.status.record(&probe.name, stream, result);
+        if let Some(s) = &self.summary {
+            s.lock().unwrap_or_else(|p| p.into_inner()).add(result);
+        }
+        self.metrics.stream_finished(probe, stream, result);
+    }
+}
+
+struct State {
+    path: PathBuf,
+    loader: Arc<Loader>,
+    backend: Arc<dyn Backend>,
+    config: RwLock<Arc<Config>>,
+    runner: RwLock<Arc<dyn Runner>>,
+    /// File contents at the last reload attempt, to ignore file events that change nothing.
+    last_seen: Mutex<Option<Vec<u8>>>,
+    scheduler: tokio::sync::Mutex<Option<Scheduler>>,
+    status: Arc<StatusBoard>,
+    events: Arc<Events>,
+    /// One on-demand `/probe` at a time: it is a real probe against a real server.
+    debug_busy: Arc<AtomicBool>,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn specs_of(config: &Config) -> Vec<Arc<ProbeSpec>> {
+    config.probes.iter().cloned().map(Arc::new).collect()
+}
+
+impl State {
+    async fn load_and_prepare(&self) -> Result<(Config, Arc<dyn Runner>), String> {
+        let loader = self.loader.clone();
+        let backend = self.backend.clone();
+        let path = self.path.clone();
+        // Loading reads files and prepare decodes audio: keep both off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let config = loader(&path)?;
+            let runner = backend.prepare(&config)?;
+            Ok((config, runner))
+        })
+        .await
+        .map_err(|e| format!("config load task failed: {e}"))?
+    }
+
+    async fn reload(&self, trigger: ReloadTrigger) -> Result<String, String> {
+        let _serial = self.reload_lock.lock().await;
+        let bytes = tokio::fs::read(&self.path).await.ok();
+        {
+            let mut last = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+            if trigger == ReloadTrigger::FileChange && bytes.is_some() && *last == bytes {
+                tracing::debug!(path = %self.path.display(), "config file event without content change");
+                return Ok("unchanged".into());
+            }
+            *last = bytes;
+        }
+        let result = self.load_and_prepare().await;
+        let (config, runner) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                self.backend.config_reloaded(false, unix_now());
+                tracing::error!(?trigger, error = %e, "config reload failed; keeping the running config");
+                return Err(e);
+            }
+        };
+        let mut sched = self.scheduler.lock().await;
+        let Some(scheduler) = sched.as_mut() else {
+            return Err("shutting down; reload ignored".into());
+        };
+        let old = self
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if old.server != config.server || old.buckets != config.buckets || old.otlp != config.otlp {
+            tracing::warn!("server, buckets and otlp settings take effect only after a restart");
+        }
+        let specs = specs_of(&config);
+        self.status.set_probes(&specs);
+        let report = scheduler.apply(&specs, runner.clone());
+        *self.runner.write().unwrap_or_else(|p| p.into_inner()) = runner;
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        self.backend.config_reloaded(true, unix_now());
+        tracing::info!(?trigger, %report, "config reloaded");
+        Ok(format!("reloaded: {report}"))
+    }
+}
+
+/// What the HTTP routes read; `AppHandle` exposes it as an `App`.
+impl State {
+    fn metrics(&self, accept: Option<&str>) -> (&'static str, Vec<u8>) {
+        self.backend.render_metrics(accept)
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        self.status.readiness()
+    }
+
+    fn config(&self, format: ConfigFormat) -> Result<String, String> {
+        let config = self
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        config_view::render(&config, format)
+    }
+
+    fn status_page(&self) -> String {
+        self.status.render_html()
+    }
+
+    fn probe_now(&self, name: &str) -> ProbeNow {
+        let config = self
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(spec) = config.probes.iter().find(|p| p.name == name) else {
+            return ProbeNow::Unknown;
+        };
+        if self.debug_busy.swap(true, Ordering::AcqRel) {
+            return ProbeNow::Busy;
+        }
+        let runner = self
+            .runner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let busy = BusyGuard(self.debug_busy.clone());
+        let bound = spec.timeout + BACKSTOP_SLACK;
+        let fut = runner.debug(Arc::new(spec.clone()));
+        ProbeNow::Run(Box::pin(async move {
+            let _busy = busy;
+            match tokio::time::timeout(bound, fut).await {
+                Ok(v) => v,
+                Err(_) => serde_json::json!({
+                    "error": format!("no result within the probe timeout + {}s", BACKSTOP_SLACK.as_secs()),
+                }),
+            }
+        }))
+    }
+}
+
+/// Clears the `/probe` busy flag however the request ends (including a dropped connection).
+struct BusyGuard(Arc<AtomicBool>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// The HTTP view of the state. A newtype over the `Arc` because reload needs an owned
+/// handle to return a `'static` future.
+struct AppHandle(Arc<State>);
+
+impl App for AppHandle {
+    fn metrics(&self, accept: Option<&str>) -> (&'static str, Vec<u8>) {
+        self.0.metrics(accept)
+    }
+    fn readiness(&self) -> Result<(), String> {
+        self.0.readiness()
+    }
+    fn reload(&self) -> BoxFuture<Result<String, String>> {
+        let state = self.0.clone();
+        Box::pin(async move { state.reload(ReloadTrigger::Http).await })
+    }
+    fn config(&self, format: ConfigFormat) -> Result<String, String> {
+        self.0.config(format)
+    }
+    fn status_page(&self) -> String {
+        self.0.status_page()
+    }
+    fn probe_now(&self, name: &str) -> ProbeNow {
+        self.0.probe_now(name)
+    }
+}
+
+/// A cloneable handle that triggers reloads (for signal handlers and tests).
+#[derive(Clone)]
+pub struct Reloader(Arc<State>);
+
+impl Reloader {
+    pub async fn reload(&self, trigger: ReloadTrigger) -> Result<String, String> {
+        self.0.reload(trigger).await
+    }
+}
+
+/// A running sidecar: scheduler, HTTP server and (unless disabled) the config file watch.
+pub struct Serve {
+    state: Arc<State>,
+    http: HttpServer,
+    watcher: Option<reload::ConfigWatcher>,
+    args: ServeArgs,
+}
+
+impl Serve {
+    /// Load the config (an invalid one is an error: nothing starts), build the backend from
+    /// it, bind the HTTP server and start the schedule.
+    pub async fn start<L, F, B>(
+        args: ServeArgs,
+        loader: L,
+        make_backend: F,
+    ) -> Result<Serve, ServeError>
+    where
+        L: Fn(&Path) -> Result<Config, String> + Send + Sync + 'static,
+        F: FnOnce(&Config) -> Result<B, String>,
+        B: Backend,
+    {
+        let loader: Arc<Loader> = Arc::new(loader);
+        let path = args.config.clone();
+        let first = {
+            let loader = loader.clone();
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || loader(&path))
+                .await
+                .map_err(|e| ServeError::Config(e.to_string()))?
+                .map_err(ServeError::Config)?
+        };
+        let backend: Arc<dyn Backend> =
+            Arc::new(make_backend(&first).map_err(ServeError::Backend)?);
+        let runner = {
+            let backend = backend.clone();
+            let config = first.clone();
+            tokio::task::spawn_blocking(move || backend.prepare(&config))
+                .await
+                .map_err(|e| ServeError::Backend(e.to_string()))?
+                .map_err(ServeError::Config)?
+        };
+        let status = Arc::new(StatusBoard::new());
+        let events = Arc::new(Events {
+            metrics: backend.events(),
+            status: status.clone(),
+            summary: args.duration.map(|_| Mutex::new(Summary::default())),
+        });
+        let specs = specs_of(&first);
+        status.set_probes(&specs);
+        let mut scheduler = Scheduler::new(runner.clone(), events.clone(), process_seed());
+        let listen = args
+            .listen
+            .clone()
+            .unwrap_or_else(|| first.server.listen.clone());
+        let state = Arc::new(State {
+            path: path.clone(),
+            loader,
+            backend,
+            config: RwLock::new(Arc::new(first)),
+            runner: RwLock::new(runner.clone()),
+            last_seen: Mutex::new(std::fs::read(&path).ok()),
+            scheduler: tokio::sync::Mutex::new(None),
+            status,
+            events,
+            debug_busy: Arc::new(AtomicBool::new(false)),
+            reload_lock: tokio::sync::Mutex::new(()),
+        });
+        let http = HttpServer::bind(&listen, Arc::new(AppHandle(state.clone()))).await?;
+        tracing::info!(addr = %http.local_addr(), probes = specs.len(), "serving");
+        let report = scheduler.apply(&specs, runner);
+        tracing::info!(%report, "probes scheduled");
+        *state.scheduler.lock().await = Some(scheduler);
+        let watcher = if args.no_watch {
+            None
+        } else {
+            let st = state.clone();
+            Some(reload::watch(
+                &path,
+                reload::DEBOUNCE,
+                Arc::new(move || {
+                    let st = st.clone();
+                    Box::pin(async move {
+                        let _ = st.reload(ReloadTrigger::FileChange).await;
+                    })
+                }),
+            )?)
+        };
+        Ok(Serve {
+            state,
+            http,
+            watcher,
+            args,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.http.local_addr()
+    }
+
+    pub fn reloader(&self) -> Reloader {
+        Reloader(self.state.clone())
+    }
+
+    /// The config running now.
+    pub fn config(&self) -> Arc<Config> {
+        self.state
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Serve until `stop` resolves or `--duration` elapses, then shut down in order: stop
+    /// watching and scheduling, give in-flight runs the grace period, cancel the rest
+    /// (recorded as `cancelled`), close the HTTP server, flush metrics.
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> ServeOutcome {
+        let Serve {
+            state,
+            http,
+            watcher,
+            args,
+        } = self;
+        let reason = match args.duration {
+            Some(d) => tokio::select! {
+                _ = stop => StopReason::Signal,
+                _ = tokio::time::sleep(d) => StopReason::DurationElapsed,
+            },
+            None => {
+                stop.await;
+                StopReason::Signal
+            }
+        };
+        tracing::info!(?reason, grace = ?args.grace_period, "shutting down");
+        drop(watcher);
+        let scheduler = state.scheduler.lock().await.take();
+        let drained = match scheduler {
+            Some(s) => s.shutdown(args.grace_period).await.drained,
+            None => true,
+        };
+        if !drained {
+            tracing::warn!("in-flight runs cancelled after the grace period");
+        }
+        // /metrics stays up through the grace period; the final OTLP flush comes after the
+        // last cancellation is recorded and the server is closed.
+        http.shutdown().await;
+        state.backend.shutdown(FLUSH_TIMEOUT).await;
+        let summary = state
+            .events
+            .summary
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone());
+        ServeOutcome {
+            reason,
+            drained,
+            summary,
+        }
+    }
+}
+
+/// `rtprobe serve`: start, reload on SIGHUP, stop on SIGTERM/SIGINT (or after `--duration`).
+/// Logging must be initialised by the caller. On success the process should exit 0; print
+/// `outcome.summary` when present.
+pub async fn run<L, F, B>(
+    args: ServeArgs,
+    loader: L,
+    make_backend: F,
+) -> Result<ServeOutcome, ServeError>
+where
+    L: Fn(&Path) -> Result<Config, String> + Send + Sync + 'static,
+    F: FnOnce(&Config) -> Result<B, String>,
+    B: Backend,
+{
+    let stop = signals::stop_signal().map_err(ServeError::Signal)?;
+    let serve = Serve::start(args, loader, make_backend).await?;
+    let hup = signals::spawn_reload_on_hup(serve.reloader()).map_err(ServeError::Signal)?;
+    let outcome = serve.run_until(stop).await;
+    hup.abort();
+    Ok(outcome)
+}
+
+mod signals {
+    //! Unix signals: SIGTERM/SIGINT stop, SIGHUP reloads.
+
+    use super::{ReloadTrigger, Reloader};
+    use std::future::Future;
+    use tokio::signal::unix::{SignalKind, signal};
+    use tokio::task::JoinHandle;
+
+    /// Resolves on the first SIGTERM or SIGINT. Handlers are installed now, so a signal that
+    /// arrives during startup is not lost.
+    pub fn stop_signal() -> std::io::Result<impl Future<Output = ()>> {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        })
+    }
+
+    pub fn spawn_reload_on_hup(reloader: Reloader) -> std::io::Result<JoinHandle<()>> {
+        let mut hup = signal(SignalKind::hangup())?;
+        Ok(tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let _ = reloader.reload(ReloadTrigger::Signal).await;
+            }
+        }))
+    }
+}
