@@ -2,7 +2,6 @@
 //! each probe's audio prepared once per config generation, and scheduler events recorded
 //! through `metrics::{Telemetry, Recorder, ProbeLabels}`.
 
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -382,6 +382,9 @@ impl Serve {
                 .map_err(|e| ServeError::Backend(e.to_string()))?
                 .map_err(ServeError::Config)?
         };
+        // The first load counts as a successful load, so the reload gauges exist from the start
+        // (dashboards and the "config reload failed" alert need a value to compare against).
+        backend.config_reloaded(true, unix_now());
         let status = Arc::new(StatusBoard::new());
         let events = Arc::new(Events {
             metrics: backend.events(),
