@@ -174,7 +174,8 @@ async fn reload_endpoint_applies_valid_and_keeps_old_on_invalid() {
     assert!(r.body.contains("cannot decode"));
     assert_eq!(serve.config().probes.len(), 2);
 
-    assert_eq!(*b.reloads.lock().unwrap(), vec![true, false, false]);
+    // The first entry is the initial load, which sets the reload gauges at start-up.
+    assert_eq!(*b.reloads.lock().unwrap(), vec![true, true, false, false]);
     serve.run_until(async {}).await;
 }
 

@@ -50,7 +50,7 @@ async fn sighup_reloads_and_sigterm_stops() {
     kill("HUP");
     assert!(
         wait_until(Duration::from_secs(10), || *b.reloads.lock().unwrap()
-            == vec![true])
+            == vec![true, true])
         .await,
         "SIGHUP did not reload"
     );
