@@ -28,7 +28,9 @@ pub struct Derived {
     pub finalize: Option<f64>,
     /// Phase durations: (phase name, seconds) for `dns`, `connect`, `tls`, `upgrade`, `session`.
     pub phases: Vec<(&'static str, f64)>,
-    /// Audio seconds sent ÷ (last send − first send) of appends.
+    /// Audio seconds sent after the first append ÷ (last append − first append): exactly 1.0
+    /// when paced in real time. (All audio ÷ window would read N/(N−1): the first chunk leaves
+    /// at the window's start, so its audio does not belong to the window.)
     pub send_window_audio_rate: Option<f64>,
     /// Output tokens ÷ send window.
     pub send_window_output_tokens: Option<f64>,
@@ -123,7 +125,15 @@ pub fn derive(t: &Timeline, reference: Option<&str>) -> Derived {
             .zip(final_commit)
             .and_then(|(d, c)| diff(d.at, c)),
         phases: phases(t),
-        send_window_audio_rate: send_window.map(|w| secs(t.audio_sent) / w),
+        send_window_audio_rate: send_window.map(|w| {
+            let first_chunk = t
+                .sent
+                .iter()
+                .find(|s| s.kind == SentKind::Append)
+                .and_then(|s| s.audio_end)
+                .unwrap_or_default();
+            secs(t.audio_sent.saturating_sub(first_chunk)) / w
+        }),
         send_window_output_tokens: send_window
             .zip(usage)
             .map(|(w, u)| u.completion_tokens as f64 / w),
@@ -273,8 +283,8 @@ mod tests {
         for (got, want) in d.phases.iter().zip(want) {
             assert!(close(got.1, want), "{got:?} vs {want}");
         }
-        // 0.3 s of audio over a 0.203 s send window
-        assert_close(d.send_window_audio_rate, 0.300 / 0.203);
+        // 0.2 s of audio after the first chunk over a 0.203 s send window
+        assert_close(d.send_window_audio_rate, 0.200 / 0.203);
         assert_close(d.send_window_output_tokens, 11.0 / 0.203);
         // (3 − 1) / 0.3 s
         assert_close(d.decode_token_rate, 2.0 / 0.300);

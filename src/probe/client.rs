@@ -31,6 +31,9 @@ use crate::probe::{models, pacer};
 pub const MAX_IGNORED_EVENTS: u64 = 10_000;
 /// Transcript bytes kept per run (deltas, and `done.text`).
 pub const MAX_TRANSCRIPT: usize = 1024 * 1024;
+/// Deltas kept per run (empty ones included); a flood of empty deltas ends the run as `limit`
+/// instead of growing memory until a deadline.
+pub const MAX_DELTAS: usize = 200_000;
 /// How long the closing handshake may take after `done` (not part of any measured value).
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// After a failed send, how long the reader gets to report the cause (an error event, a close
@@ -536,6 +539,12 @@ async fn read_all(
         match event {
             ServerEvent::Delta(piece) => {
                 let nonempty = !piece.is_empty();
+                if deltas.len() >= MAX_DELTAS {
+                    return Err(ProbeError::new(
+                        ErrorType::Limit,
+                        format!("more than {MAX_DELTAS} transcription.delta events"),
+                    ));
+                }
                 deltas.push(Delta { at, nonempty });
                 if nonempty {
                     if delta_text.len() + piece.len() > MAX_TRANSCRIPT {

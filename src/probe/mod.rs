@@ -9,7 +9,9 @@ pub mod pacer;
 pub mod timeline;
 mod tls;
 
-pub use client::{MAX_IGNORED_EVENTS, MAX_TRANSCRIPT, ProgressEvent, run, run_observed};
+pub use client::{
+    MAX_DELTAS, MAX_IGNORED_EVENTS, MAX_TRANSCRIPT, ProgressEvent, run, run_observed,
+};
 pub use connect::MAX_INBOUND;
 pub use error::{ErrorType, ProbeError, ServerCode};
 pub use timeline::Timeline;
