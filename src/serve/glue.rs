@@ -144,11 +144,45 @@ impl SchedulerEvents for MetricsEvents {
     }
 }
 
-/// The production backend. Buckets and OTLP settings come from the config `serve` started
-/// with; changing them takes a restart (`serve` logs that on reload).
+/// What the metrics pipeline currently exports: the label identity of every probe, and the
+/// buckets and OTLP settings it was built with. A reload that changes any of it rebuilds the
+/// pipeline (`Telemetry::reconfigure`), so a removed or relabelled probe stops being exported.
+#[derive(PartialEq)]
+struct Exported {
+    probes: Vec<String>,
+    buckets: crate::config::Buckets,
+    otlp: Option<crate::config::OtlpSettings>,
+}
+
+impl Exported {
+    fn of(config: &Config) -> Exported {
+        let probes = config
+            .probes
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}|{}|{}|{}|{:?}",
+                    p.name,
+                    p.target.host,
+                    p.target.port,
+                    model_label(p),
+                    p.labels
+                )
+            })
+            .collect();
+        Exported {
+            probes,
+            buckets: config.buckets.clone(),
+            otlp: config.otlp.clone(),
+        }
+    }
+}
+
+/// The production backend.
 pub struct ProbeBackend {
     telemetry: Mutex<Option<Telemetry>>,
     events: Arc<MetricsEvents>,
+    exported: Mutex<Exported>,
 }
 
 impl ProbeBackend {
@@ -161,13 +195,25 @@ impl ProbeBackend {
         Ok(ProbeBackend {
             telemetry: Mutex::new(Some(telemetry)),
             events,
+            exported: Mutex::new(Exported::of(config)),
         })
     }
 }
 
 impl Backend for ProbeBackend {
     fn prepare(&self, config: &Config) -> Result<Arc<dyn Runner>, String> {
-        Ok(Arc::new(Arc::new(GenerationRunner::prepare(config)?)))
+        let runner = GenerationRunner::prepare(config)?;
+        let next = Exported::of(config);
+        let mut exported = self.exported.lock().unwrap_or_else(|p| p.into_inner());
+        if *exported != next {
+            let t = self.telemetry.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(t) = t.as_ref() {
+                t.reconfigure(&config.buckets, config.otlp.as_ref())
+                    .map_err(|e| e.to_string())?;
+            }
+            *exported = next;
+        }
+        Ok(Arc::new(Arc::new(runner)))
     }
 
     fn events(&self) -> Arc<dyn SchedulerEvents> {

@@ -227,8 +227,8 @@ impl State {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        if old.server != config.server || old.buckets != config.buckets || old.otlp != config.otlp {
-            tracing::warn!("server, buckets and otlp settings take effect only after a restart");
+        if old.server != config.server {
+            tracing::warn!("server.listen takes effect only after a restart");
         }
         let specs = specs_of(&config);
         self.status.set_probes(&specs);
