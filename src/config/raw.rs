@@ -2,13 +2,13 @@
 //! (`intervall: 30s`) is an error with its line, not a silently ignored key. Nothing here is
 //! trusted; `validate` turns it into `model::Config`.
 
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use serde::Deserialize;
-
-use crate::config::duration::serde_human;
+/// A duration as written (`100ms`, `30s`); parsed in `validate`, where the field's path and
+/// line are known, so a bad one is reported as `probes[0].chunk … at line 6`.
+pub type DurationText = String;
 
 /// Top level of `rtprobe.yaml`.
 #[derive(Debug, Default, Deserialize)]
@@ -43,10 +43,8 @@ pub struct RawOtlp {
     pub endpoint: Option<String>,
     /// `grpc` (default) or `http/protobuf`.
     pub protocol: Option<String>,
-    #[serde(default, with = "serde_human")]
-    pub interval: Option<Duration>,
-    #[serde(default, with = "serde_human")]
-    pub timeout: Option<Duration>,
+    pub interval: Option<DurationText>,
+    pub timeout: Option<DurationText>,
     /// Extra request headers; values may use `${VAR}`.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -67,24 +65,18 @@ pub struct RawBuckets {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDeadlines {
-    #[serde(default, with = "serde_human")]
-    pub connect: Option<Duration>,
-    #[serde(default, with = "serde_human")]
-    pub first_text: Option<Duration>,
-    #[serde(default, with = "serde_human")]
-    pub done: Option<Duration>,
+    pub connect: Option<DurationText>,
+    pub first_text: Option<DurationText>,
+    pub done: Option<DurationText>,
 }
 
 /// The keys `defaults:` may set (a subset of a probe's).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProbeDefaults {
-    #[serde(default, with = "serde_human")]
-    pub interval: Option<Duration>,
-    #[serde(default, with = "serde_human")]
-    pub timeout: Option<Duration>,
-    #[serde(default, with = "serde_human")]
-    pub chunk: Option<Duration>,
+    pub interval: Option<DurationText>,
+    pub timeout: Option<DurationText>,
+    pub chunk: Option<DurationText>,
     pub pacing: Option<String>,
     pub deadlines: Option<RawDeadlines>,
     #[serde(default)]
@@ -124,13 +116,10 @@ pub struct RawProbe {
     pub audio: Option<PathBuf>,
     pub reference: Option<String>,
     pub reference_file: Option<PathBuf>,
-    #[serde(default, with = "serde_human")]
-    pub chunk: Option<Duration>,
+    pub chunk: Option<DurationText>,
     pub pacing: Option<String>,
-    #[serde(default, with = "serde_human")]
-    pub interval: Option<Duration>,
-    #[serde(default, with = "serde_human")]
-    pub timeout: Option<Duration>,
+    pub interval: Option<DurationText>,
+    pub timeout: Option<DurationText>,
     pub concurrency: Option<u32>,
     pub jitter: Option<f64>,
     pub deadlines: Option<RawDeadlines>,

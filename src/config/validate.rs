@@ -246,6 +246,13 @@ fn check_buckets(name: &str, v: &[f64]) -> Result<(), String> {
     Ok(())
 }
 
+/// Parse an optional duration field; errors carry the field's path and line.
+fn dur(text: &Option<DurationText>, err: impl Fn(String) -> Problem) -> Res<Option<Duration>> {
+    text.as_deref()
+        .map(|t| crate::config::parse_duration(t).map_err(&err))
+        .transpose()
+}
+
 const CHUNK_MIN: Duration = Duration::from_millis(10);
 const CHUNK_MAX: Duration = Duration::from_secs(10);
 
@@ -414,11 +421,11 @@ fn otlp(cx: &Ctx<'_>, raw: Option<RawOtlp>) -> Res<Option<OtlpSettings>> {
         let v = expand_env(v, cx.env).map_err(|m| cx.top_err("otlp", &["headers", k], m))?;
         headers.push((k.clone(), Secret::new(v)));
     }
-    let interval = match raw.interval {
+    let interval = match dur(&raw.interval, |m| cx.top_err("otlp", &["interval"], m))? {
         Some(d) => d,
         None => env_millis(cx, "OTEL_METRIC_EXPORT_INTERVAL")?.unwrap_or(Duration::from_secs(15)),
     };
-    let timeout = match raw.timeout {
+    let timeout = match dur(&raw.timeout, |m| cx.top_err("otlp", &["timeout"], m))? {
         Some(d) => d,
         None => env_millis(cx, "OTEL_EXPORTER_OTLP_TIMEOUT")?.unwrap_or(Duration::from_secs(10)),
     };
@@ -521,7 +528,17 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
         }
         (None, None) => None,
     };
-    let chunk = p.chunk.or(d.chunk).unwrap_or(Duration::from_millis(100));
+    let pd = |key: &'static str, v: &Option<DurationText>| dur(v, |m| cx.probe_err(i, &[key], m));
+    let dd = |key: &'static str, v: &Option<DurationText>| {
+        dur(v, |m| Problem {
+            field: format!("defaults.{key}"),
+            pos: cx.loc.top("defaults", &[key]),
+            message: m,
+        })
+    };
+    let chunk = pd("chunk", &p.chunk)?
+        .or(dd("chunk", &d.chunk)?)
+        .unwrap_or(Duration::from_millis(100));
     if !(CHUNK_MIN..=CHUNK_MAX).contains(&chunk) {
         return Err(cx.probe_err(
             i,
@@ -545,8 +562,12 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
             ));
         }
     };
-    let interval = p.interval.or(d.interval).unwrap_or(Duration::from_secs(30));
-    let timeout = p.timeout.or(d.timeout).unwrap_or(interval);
+    let interval = pd("interval", &p.interval)?
+        .or(dd("interval", &d.interval)?)
+        .unwrap_or(Duration::from_secs(30));
+    let timeout = pd("timeout", &p.timeout)?
+        .or(dd("timeout", &d.timeout)?)
+        .unwrap_or(interval);
     for (key, v) in [("interval", interval), ("timeout", timeout)] {
         if v.is_zero() {
             return Err(cx.probe_err(i, &[key], format!("{key} must be greater than zero")));
@@ -556,13 +577,26 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
         return Err(cx.probe_err(i, &["timeout"], format!("timeout {timeout:?} is longer than interval {interval:?}: runs of one probe must not overlap")));
     }
     let mut deadlines = Deadlines::default();
-    for src in [d.deadlines.as_ref(), p.deadlines.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        deadlines.connect = src.connect.unwrap_or(deadlines.connect);
-        deadlines.first_text = src.first_text.unwrap_or(deadlines.first_text);
-        deadlines.done = src.done.unwrap_or(deadlines.done);
+    for (src, in_defaults) in [(d.deadlines.as_ref(), true), (p.deadlines.as_ref(), false)] {
+        let Some(src) = src else { continue };
+        for (key, text, slot) in [
+            ("connect", &src.connect, &mut deadlines.connect),
+            ("first_text", &src.first_text, &mut deadlines.first_text),
+            ("done", &src.done, &mut deadlines.done),
+        ] {
+            let parsed = if in_defaults {
+                dur(text, |m| Problem {
+                    field: format!("defaults.deadlines.{key}"),
+                    pos: cx.loc.top("defaults", &["deadlines", key]),
+                    message: m,
+                })?
+            } else {
+                dur(text, |m| cx.probe_err(i, &["deadlines", key], m))?
+            };
+            if let Some(v) = parsed {
+                *slot = v;
+            }
+        }
     }
     for (key, v) in [
         ("connect", deadlines.connect),
