@@ -1,5 +1,6 @@
 //! `serve` with the production backend against the simulator, in one process: probes run on
-//! their schedule, `/metrics` shows them, and a reload that removes a probe stops exporting it.
+//! their schedule while the OTLP collector is down, `/metrics` shows them, and a reload that
+//! removes a probe stops exporting it.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,9 +21,20 @@ async fn get(addr: SocketAddr, path: &str) -> String {
     out
 }
 
-fn config_text(sim: SocketAddr, probes: &[&str]) -> String {
+/// A loopback port with nothing listening: the OTLP collector is down for the whole test.
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config_text(sim: SocketAddr, otlp_port: u16, probes: &[&str]) -> String {
     let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio/quick-brown-fox.flac");
-    let mut text = String::from("server:\n  listen: 127.0.0.1:0\nprobes:\n");
+    let mut text = format!(
+        "server:\n  listen: 127.0.0.1:0\notlp:\n  endpoint: http://127.0.0.1:{otlp_port}\n  protocol: http/protobuf\n  interval: 1s\n  timeout: 500ms\nprobes:\n"
+    );
     for name in probes {
         text += &format!(
             "  - name: {name}\n    target: http://{sim}\n    model: demo-realtime\n    audio: {}\n    interval: 4s\n    timeout: 4s\n    jitter: 0\n",
@@ -44,7 +56,8 @@ async fn removed_probe_stops_being_exported_after_reload() {
         .spawn();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rtprobe.yaml");
-    std::fs::write(&path, config_text(sim.addr(), &["keep", "drop"])).unwrap();
+    let otlp = dead_port();
+    std::fs::write(&path, config_text(sim.addr(), otlp, &["keep", "drop"])).unwrap();
     let mut args = ServeArgs::new(&path);
     args.no_watch = true;
     let serve = Serve::start(
@@ -56,7 +69,8 @@ async fn removed_probe_stops_being_exported_after_reload() {
     .expect("serve starts");
     let addr = serve.local_addr();
 
-    // Both probes run once (start offsets are below the 4 s interval; a 3 s clip each).
+    // Both probes run once (start offsets are below the 4 s interval; a 3 s clip each), with
+    // the OTLP collector down all along: exports fail on their own thread, probes go on.
     let deadline = Instant::now() + Duration::from_secs(20);
     let runs = |m: &str, probe: &str| {
         m.lines().any(|l| {
@@ -81,8 +95,22 @@ async fn removed_probe_stops_being_exported_after_reload() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+    let failures_seen = async {
+        loop {
+            let m = get(addr, "/metrics").await;
+            if m.lines()
+                .any(|l| l.starts_with("rtprobe_otlp_export_failures_total") && !l.ends_with(" 0"))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), failures_seen)
+        .await
+        .expect("failed OTLP exports are counted");
 
-    std::fs::write(&path, config_text(sim.addr(), &["keep"])).unwrap();
+    std::fs::write(&path, config_text(sim.addr(), otlp, &["keep"])).unwrap();
     let report = serve
         .reloader()
         .reload(ReloadTrigger::Http)
