@@ -393,16 +393,22 @@ async fn send_all(
             now
         }};
     }
+    // Realtime sends it before the audio, burst (guidellm's order) after it.
+    macro_rules! start_commit {
+        () => {{
+            send!(
+                Utf8Bytes::from_static(START_COMMIT),
+                SentKind::StartCommit,
+                None,
+                None
+            );
+            flags.start_sent.store(true, Ordering::Release);
+        }};
+    }
 
     send!(plan.update, SentKind::SessionUpdate, None, None);
     if spec.pacing == Pacing::Realtime {
-        send!(
-            Utf8Bytes::from_static(START_COMMIT),
-            SentKind::StartCommit,
-            None,
-            None
-        );
-        flags.start_sent.store(true, Ordering::Release);
+        start_commit!();
     }
     let origin = Instant::now();
     for (i, (frame, end)) in plan.frames.into_iter().zip(plan.chunk_ends).enumerate() {
@@ -427,13 +433,7 @@ async fn send_all(
         notify(observer, ProgressEvent::ChunkSent { index: i, total });
     }
     if spec.pacing == Pacing::Burst {
-        send!(
-            Utf8Bytes::from_static(START_COMMIT),
-            SentKind::StartCommit,
-            None,
-            None
-        );
-        flags.start_sent.store(true, Ordering::Release);
+        start_commit!();
     }
     send!(
         Utf8Bytes::from_static(FINAL_COMMIT),
