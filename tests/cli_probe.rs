@@ -1,0 +1,127 @@
+//! The `rtprobe` binary as a user runs it: `probe` against a simulator prints the table (or
+//! JSON) and exits 0; a failing target exits 1 naming the `error.type`; `check-config` exits
+//! 0 or 1 with the precise message.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use rtprobe::simulate::{Fault, SimConfig, Simulator};
+
+fn rtprobe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rtprobe"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RTPROBE_LOG")
+        .output()
+        .expect("run rtprobe")
+}
+
+const CLIP: &str = "examples/audio/quick-brown-fox.flac";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
+    let cfg = SimConfig {
+        token_interval: Duration::from_millis(40),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::bind("127.0.0.1:0".parse().unwrap(), cfg)
+        .await
+        .unwrap()
+        .spawn();
+    let target = format!("http://{}", sim.addr());
+    let out = tokio::task::spawn_blocking({
+        let target = target.clone();
+        move || {
+            rtprobe(&[
+                "probe",
+                "--target",
+                &target,
+                "--audio",
+                CLIP,
+                "--reference",
+                "Mary had a little lamb, its fleece was white as snow.",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for row in [
+        "outcome                      success",
+        "Time To Last Round Trip",
+        "Avg RTT",
+        "WER                          0.000",
+        "model                        auto",
+    ] {
+        assert!(stdout.contains(row), "missing {row:?} in:\n{stdout}");
+    }
+
+    let out = tokio::task::spawn_blocking({
+        let target = target.clone();
+        move || {
+            rtprobe(&[
+                "probe",
+                "--target",
+                &target,
+                "--audio",
+                CLIP,
+                "--model",
+                "demo-realtime",
+                "--json",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(v["success"], true);
+    assert!(v["derived"]["rtt_last"].as_f64().unwrap() > 0.0);
+    assert!(v["timeline"]["deltas"].as_array().unwrap().len() > 5);
+    sim.shutdown().await;
+
+    let bad = Simulator::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        SimConfig {
+            fault: Fault::HttpStatus(503),
+            ..SimConfig::default()
+        },
+    )
+    .await
+    .unwrap()
+    .spawn();
+    let target = format!("http://{}", bad.addr());
+    let out = tokio::task::spawn_blocking(move || {
+        rtprobe(&[
+            "probe", "--target", &target, "--audio", CLIP, "--model", "m",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error.type=http_5xx"), "{stderr}");
+    bad.shutdown().await;
+}
+
+#[test]
+fn check_config_exit_codes() {
+    let ok = rtprobe(&["check-config", "examples/rtprobe-demo.yaml"]);
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("OK, 2 probe(s): mary, quick-fox"));
+    let bad = rtprobe(&[
+        "check-config",
+        "tests/fixtures/config/invalid/timeout-longer-than-interval.yaml",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    let msg = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        msg.contains("probes[0].timeout") && msg.contains("line 7"),
+        "{msg}"
+    );
+}
