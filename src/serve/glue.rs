@@ -203,6 +203,9 @@ impl ProbeBackend {
 impl Backend for ProbeBackend {
     fn prepare(&self, config: &Config) -> Result<Arc<dyn Runner>, String> {
         let runner = GenerationRunner::prepare(config)?;
+        for p in config.probes.iter().filter(|p| p.tls.insecure_skip_verify) {
+            tracing::warn!(probe = %p.name, "TLS certificate verification is off for this probe (tls.insecure_skip_verify)");
+        }
         let next = Exported::of(config);
         let mut exported = self.exported.lock().unwrap_or_else(|p| p.into_inner());
         if *exported != next {
