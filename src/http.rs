@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{ACCEPT, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use crate::config::Secret;
 use crate::scheduler::BoxFuture;
 
 /// Requests with a declared body larger than this are refused (no route reads a body).
@@ -59,6 +60,26 @@ pub trait App: Send + Sync + 'static {
     fn status_page(&self) -> String;
     /// `GET /probe?name=`: run a configured probe now.
     fn probe_now(&self, name: &str) -> ProbeNow;
+    /// The token `/-/reload`, `/config` and `/probe` require (`server.admin_token`), if any.
+    fn admin_token(&self) -> Option<Secret> {
+        None
+    }
+}
+
+/// `Authorization: Bearer <token>` matches, compared without an early exit.
+fn authorized(req: &Request<Incoming>, token: &Secret) -> bool {
+    let Some(given) = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(given) = given.strip_prefix("Bearer ") else {
+        return false;
+    };
+    let (a, b) = (given.as_bytes(), token.expose().as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +221,18 @@ pub async fn route(app: Arc<dyn App>, req: Request<Incoming>) -> Resp {
         if let Ok(v) = allowed.parse() {
             r.headers_mut().insert(ALLOW, v);
         }
+        return r;
+    }
+    if matches!(path.as_str(), "/-/reload" | "/config" | "/probe")
+        && let Some(token) = app.admin_token()
+        && !authorized(&req, &token)
+    {
+        let mut r = text(
+            StatusCode::UNAUTHORIZED,
+            "this endpoint needs Authorization: Bearer <server.admin_token>",
+        );
+        r.headers_mut()
+            .insert(WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
         return r;
     }
     match path.as_str() {

@@ -216,12 +216,21 @@ impl Default for Buckets {
 pub struct ServerSettings {
     /// Address for `/metrics` and the status endpoints.
     pub listen: String,
+    /// Guards the endpoints that act or reveal configuration (`/-/reload`, `/config`,
+    /// `/probe`). Only its source is shown by `/config`.
+    #[serde(serialize_with = "token_source")]
+    pub admin_token: Option<BearerToken>,
+}
+
+fn token_source<S: serde::Serializer>(t: &Option<BearerToken>, s: S) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&t.as_ref().map(|t| &t.source), s)
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
             listen: "0.0.0.0:9464".into(),
+            admin_token: None,
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Option<String>,
+    /// `{env: VAR}` or `{file: PATH}`: when set, `POST /-/reload`, `/config` and `/probe` need
+    /// `Authorization: Bearer <token>`. `/metrics`, `/healthz`, `/readyz` and `/` stay open.
+    pub admin_token: Option<RawBearer>,
 }
 
 #[derive(Debug, Default, Deserialize)]

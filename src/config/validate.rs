@@ -269,11 +269,18 @@ pub fn validate(
         dir: origin.parent().map(Path::to_path_buf).unwrap_or_default(),
         env,
     };
+    let raw_server = raw.server.unwrap_or_default();
+    let admin_token = match raw_server.admin_token {
+        None => None,
+        Some(b) => Some(bearer(&cx, "admin_token", b, &|m| {
+            cx.top_err("server", &["admin_token"], m)
+        })?),
+    };
     let server = ServerSettings {
-        listen: raw
-            .server
-            .and_then(|s| s.listen)
+        listen: raw_server
+            .listen
             .unwrap_or_else(|| ServerSettings::default().listen),
+        admin_token,
     };
     if server.listen.parse::<std::net::SocketAddr>().is_err() {
         return Err(cx.top_err(
@@ -648,7 +655,9 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
     }
     let bearer = match p.bearer_token {
         None => None,
-        Some(b) => Some(bearer(cx, i, b)?),
+        Some(b) => Some(bearer(cx, "bearer_token", b, &|m| {
+            cx.probe_err(i, &["bearer_token"], m)
+        })?),
     };
     let tls = match p.tls {
         None => TlsSettings::default(),
@@ -695,28 +704,25 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
     })
 }
 
-fn bearer(cx: &Ctx<'_>, i: usize, b: RawBearer) -> Res<BearerToken> {
-    let path = ["bearer_token"];
+/// A token from `{env: VAR}` or `{file: PATH}`; `key` names the field in messages and `err`
+/// places an error on it (a probe's `bearer_token`, or `server.admin_token`).
+fn bearer(
+    cx: &Ctx<'_>,
+    key: &str,
+    b: RawBearer,
+    err: &dyn Fn(String) -> Problem,
+) -> Res<BearerToken> {
     match (b.env, b.file, b.value) {
-        (_, _, Some(_)) => Err(cx.probe_err(
-            i,
-            &path,
-            "inline tokens are not allowed: use bearer_token: {env: VAR} or {file: /path/to/token}",
-        )),
+        (_, _, Some(_)) => Err(err(format!(
+            "inline tokens are not allowed: use {key}: {{env: VAR}} or {{file: /path/to/token}}"
+        ))),
         (Some(var), None, None) => {
-            let token = (cx.env)(&var).ok_or_else(|| {
-                cx.probe_err(
-                    i,
-                    &path,
-                    format!("environment variable {var} (bearer_token.env) is not set"),
-                )
-            })?;
+            let token = (cx.env)(&var)
+                .ok_or_else(|| err(format!("environment variable {var} ({key}.env) is not set")))?;
             if token.trim().is_empty() {
-                return Err(cx.probe_err(
-                    i,
-                    &path,
-                    format!("environment variable {var} (bearer_token.env) is empty"),
-                ));
+                return Err(err(format!(
+                    "environment variable {var} ({key}.env) is empty"
+                )));
             }
             Ok(BearerToken {
                 source: SecretSource::Env(var),
@@ -726,25 +732,21 @@ fn bearer(cx: &Ctx<'_>, i: usize, b: RawBearer) -> Res<BearerToken> {
         (None, Some(file), None) => {
             let file = cx.resolve(&file);
             let token = std::fs::read_to_string(&file).map_err(|e| {
-                cx.probe_err(
-                    i,
-                    &path,
-                    format!("cannot read token file {}: {}", file.display(), e.kind()),
-                )
+                err(format!(
+                    "cannot read token file {}: {}",
+                    file.display(),
+                    e.kind()
+                ))
             })?;
             let token = token.trim_end_matches(['\n', '\r']).to_string();
             if token.is_empty() {
-                return Err(cx.probe_err(
-                    i,
-                    &path,
-                    format!("token file {} is empty", file.display()),
-                ));
+                return Err(err(format!("token file {} is empty", file.display())));
             }
             Ok(BearerToken {
                 source: SecretSource::File(file),
                 token: Secret::new(token),
             })
         }
-        _ => Err(cx.probe_err(i, &path, "bearer_token needs exactly one of env or file")),
+        _ => Err(err(format!("{key} needs exactly one of env or file"))),
     }
 }

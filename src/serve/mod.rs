@@ -329,6 +329,10 @@ impl App for AppHandle {
     fn probe_now(&self, name: &str) -> ProbeNow {
         self.0.probe_now(name)
     }
+    fn admin_token(&self) -> Option<crate::config::Secret> {
+        let config = self.0.config.read().unwrap_or_else(|p| p.into_inner());
+        config.server.admin_token.as_ref().map(|t| t.token.clone())
+    }
 }
 
 /// A cloneable handle that triggers reloads (for signal handlers and tests).

@@ -57,6 +57,7 @@ pub fn config(probes: Vec<ProbeSpec>) -> Config {
     Config {
         server: ServerSettings {
             listen: "127.0.0.1:0".into(),
+            admin_token: None,
         },
         otlp: None,
         buckets: Buckets::default(),
