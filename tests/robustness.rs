@@ -1,7 +1,8 @@
 //! Parsers never panic on hostile input: seeded random strings and mutations of valid inputs
 //! (byte flips, truncations, duplications, splices) through the server-event parser, the config
 //! loader, the duration parser and the URL normaliser. Seeded, so a failure reproduces; a few
-//! thousand cases each, fast enough for every CI run.
+//! thousand cases each by default, fast enough for every CI run. A long run:
+//! `RTPROBE_FUZZ_CASES=1000000 RTPROBE_FUZZ_SEED=7 cargo test --release --test robustness`.
 
 use std::path::Path;
 
@@ -9,7 +10,21 @@ use rtprobe::config::{parse_duration, parse_target, parse_with_env};
 use rtprobe::probe::events::parse;
 use rtprobe::rng::SplitMix64;
 
-const CASES: usize = 3000;
+fn cases() -> usize {
+    std::env::var("RTPROBE_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000)
+}
+
+/// Per-test seed, offset by `RTPROBE_FUZZ_SEED` so long runs explore new inputs.
+fn rng(test: u64) -> SplitMix64 {
+    let base: u64 = std::env::var("RTPROBE_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    SplitMix64::new(base.wrapping_mul(1000) + test)
+}
 
 const EVENTS: [&str; 6] = [
     r#"{"type":"session.created","id":"sess-5f63bce265104dde","created":1795377832}"#,
@@ -62,8 +77,8 @@ fn mutate(rng: &mut SplitMix64, s: &str) -> String {
 
 #[test]
 fn event_parser_never_panics() {
-    let mut rng = SplitMix64::new(1);
-    for _ in 0..CASES {
+    let mut rng = rng(1);
+    for _ in 0..cases() {
         let _ = parse(&random_text(&mut rng, 200));
         let mut s = EVENTS[(rng.next_u64() as usize) % EVENTS.len()].to_string();
         for _ in 0..1 + rng.next_u64() % 4 {
@@ -86,9 +101,9 @@ fn config_loader_never_panics() {
     .collect();
     let origin = root.join("examples/fuzz.yaml");
     let env = |k: &str| (k == "TENANT").then(|| "x".to_string());
-    let mut rng = SplitMix64::new(2);
+    let mut rng = rng(2);
     let mut accepted = 0;
-    for _ in 0..CASES / 3 {
+    for _ in 0..cases() / 3 {
         let mut s = seeds[(rng.next_u64() as usize) % seeds.len()].clone();
         for _ in 0..1 + rng.next_u64() % 3 {
             s = mutate(&mut rng, &s);
@@ -104,8 +119,8 @@ fn config_loader_never_panics() {
 
 #[test]
 fn duration_and_url_parsers_never_panic() {
-    let mut rng = SplitMix64::new(3);
-    for _ in 0..CASES {
+    let mut rng = rng(3);
+    for _ in 0..cases() {
         let _ = parse_duration(&mutate(&mut rng, "1m30.5s"));
         let _ = parse_duration(&random_text(&mut rng, 20));
         let _ = parse_target(&mutate(&mut rng, "https://[::1]:8443/base/?x=1"));
