@@ -8,22 +8,18 @@ use std::path::Path;
 use rtprobe::config;
 use rtprobe::serve::glue::ProbeBackend;
 use rtprobe::serve::{Serve, ServeArgs};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "admin-planted-77c1";
 
+mod serve_common;
+
+/// The status line and body of one request, with an optional bearer token.
 async fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
+    let r = serve_common::http(addr, method, path, &format!("{auth}Content-Length: 0\r\n")).await;
+    format!("HTTP/1.1 {}\r\n{}", r.status, r.body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

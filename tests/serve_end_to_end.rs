@@ -10,15 +10,12 @@ use rtprobe::config;
 use rtprobe::serve::glue::ProbeBackend;
 use rtprobe::serve::{ReloadTrigger, Serve, ServeArgs};
 use rtprobe::simulate::{SimConfig, Simulator};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod serve_common;
 
 async fn get(addr: SocketAddr, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read");
-    out
+    let r = serve_common::http(addr, "GET", path, "").await;
+    format!("HTTP/1.1 {}\r\n{}", r.status, r.body)
 }
 
 /// A loopback port with nothing listening: the OTLP collector is down for the whole test.
@@ -110,6 +107,19 @@ async fn removed_probe_stops_being_exported_after_reload() {
         .await
         .expect("failed OTLP exports are counted");
 
+    // Reload while a run of `drop` is in flight: its late result must not bring it back.
+    let in_flight = |m: &str| {
+        m.lines().any(|l| {
+            l.starts_with("rtprobe_probe_in_flight{")
+                && l.contains("rtprobe_probe=\"drop\"")
+                && l.ends_with(" 1")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !in_flight(&get(addr, "/metrics").await) {
+        assert!(Instant::now() < deadline, "no run of drop in flight");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     std::fs::write(&path, config_text(sim.addr(), otlp, &["keep"])).unwrap();
     let report = serve
         .reloader()
@@ -122,6 +132,14 @@ async fn removed_probe_stops_being_exported_after_reload() {
         !m.contains("rtprobe_probe=\"drop\""),
         "removed probe still exported:\n{m}"
     );
+    // Its last run (a 3 s clip) ends meanwhile and is not recorded.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let m = get(addr, "/metrics").await;
+    assert!(
+        !m.contains("rtprobe_probe=\"drop\""),
+        "the removed probe's last run came back:\n{m}"
+    );
+    assert!(m.contains("rtprobe_probe=\"keep\""));
     assert!(m.contains("rtprobe_config_reload_success 1"), "{m}");
 
     // An invalid config keeps the old one and flips the gauge.

@@ -455,6 +455,12 @@ impl Recorder {
         self.instruments().in_flight.add(delta, &labels.base);
     }
 
+    /// Stop tracking a probe's open streams, so a rebuilt pipeline does not replay them: for a
+    /// probe removed by a reload whose last run is still going (its events are dropped).
+    pub fn forget(&self, labels: &ProbeLabels) {
+        lock(&self.shared.in_flight).remove(&labels.key);
+    }
+
     /// How late a run started against its schedule.
     pub fn scheduler_delay(&self, labels: &ProbeLabels, seconds: f64) {
         observe(&self.instruments().scheduler_delay, seconds, &labels.base);

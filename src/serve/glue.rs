@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -121,26 +121,70 @@ impl Runner for Arc<GenerationRunner> {
     }
 }
 
-/// Scheduler events → OTel instruments.
+/// The label identity of a probe: two specs with the same identity share every series.
+fn identity(spec: &ProbeSpec) -> String {
+    format!(
+        "{}|{}|{}|{}|{:?}",
+        spec.name,
+        spec.target.host,
+        spec.target.port,
+        model_label(spec),
+        spec.labels
+    )
+}
+
+/// Scheduler events → OTel instruments, for the probes of the current config only: the last
+/// run of a probe that a reload removed (or relabelled) may still finish, and recording it
+/// would bring the removed series back.
 struct MetricsEvents {
     recorder: Recorder,
+    live: RwLock<HashMap<String, ProbeLabels>>,
+}
+
+impl MetricsEvents {
+    fn live_labels(&self, probe: &ProbeSpec) -> Option<ProbeLabels> {
+        let live = self.live.read().unwrap_or_else(|p| p.into_inner());
+        live.get(&identity(probe)).cloned()
+    }
+
+    /// Make `config`'s probes the live ones; forget open streams of the others.
+    fn set_live(&self, config: &Config) {
+        let next: HashMap<String, ProbeLabels> = config
+            .probes
+            .iter()
+            .map(|p| (identity(p), labels(p)))
+            .collect();
+        let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
+        for (key, old) in live.iter() {
+            if !next.contains_key(key) {
+                self.recorder.forget(old);
+            }
+        }
+        *live = next;
+    }
 }
 
 impl SchedulerEvents for MetricsEvents {
     fn run_started(&self, probe: &ProbeSpec, delay: Duration) {
-        self.recorder
-            .scheduler_delay(&labels(probe), delay.as_secs_f64());
+        if let Some(l) = self.live_labels(probe) {
+            self.recorder.scheduler_delay(&l, delay.as_secs_f64());
+        }
     }
     fn skipped(&self, probe: &ProbeSpec) {
-        self.recorder.record_skipped(&labels(probe));
+        if let Some(l) = self.live_labels(probe) {
+            self.recorder.record_skipped(&l);
+        }
     }
     fn in_flight(&self, probe: &ProbeSpec, delta: i64) {
-        self.recorder.in_flight(&labels(probe), delta);
+        if let Some(l) = self.live_labels(probe) {
+            self.recorder.in_flight(&l, delta);
+        }
     }
     fn stream_finished(&self, probe: &ProbeSpec, _stream: u32, result: &StreamResult) {
-        let outcome = result.outcome.as_ref().map(|_| ()).map_err(|e| e.kind);
-        self.recorder
-            .record_run(&labels(probe), &result.derived, outcome);
+        if let Some(l) = self.live_labels(probe) {
+            let outcome = result.outcome.as_ref().map(|_| ()).map_err(|e| e.kind);
+            self.recorder.record_run(&l, &result.derived, outcome);
+        }
     }
 }
 
@@ -156,20 +200,7 @@ struct Exported {
 
 impl Exported {
     fn of(config: &Config) -> Exported {
-        let probes = config
-            .probes
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}|{}|{}|{}|{:?}",
-                    p.name,
-                    p.target.host,
-                    p.target.port,
-                    model_label(p),
-                    p.labels
-                )
-            })
-            .collect();
+        let probes = config.probes.iter().map(identity).collect();
         Exported {
             probes,
             buckets: config.buckets.clone(),
@@ -191,7 +222,9 @@ impl ProbeBackend {
             Telemetry::new(&config.buckets, config.otlp.as_ref()).map_err(|e| e.to_string())?;
         let events = Arc::new(MetricsEvents {
             recorder: telemetry.recorder(),
+            live: RwLock::new(HashMap::new()),
         });
+        events.set_live(config);
         Ok(ProbeBackend {
             telemetry: Mutex::new(Some(telemetry)),
             events,
@@ -209,6 +242,7 @@ impl Backend for ProbeBackend {
         let next = Exported::of(config);
         let mut exported = self.exported.lock().unwrap_or_else(|p| p.into_inner());
         if *exported != next {
+            self.events.set_live(config);
             let t = self.telemetry.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(t) = t.as_ref() {
                 t.reconfigure(&config.buckets, config.otlp.as_ref())
