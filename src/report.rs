@@ -140,3 +140,75 @@ pub fn json(h: &RunHeader<'_>, t: &Timeline, d: &Derived) -> serde_json::Value {
         "timeline": t,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::probe::error::{ErrorType, ProbeError};
+    use crate::probe::timeline::Done;
+
+    fn header() -> RunHeader<'static> {
+        RunHeader {
+            probe: "p",
+            target: "ws://h:1/v1/realtime",
+            model: "m",
+            pacing: "realtime",
+        }
+    }
+
+    fn row<'a>(table: &'a str, key: &str) -> &'a str {
+        table
+            .lines()
+            .find(|l| l.starts_with(key))
+            .map(|l| l[28..].trim())
+            .unwrap_or("")
+    }
+
+    #[test]
+    fn table_rows_show_units_and_undefined_values() {
+        let mut t = Timeline::new(SystemTime::UNIX_EPOCH);
+        t.done = Some(Done {
+            at: Duration::from_millis(1500),
+            text: " hello".into(),
+            usage: None,
+        });
+        let d = Derived {
+            ttft: Some(0.4567),
+            rtt_last: Some(1.25),
+            itl_gaps: vec![0.08, 0.1, 0.3],
+            wer: Some(0.25),
+            ..Derived::default()
+        };
+        let out = table(&header(), &t, &d);
+        assert_eq!(row(&out, "outcome"), "success");
+        assert_eq!(row(&out, "TTFT (from connect start)"), "456.7 ms");
+        assert_eq!(row(&out, "Time To Last Round Trip"), "1.250 s");
+        assert_eq!(row(&out, "Avg RTT"), "-");
+        assert_eq!(
+            row(&out, "ITL (gaps between text)"),
+            "p50 100.0 ms  p90 260.0 ms  max 300.0 ms  (n=3)"
+        );
+        assert_eq!(row(&out, "WER"), "0.250");
+        assert_eq!(row(&out, "transcript"), "\" hello\"");
+    }
+
+    #[test]
+    fn failures_name_the_error_type_and_json_carries_it() {
+        let mut t = Timeline::new(SystemTime::UNIX_EPOCH);
+        t.outcome = Err(ProbeError::new(
+            ErrorType::Http401,
+            "upgrade answered HTTP 401",
+        ));
+        let d = Derived::default();
+        let out = table(&header(), &t, &d);
+        assert_eq!(
+            row(&out, "outcome"),
+            "FAILED error.type=http_401 (upgrade answered HTTP 401)"
+        );
+        let j = json(&header(), &t, &d);
+        assert_eq!(j["success"], false);
+        assert_eq!(j["error"]["kind"], "http_401");
+    }
+}
