@@ -108,8 +108,10 @@ async fn measured_values_match_ground_truth() {
 
         // The injected delays, as the simulator scheduled them, are what the probe saw.
         // tail 150 ms + two held tokens (a word after an empty delta) at 80 ms + done 40 ms
+        // (A sanity bound: the simulator's own emit lateness is in it; the precise check is
+        // against ground truth above.)
         assert!(
-            (d.finalize.unwrap() - 0.350).abs() < 0.02,
+            (d.finalize.unwrap() - 0.350).abs() < 0.05,
             "{:?}",
             d.finalize
         );
