@@ -172,10 +172,11 @@ async fn serve_survives_every_fault_at_a_high_rate() {
 
     let by_type = sum_by(&metrics, "rtprobe_probe_runs_total", "error_type");
     let runs: f64 = by_type.values().sum();
-    let skipped: f64 = 0.0
-        + sum_by(&metrics, "rtprobe_scheduler_skipped_total", "rtprobe_probe")
-            .values()
-            .sum();
+    // (`+ 0.0`: an empty float sum is -0.0, which would print as "-0".)
+    let skipped: f64 = sum_by(&metrics, "rtprobe_scheduler_skipped_total", "rtprobe_probe")
+        .values()
+        .sum::<f64>()
+        + 0.0;
     let in_flight: f64 = sum_by(&metrics, "rtprobe_probe_in_flight", "rtprobe_probe")
         .values()
         .sum();
