@@ -45,9 +45,11 @@ pub fn prepare_bytes(
     };
     let decoded = decode::decode(bytes, ext).map_err(err)?;
     let mono16k = resample::to_16k(&decoded.samples, decoded.rate).map_err(err)?;
+    // ×32768 is the exact inverse of the decoder's i16 → f32 (÷32768): a 16 kHz PCM16 file
+    // passes through bit for bit (×32767 would shave one LSB off every positive sample).
     let pcm: Vec<i16> = mono16k
         .iter()
-        .map(|s| (s.clamp(-1.0, 1.0) * 32767.0).round() as i16)
+        .map(|s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
         .collect();
     if pcm.is_empty() {
         return Err(err("no samples after resampling".into()));
