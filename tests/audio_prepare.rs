@@ -230,3 +230,32 @@ fn bad_files_are_errors_naming_the_file() {
     let cut = write(dir.path(), "cut.wav", &cut);
     assert!(audio::prepare(&cut, Duration::from_millis(100)).is_err());
 }
+
+/// Damaged headers and truncated bodies of the shipped clips are errors, never panics (some
+/// corrupt WAV headers make the decoder itself overflow; `decode` contains that).
+#[test]
+fn damaged_clips_never_panic() {
+    let mut rng = rtprobe::rng::SplitMix64::new(5);
+    for clip in [
+        "examples/audio/mary-had-a-little-lamb.wav",
+        "examples/audio/quick-brown-fox.flac",
+    ] {
+        let original = std::fs::read(repo(clip)).unwrap();
+        let ext = if clip.ends_with(".wav") {
+            "wav"
+        } else {
+            "flac"
+        };
+        for _ in 0..25 {
+            let mut b = original.clone();
+            for _ in 0..1 + rng.next_u64() % 4 {
+                let i = (rng.next_u64() as usize) % 96.min(b.len());
+                b[i] = rng.next_u64() as u8;
+            }
+            if rng.next_u64().is_multiple_of(3) {
+                b.truncate((rng.next_u64() as usize) % b.len());
+            }
+            let _ = audio::prepare_bytes(b, ext, Duration::from_millis(100));
+        }
+    }
+}

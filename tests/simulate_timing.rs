@@ -11,7 +11,9 @@ use simulate_support::*;
 
 const MS: Duration = Duration::from_millis(1);
 /// Lateness tolerated between a deadline and the send returning, on a loaded 2-core machine.
-const SLACK: Duration = Duration::from_millis(40);
+// A sanity bound on the simulator's own emit lateness; the exact checks are the deadline
+// equalities. Loose because CI machines are shared: a busy neighbour can stall a wake-up.
+const SLACK: Duration = Duration::from_millis(250);
 
 fn timed() -> SimConfig {
     SimConfig {

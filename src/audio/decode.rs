@@ -19,6 +19,13 @@ pub struct Decoded {
 
 /// Decode a whole file held in memory. `ext` (e.g. `wav`, `flac`) is a hint, not a requirement.
 pub fn decode(bytes: Vec<u8>, ext: &str) -> Result<Decoded, String> {
+    // Some corrupt WAV headers make the decoder overflow and panic; a bad clip must be an
+    // error naming the file, never a crash of the exporter.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_inner(bytes, ext)))
+        .unwrap_or_else(|_| Err("malformed audio file (the decoder failed on it)".into()))
+}
+
+fn decode_inner(bytes: Vec<u8>, ext: &str) -> Result<Decoded, String> {
     let mut hint = Hint::new();
     if !ext.is_empty() {
         hint.with_extension(ext);
