@@ -74,3 +74,29 @@ fn secrets_never_reach_error_messages() {
         .to_string();
     assert!(!err.contains("sk-planted-secret"), "{err}");
 }
+
+#[test]
+fn targets_without_a_usable_host_are_rejected() {
+    for bad in [
+        "http://]?",
+        "http://[]:80",
+        "http://:8000",
+        "http://a b:80",
+        "ws://[::1:80/x",
+    ] {
+        assert!(
+            rtprobe::config::parse_target(bad).is_err(),
+            "{bad:?} accepted"
+        );
+    }
+    for good in [
+        "http://127.0.0.1:8000",
+        "https://[::1]:8443/base",
+        "ws://vllm.internal:80/v1/realtime?x=1",
+    ] {
+        assert!(
+            rtprobe::config::parse_target(good).is_ok(),
+            "{good:?} rejected"
+        );
+    }
+}

@@ -194,7 +194,11 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
             None => (authority.to_string(), default_port),
         }
     };
-    if host.is_empty() || port == 0 {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.is_empty()
+        || port == 0
+        || bare.contains(|c: char| c.is_whitespace() || matches!(c, '[' | ']' | '/' | '?' | '#'))
+    {
         return Err(format!("URL {url:?} has no host"));
     }
     let hostport = format!("{host}:{port}");

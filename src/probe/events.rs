@@ -90,7 +90,8 @@ pub fn parse(frame: &str) -> Result<ServerEvent<'_>, EventError> {
                 Usage {
                     prompt_tokens: prompt,
                     completion_tokens: completion,
-                    total_tokens: u.total_tokens.unwrap_or(prompt + completion),
+                    // Saturating: a hostile server may send counts near u64::MAX.
+                    total_tokens: u.total_tokens.unwrap_or(prompt.saturating_add(completion)),
                 }
             }),
         },
@@ -189,6 +190,18 @@ mod tests {
                 code: None
             })
         );
+    }
+
+    #[test]
+    fn huge_usage_counts_do_not_overflow() {
+        let max = u64::MAX;
+        let frame = format!(
+            r#"{{"type":"transcription.done","text":"","usage":{{"prompt_tokens":{max},"completion_tokens":{max}}}}}"#
+        );
+        match parse(&frame) {
+            Ok(ServerEvent::Done { usage: Some(u), .. }) => assert_eq!(u.total_tokens, max),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

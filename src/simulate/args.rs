@@ -136,46 +136,13 @@ impl SimArgs {
     }
 }
 
-/// `100ms`, `1.5s`, `2m`, `1h`, `1m30s`, or `0`. Local stand-in with the same name and
-/// signature as `crate::config::parse_duration`, which should replace it.
+/// The config grammar (`100ms`, `1.5s`, `1m30s`), plus a bare `0` (e.g. `--keepalive 0` turns
+/// the keepalive off), which a config rejects as ambiguous.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let s = text.trim();
-    let bad = || {
-        format!(
-            "invalid duration {text:?}: expected a number with a unit (ms, s, m, h), e.g. 100ms"
-        )
-    };
-    if s == "0" {
+    if text.trim() == "0" {
         return Ok(Duration::ZERO);
     }
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += value * scale;
-        rest = &rest[unit_len..];
-    }
-    if !total.is_finite() || total > 1e9 {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(total))
+    crate::config::parse_duration(text)
 }
 
 #[cfg(test)]
