@@ -73,7 +73,7 @@ fn parse(text: &str) -> (BTreeMap<String, String>, Vec<Sample>) {
     (types, samples)
 }
 
-/// The catalogue's Prometheus names (DESIGN.md) with their types, plus rtprobe's extras.
+/// The catalogue's Prometheus names (docs/metrics.md) with their types, plus rtprobe's extras.
 const EXPECTED: [(&str, &str); 23] = [
     ("gen_ai_client_operation_duration_seconds", "histogram"),
     (

@@ -1,6 +1,6 @@
 //! Timeline → derived values: pure arithmetic, no I/O, no clocks, no OTel. Every formula is
-//! the one in DESIGN.md's metric catalogue and realtime-protocol.md §8/§10, and is unit-tested
-//! here with exact numbers. A value that is undefined for a run is `None`, never a fake 0.
+//! the one in docs/metrics.md (timestamps: docs/protocol-vllm.md §8; guidellm's: §10), and is
+//! unit-tested here with exact numbers. A value that is undefined for a run is `None`, never a fake 0.
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The OTel instruments rtprobe records, their bounded attribute sets, and the [`Recorder`]
 //! handle the scheduler records through.
 //!
-//! Names follow DESIGN.md's metric catalogue; units sit on the instrument, so the Prometheus
+//! Names follow the metric catalogue in docs/metrics.md; units sit on the instrument, so the Prometheus
 //! bridge derives the catalogue's Prometheus names (`s` → `_seconds`, `1` → `_ratio`,
 //! `{token}/s` → `_per_second`, annotations such as `{token}` → no suffix, counters → `_total`).
 //! The `rendered_names_match_the_catalogue` test asserts every rendered name.

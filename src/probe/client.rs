@@ -1,4 +1,4 @@
-//! One probe run (realtime-protocol.md §6.1/§6.2): connect, wait for `session.created`, send
+//! One probe run (docs/protocol-vllm.md §6.1/§6.2): connect, wait for `session.created`, send
 //! `session.update` and the audio, read deltas until `transcription.done`, close 1000.
 //!
 //! The reader runs from the first byte, concurrently with the sender: both are futures polled

@@ -3,8 +3,9 @@
 
 use std::fmt;
 
-/// The server's `error.code` values rtprobe knows (realtime-protocol.md §7, §12). Anything else
-/// maps to `Other`, so the label set stays closed whatever a server sends.
+/// The server's `error.code` values rtprobe knows (docs/protocol-vllm.md §7, §12; docs/errors.md
+/// has the whole `error.type` table). Anything else maps to `Other`, so the label set stays
+/// closed whatever a server sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServerCode {

@@ -1,4 +1,4 @@
-//! One WebSocket session, faithful to vLLM 0.33 (realtime-protocol.md §3, §5, §7): the
+//! One WebSocket session, faithful to vLLM 0.33 (docs/protocol-vllm.md §3, §5, §7): the
 //! validated flag, one FIFO queue of audio chunks and end-of-audio sentinels, START/END commit
 //! semantics, at most one generation, the drain after `done`, exact error codes and messages.
 //! The generation runs as its own task so its emissions keep their deadlines while client
