@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::config::{ModelChoice, ProbeSpec};
 use crate::probe::ErrorType;
+pub use crate::render::esc;
 use crate::scheduler::{StreamResult, one_line};
 use crate::stats::quantile;
 
@@ -338,22 +339,6 @@ impl StatusBoard {
     }
 }
 
-/// Escape text for HTML element content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
-
 fn fmt_ms(v: Option<f64>) -> String {
     match v {
         Some(s) => format!("{:.1} ms", s * 1000.0),
@@ -483,13 +468,5 @@ mod tests {
         b.set_probes(&[Arc::new(changed)]);
         let st = b.probe("p").unwrap();
         assert!(st.successes.is_empty() && !st.attempted);
-    }
-
-    #[test]
-    fn escaping() {
-        assert_eq!(
-            esc("<a href='x'>&\""),
-            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;"
-        );
     }
 }
