@@ -14,7 +14,7 @@ use crate::config::{Config, ModelChoice, ProbeSpec};
 use crate::metrics::derive::derive;
 use crate::metrics::{ProbeLabels, Recorder, Telemetry};
 use crate::probe::ErrorType;
-use crate::scheduler::{BoxFuture, Runner, SchedulerEvents, StreamResult};
+use crate::scheduler::{BoxFuture, DebugRun, Runner, SchedulerEvents, StreamResult};
 use crate::serve::Backend;
 
 /// Audio is shared between probes that stream the same file at the same chunk size.
@@ -94,20 +94,31 @@ impl Runner for Arc<GenerationRunner> {
                 elapsed: t.elapsed(),
                 outcome: timeline.outcome.clone(),
                 derived,
+                timeline: Some(Arc::new(timeline)),
             }
         })
     }
 
     fn debug(&self, probe: Arc<ProbeSpec>) -> BoxFuture<serde_json::Value> {
+        let run = self.debug_run(probe);
+        Box::pin(async move { run.await.json })
+    }
+
+    fn debug_run(&self, probe: Arc<ProbeSpec>) -> BoxFuture<DebugRun> {
         let this = self.clone();
         Box::pin(async move {
             let audio = match this.audio_for(&probe).await {
                 Ok(a) => a,
-                Err(e) => return serde_json::json!({ "probe": probe.name, "error": e }),
+                Err(e) => {
+                    return DebugRun {
+                        json: serde_json::json!({ "probe": probe.name, "error": e }),
+                        timeline: None,
+                    };
+                }
             };
             let timeline = crate::probe::run(&probe, &audio).await;
             let derived = derive(&timeline, probe.reference.as_deref());
-            serde_json::json!({
+            let json = serde_json::json!({
                 "probe": probe.name,
                 "target": probe.target.ws_url,
                 "outcome": match &timeline.outcome {
@@ -116,7 +127,11 @@ impl Runner for Arc<GenerationRunner> {
                 },
                 "timeline": timeline,
                 "derived": derived,
-            })
+            });
+            DebugRun {
+                json,
+                timeline: Some(Arc::new(timeline)),
+            }
         })
     }
 }

@@ -10,8 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use super::run_page::{self, RunView};
 use crate::config::{ModelChoice, ProbeSpec};
-use crate::probe::ErrorType;
+use crate::probe::timeline::{Delta, Sent};
+use crate::probe::{ErrorType, Timeline};
 pub use crate::render::esc;
 use crate::scheduler::{StreamResult, one_line};
 use crate::stats::quantile;
@@ -28,9 +30,28 @@ pub const RATE_WINDOW: Duration = Duration::from_secs(3600);
 /// Cap on token-rate samples in the window, whatever the interval and concurrency.
 const RATE_SAMPLES_MAX: usize = 4096;
 
+/// A kept run keeps its timeline (for its picture) only up to this many bytes, so the kept
+/// runs of a probe hold at most (`KEEP_SUCCESSES` + `KEEP_FAILURES`) × this much: about
+/// 4.4 MiB even against a target that floods deltas. A 100 ms-chunk clip of about two
+/// minutes fits.
+pub const KEEP_TIMELINE_BYTES: usize = 64 * 1024;
+
+/// What a timeline holds on the heap, roughly.
+pub fn timeline_bytes(t: &Timeline) -> usize {
+    std::mem::size_of::<Timeline>()
+        + t.sent.len() * std::mem::size_of::<Sent>()
+        + t.deltas.len() * std::mem::size_of::<Delta>()
+        + t.delta_text.len()
+        + t.done.as_ref().map_or(0, |d| d.text.len())
+}
+
 /// One finished stream, as shown on the status page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRecord {
+    /// Board-wide and never reused: the `<id>` of `/runs/<probe>/<id>`.
+    pub id: u64,
+    /// The run's raw record when it had one and it was small enough to keep.
+    pub timeline: Option<Arc<Timeline>>,
     pub at: SystemTime,
     pub stream: u32,
     pub elapsed: Duration,
@@ -43,8 +64,13 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    fn from_result(stream: u32, r: &StreamResult) -> Self {
+    fn from_result(id: u64, stream: u32, r: &StreamResult) -> Self {
         RunRecord {
+            id,
+            timeline: r
+                .timeline
+                .clone()
+                .filter(|t| timeline_bytes(t) <= KEEP_TIMELINE_BYTES),
             at: r.started,
             stream,
             elapsed: r.elapsed,
@@ -149,6 +175,7 @@ pub struct StatusBoard {
 struct Board {
     config_loaded: bool,
     probes: BTreeMap<String, ProbeStatus>,
+    next_id: u64,
 }
 
 impl StatusBoard {
@@ -190,8 +217,11 @@ impl StatusBoard {
     /// Record a finished stream (ignored for a probe no longer configured).
     pub fn record(&self, name: &str, stream: u32, result: &StreamResult) {
         let now = Instant::now();
-        if let Some(p) = self.lock().probes.get_mut(name) {
-            p.record(now, RunRecord::from_result(stream, result));
+        let mut b = self.lock();
+        let id = b.next_id;
+        if let Some(p) = b.probes.get_mut(name) {
+            p.record(now, RunRecord::from_result(id, stream, result));
+            b.next_id += 1;
         }
     }
 
@@ -222,23 +252,42 @@ impl StatusBoard {
         self.lock().probes.get(name).cloned()
     }
 
+    /// The page of kept run `id` of probe `name`, if it is still kept.
+    pub fn run_page(&self, name: &str, id: u64) -> Option<String> {
+        let (spec, rec) = {
+            let b = self.lock();
+            let p = b.probes.get(name)?;
+            let rec = p.successes.iter().chain(&p.failures).find(|r| r.id == id)?;
+            (p.spec.clone(), rec.clone())
+        };
+        let missing = if rec.error.is_some() && rec.elapsed.is_zero() {
+            "the run ended before it started (see the error)"
+        } else {
+            "this run's timeline was not kept (made up by the scheduler, or larger than the \
+             per-run bound)"
+        };
+        Some(run_page::render(&RunView {
+            spec: &spec,
+            heading: format!("run {id}"),
+            at: rec.at,
+            stream: Some(rec.stream),
+            elapsed: rec.elapsed,
+            error: rec.error.as_ref().map(|(k, d)| (*k, d.as_str())),
+            timeline: rec.timeline.as_deref(),
+            missing,
+        }))
+    }
+
     /// The status page.
     pub fn render_html(&self) -> String {
         let now = Instant::now();
         let b = self.lock();
-        let mut h = String::with_capacity(8192);
-        h.push_str(
-            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>rtprobe</title>\n<style>\
-             body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:1em}\
-             td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}.bad{color:#b00}.ok{color:#070}\
-             </style></head><body>\n<h1>rtprobe</h1>\n\
-             <p><a href=\"/metrics\">metrics</a> · <a href=\"/config\">config</a> · \
-             <a href=\"/readyz\">readyz</a></p>\n",
-        );
+        let mut h = run_page::head("rtprobe status");
+        h.push_str("<h1>Probes</h1>\n<section>\n");
         if b.probes.is_empty() {
             h.push_str("<p>No probes configured.</p>\n");
         }
-        h.push_str("<h2>Probes</h2>\n<table><tr><th>probe</th><th>target</th><th>model</th><th>interval</th><th>last result</th><th>TTFT</th><th>ITL p50</th><th>RTT last</th><th>RTT mean</th><th>token rate 1 h low / high</th><th>success ratio</th><th>skipped ticks</th></tr>\n");
+        h.push_str("<table><tr><th>probe</th><th>target</th><th>model</th><th>interval</th><th>last result</th><th>TTFT</th><th>ITL p50</th><th>RTT last</th><th>RTT mean</th><th>token rate 1 h low / high</th><th>success ratio</th><th>skipped ticks</th></tr>\n");
         for p in b.probes.values() {
             let s = &p.spec;
             let model = match &s.model {
@@ -248,16 +297,17 @@ impl StatusBoard {
             let last = match &p.last {
                 None if p.attempted => "running".to_string(),
                 None => "not run yet".to_string(),
-                Some(r) => match &r.error {
-                    None => format!("<span class=\"ok\">ok</span> {}", fmt_time(r.at)),
-                    Some((k, _)) => {
-                        format!(
-                            "<span class=\"bad\">{}</span> {}",
-                            esc(k.as_str()),
-                            fmt_time(r.at)
-                        )
-                    }
-                },
+                Some(r) => {
+                    let (class, what) = match &r.error {
+                        None => ("ok", "ok"),
+                        Some((k, _)) => ("bad", k.as_str()),
+                    };
+                    format!(
+                        "<span class=\"{class}\">{}</span> {}",
+                        esc(what),
+                        run_link(&s.name, r)
+                    )
+                }
             };
             let l = p.last.as_ref();
             let rates = match p.rate_low_high(now) {
@@ -270,7 +320,7 @@ impl StatusBoard {
             };
             let _ = writeln!(
                 h,
-                "<tr><td><a href=\"#p-{n}\">{n}</a></td><td>{t}</td><td>{m}</td><td>{i}</td><td>{last}</td><td>{a}</td><td>{b}</td><td>{c}</td><td>{d}</td><td>{rates}</td><td>{ratio}</td><td>{sk}</td></tr>",
+                "<tr><td><a href=\"#p-{n}\">{n}</a></td><td>{t}</td><td>{m}</td><td class=\"n\">{i}</td><td>{last}</td><td class=\"n\">{a}</td><td class=\"n\">{b}</td><td class=\"n\">{c}</td><td class=\"n\">{d}</td><td class=\"n\">{rates}</td><td class=\"n\">{ratio}</td><td class=\"n\">{sk}</td></tr>",
                 n = esc(&s.name),
                 t = esc(&s.target.ws_url),
                 m = esc(model),
@@ -282,17 +332,15 @@ impl StatusBoard {
                 sk = p.skipped,
             );
         }
-        h.push_str("</table>\n");
+        h.push_str("</table>\n</section>\n");
         for p in b.probes.values() {
-            let _ = writeln!(
-                h,
-                "<h3 id=\"p-{n}\">{n}</h3>\n<p>Recent failures (last {KEEP_FAILURES} kept):</p>",
-                n = esc(&p.spec.name)
-            );
+            let name = &p.spec.name;
+            let _ = writeln!(h, "<section id=\"p-{n}\"><h2>{n}</h2>", n = esc(name));
+            let _ = writeln!(h, "<h3>Recent failures (last {KEEP_FAILURES} kept)</h3>");
             if p.failures.is_empty() {
-                h.push_str("<p>none</p>\n");
+                h.push_str("<p class=\"muted\">none</p>\n");
             } else {
-                h.push_str("<table><tr><th>time</th><th>stream</th><th>error.type</th><th>detail</th></tr>\n");
+                h.push_str("<table><tr><th>time (UTC)</th><th>stream</th><th>error.type</th><th>after</th><th>detail</th></tr>\n");
                 for r in p.failures.iter().rev() {
                     let (k, d) = r
                         .error
@@ -301,25 +349,26 @@ impl StatusBoard {
                         .unwrap_or(("", ""));
                     let _ = writeln!(
                         h,
-                        "<tr><td>{}</td><td>{}</td><td class=\"bad\">{}</td><td>{}</td></tr>",
-                        fmt_time(r.at),
+                        "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"bad\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                        run_link(name, r),
                         r.stream,
                         esc(k),
+                        fmt_secs(r.elapsed.as_secs_f64()),
                         esc(d)
                     );
                 }
                 h.push_str("</table>\n");
             }
-            let _ = writeln!(h, "<p>Recent successes (last {KEEP_SUCCESSES} kept):</p>");
+            let _ = writeln!(h, "<h3>Recent successes (last {KEEP_SUCCESSES} kept)</h3>");
             if p.successes.is_empty() {
-                h.push_str("<p>none</p>\n");
+                h.push_str("<p class=\"muted\">none</p>\n");
             } else {
-                h.push_str("<table><tr><th>time</th><th>stream</th><th>duration</th><th>TTFT</th><th>ITL p50</th><th>RTT last</th><th>RTT mean</th><th>token rate</th></tr>\n");
+                h.push_str("<table><tr><th>time (UTC)</th><th>stream</th><th>duration</th><th>TTFT</th><th>ITL p50</th><th>RTT last</th><th>RTT mean</th><th>token rate</th></tr>\n");
                 for r in p.successes.iter().rev() {
                     let _ = writeln!(
                         h,
-                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        fmt_time(r.at),
+                        "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                        run_link(name, r),
                         r.stream,
                         fmt_secs(r.elapsed.as_secs_f64()),
                         fmt_ms(r.ttft),
@@ -333,10 +382,21 @@ impl StatusBoard {
                 }
                 h.push_str("</table>\n");
             }
+            h.push_str("</section>\n");
         }
-        h.push_str("</body></html>\n");
+        h.push_str(run_page::FOOT);
         h
     }
+}
+
+/// The run's time, linked to its page.
+fn run_link(probe: &str, r: &RunRecord) -> String {
+    format!(
+        "<a href=\"/runs/{}/{}\">{}</a>",
+        esc(probe),
+        r.id,
+        fmt_time(r.at)
+    )
 }
 
 fn fmt_ms(v: Option<f64>) -> String {
@@ -468,5 +528,36 @@ mod tests {
         b.set_probes(&[Arc::new(changed)]);
         let st = b.probe("p").unwrap();
         assert!(st.successes.is_empty() && !st.attempted);
+    }
+
+    #[test]
+    fn runs_get_ids_and_keep_small_timelines_only() {
+        let b = StatusBoard::new();
+        b.set_probes(&[spec("p"), spec("q")]);
+        let mut small = result(None, false);
+        small.timeline = Some(Arc::new(Timeline::new(SystemTime::UNIX_EPOCH)));
+        let mut big = small.clone();
+        let mut t = Timeline::new(SystemTime::UNIX_EPOCH);
+        t.delta_text = "x".repeat(KEEP_TIMELINE_BYTES);
+        big.timeline = Some(Arc::new(t));
+        b.record("p", 0, &small);
+        b.record("q", 0, &big);
+        b.record("gone", 0, &small);
+        b.record("p", 1, &result(None, true));
+        let p = b.probe("p").unwrap();
+        assert_eq!(p.successes[0].id, 0);
+        assert!(p.successes[0].timeline.is_some());
+        assert_eq!(
+            p.failures[0].id, 2,
+            "ids are board-wide; an unknown probe takes none"
+        );
+        assert!(b.probe("q").unwrap().successes[0].timeline.is_none());
+        let page = b.run_page("p", 0).unwrap();
+        assert!(page.contains("<svg") && page.contains("run 0"));
+        let page = b.run_page("q", 1).unwrap();
+        assert!(!page.contains("<svg") && page.contains("not kept"));
+        assert!(b.run_page("p", 1).is_none() && b.run_page("x", 0).is_none());
+        let status = b.render_html();
+        assert!(status.contains("href=\"/runs/p/0\"") && status.contains("href=\"/runs/p/2\""));
     }
 }
