@@ -5,6 +5,7 @@
 //! Every piece of text that reaches a picture goes through [`esc`]: transcripts and error
 //! details come from the server under test.
 
+pub mod sparkline;
 pub mod waterfall;
 
 /// Escape text for HTML/SVG element content and attribute values.

@@ -31,7 +31,11 @@ td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\
 .pic{overflow-x:auto}.pic svg{display:block}\
 .kv td:first-child{color:#4b5563;white-space:nowrap}\
 blockquote{margin:0;padding:8px 12px;background:#f9fafb;border-left:3px solid #c51b7d;white-space:pre-wrap;word-break:break-word}\
-a{color:#1d4ed8}";
+a{color:#1d4ed8}\
+.spark svg{display:block;margin:1px 0}\
+.sparks{display:flex;gap:22px;flex-wrap:wrap;margin:4px 0 8px}.sparks figure{margin:0}\
+.sparks svg{display:block;border:1px solid #eceef1;border-radius:3px}\
+figcaption{font-size:12px;color:#4b5563;margin-top:3px}";
 
 /// The page head and top bar.
 pub fn head(title: &str) -> String {

@@ -15,6 +15,7 @@ use crate::config::{ModelChoice, ProbeSpec};
 use crate::probe::timeline::{Delta, Sent};
 use crate::probe::{ErrorType, Timeline};
 pub use crate::render::esc;
+use crate::render::sparkline::{self, Frame};
 use crate::scheduler::{StreamResult, one_line};
 use crate::stats::quantile;
 
@@ -25,10 +26,11 @@ pub const KEEP_FAILURES: usize = 50;
 /// Outcomes the success ratio is computed over (independent of what is kept for display, so
 /// keeping failures longer does not bias the ratio).
 pub const RATIO_WINDOW: usize = 100;
-/// Window of the decode token rate high/low.
+/// Window of the decode token rate high/low and of the sparklines.
 pub const RATE_WINDOW: Duration = Duration::from_secs(3600);
-/// Cap on token-rate samples in the window, whatever the interval and concurrency.
-const RATE_SAMPLES_MAX: usize = 4096;
+/// Cap on samples in the window, whatever the interval and concurrency (about 160 KiB per
+/// probe).
+const HOUR_SAMPLES_MAX: usize = 4096;
 
 /// A kept run keeps its timeline (for its picture) only up to this many bytes, so the kept
 /// runs of a probe hold at most (`KEEP_SUCCESSES` + `KEEP_FAILURES`) × this much: about
@@ -57,6 +59,7 @@ pub struct RunRecord {
     pub elapsed: Duration,
     pub error: Option<(ErrorType, String)>,
     pub ttft: Option<f64>,
+    pub time_to_first_text: Option<f64>,
     pub itl_p50: Option<f64>,
     pub rtt_last: Option<f64>,
     pub rtt_mean: Option<f64>,
@@ -80,6 +83,7 @@ impl RunRecord {
                 .err()
                 .map(|e| (e.kind, one_line(&e.detail, 200))),
             ttft: r.derived.ttft,
+            time_to_first_text: r.derived.time_to_first_text,
             itl_p50: quantile(&r.derived.itl_gaps, 0.5),
             rtt_last: r.derived.rtt_last,
             rtt_mean: r.derived.rtt_mean,
@@ -99,7 +103,17 @@ pub struct ProbeStatus {
     pub successes: VecDeque<RunRecord>,
     pub failures: VecDeque<RunRecord>,
     outcomes: VecDeque<bool>,
-    rates: VecDeque<(Instant, f64)>,
+    hour: VecDeque<Sample>,
+}
+
+/// One finished stream of the last hour: what the sparklines and the token-rate high/low read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sample {
+    at: Instant,
+    ok: bool,
+    time_to_first_text: Option<f64>,
+    rtt_last: Option<f64>,
+    decode_token_rate: Option<f64>,
 }
 
 impl ProbeStatus {
@@ -112,7 +126,7 @@ impl ProbeStatus {
             successes: VecDeque::new(),
             failures: VecDeque::new(),
             outcomes: VecDeque::new(),
-            rates: VecDeque::new(),
+            hour: VecDeque::new(),
         }
     }
 
@@ -127,27 +141,53 @@ impl ProbeStatus {
 
     /// (low, high) decode token rate over the last hour.
     pub fn rate_low_high(&self, now: Instant) -> Option<(f64, f64)> {
-        let mut it = self
-            .rates
-            .iter()
-            .filter(|(t, _)| now.saturating_duration_since(*t) <= RATE_WINDOW)
-            .map(|(_, r)| *r);
+        let mut it = self.last_hour(now).filter_map(|(_, s)| s.decode_token_rate);
         let first = it.next()?;
         Some(it.fold((first, first), |(lo, hi), r| (lo.min(r), hi.max(r))))
+    }
+
+    /// (age in seconds, sample) of the streams of the last hour.
+    fn last_hour(&self, now: Instant) -> impl Iterator<Item = (f64, &Sample)> {
+        self.hour
+            .iter()
+            .map(move |s| (now.saturating_duration_since(s.at), s))
+            .filter(|(age, _)| *age <= RATE_WINDOW)
+            .map(|(age, s)| (age.as_secs_f64(), s))
+    }
+
+    /// The three sparklines of the last hour: time to first text, Time To Last Round Trip,
+    /// outcomes.
+    pub fn sparklines(&self, now: Instant, f: &Frame) -> [String; 3] {
+        let values = |get: fn(&Sample) -> Option<f64>| -> Vec<(f64, f64)> {
+            self.last_hour(now)
+                .filter_map(|(age, s)| get(s).map(|v| (age, v)))
+                .collect()
+        };
+        let outcomes: Vec<(f64, bool)> = self.last_hour(now).map(|(a, s)| (a, s.ok)).collect();
+        [
+            sparkline::latency(&values(|s| s.time_to_first_text), f, "time to first text"),
+            sparkline::latency(&values(|s| s.rtt_last), f, "Time To Last Round Trip"),
+            sparkline::outcomes(&outcomes, f, "runs"),
+        ]
     }
 
     fn record(&mut self, now: Instant, rec: RunRecord) {
         let ok = rec.error.is_none();
         push_bounded(&mut self.outcomes, ok, RATIO_WINDOW);
-        if let Some(rate) = rec.decode_token_rate {
-            push_bounded(&mut self.rates, (now, rate), RATE_SAMPLES_MAX);
-        }
+        let sample = Sample {
+            at: now,
+            ok,
+            time_to_first_text: rec.time_to_first_text,
+            rtt_last: rec.rtt_last,
+            decode_token_rate: rec.decode_token_rate,
+        };
+        push_bounded(&mut self.hour, sample, HOUR_SAMPLES_MAX);
         while self
-            .rates
+            .hour
             .front()
-            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > RATE_WINDOW)
+            .is_some_and(|s| now.saturating_duration_since(s.at) > RATE_WINDOW)
         {
-            self.rates.pop_front();
+            self.hour.pop_front();
         }
         if ok {
             push_bounded(&mut self.successes, rec.clone(), KEEP_SUCCESSES);
@@ -287,7 +327,7 @@ impl StatusBoard {
         if b.probes.is_empty() {
             h.push_str("<p>No probes configured.</p>\n");
         }
-        h.push_str("<table><tr><th>probe</th><th>target</th><th>model</th><th>interval</th><th>last result</th><th>TTFT</th><th>ITL p50</th><th>RTT last</th><th>RTT mean</th><th>token rate 1 h low / high</th><th>success ratio</th><th>skipped ticks</th></tr>\n");
+        h.push_str("<table><tr><th>probe</th><th>target</th><th>model</th><th>interval</th><th>last result</th><th>last hour: first text · runs</th><th>TTFT</th><th>ITL p50</th><th>RTT last</th><th>RTT mean</th><th>token rate 1 h low / high</th><th>success ratio</th><th>skipped ticks</th></tr>\n");
         for p in b.probes.values() {
             let s = &p.spec;
             let model = match &s.model {
@@ -309,6 +349,8 @@ impl StatusBoard {
                     )
                 }
             };
+            let [first, _, runs] = p.sparklines(now, &SMALL);
+            let spark = format!("<div class=\"spark\">{first}{runs}</div>");
             let l = p.last.as_ref();
             let rates = match p.rate_low_high(now) {
                 Some((lo, hi)) => format!("{lo:.1} / {hi:.1} tok/s"),
@@ -320,7 +362,7 @@ impl StatusBoard {
             };
             let _ = writeln!(
                 h,
-                "<tr><td><a href=\"#p-{n}\">{n}</a></td><td>{t}</td><td>{m}</td><td class=\"n\">{i}</td><td>{last}</td><td class=\"n\">{a}</td><td class=\"n\">{b}</td><td class=\"n\">{c}</td><td class=\"n\">{d}</td><td class=\"n\">{rates}</td><td class=\"n\">{ratio}</td><td class=\"n\">{sk}</td></tr>",
+                "<tr><td><a href=\"#p-{n}\">{n}</a></td><td>{t}</td><td>{m}</td><td class=\"n\">{i}</td><td>{last}</td><td>{spark}</td><td class=\"n\">{a}</td><td class=\"n\">{b}</td><td class=\"n\">{c}</td><td class=\"n\">{d}</td><td class=\"n\">{rates}</td><td class=\"n\">{ratio}</td><td class=\"n\">{sk}</td></tr>",
                 n = esc(&s.name),
                 t = esc(&s.target.ws_url),
                 m = esc(model),
@@ -336,6 +378,29 @@ impl StatusBoard {
         for p in b.probes.values() {
             let name = &p.spec.name;
             let _ = writeln!(h, "<section id=\"p-{n}\"><h2>{n}</h2>", n = esc(name));
+            let [first, rtt, runs] = p.sparklines(now, &LARGE);
+            let worst = |get: fn(&Sample) -> Option<f64>| {
+                let v: Vec<f64> = p.last_hour(now).filter_map(|(_, s)| get(s)).collect();
+                match (v.last(), v.iter().copied().reduce(f64::max)) {
+                    (Some(l), Some(w)) => {
+                        format!("last {} · worst {}", fmt_ms(Some(*l)), fmt_ms(Some(w)))
+                    }
+                    _ => "no value".into(),
+                }
+            };
+            let (n, bad) = p
+                .last_hour(now)
+                .fold((0, 0), |(n, bad), (_, s)| (n + 1, bad + usize::from(!s.ok)));
+            let _ = writeln!(
+                h,
+                "<div class=\"sparks\">\
+                 <figure>{first}<figcaption>time to first text, last hour: {}</figcaption></figure>\
+                 <figure>{rtt}<figcaption>Time To Last Round Trip, last hour: {}</figcaption></figure>\
+                 <figure>{runs}<figcaption>runs, last hour: {n}, <span class=\"{}\">{bad} failed</span></figcaption></figure></div>",
+                worst(|s| s.time_to_first_text),
+                worst(|s| s.rtt_last),
+                if bad > 0 { "bad" } else { "muted" },
+            );
             let _ = writeln!(h, "<h3>Recent failures (last {KEEP_FAILURES} kept)</h3>");
             if p.failures.is_empty() {
                 h.push_str("<p class=\"muted\">none</p>\n");
@@ -388,6 +453,18 @@ impl StatusBoard {
         h
     }
 }
+
+/// The sparklines in the probes table and in each probe's section.
+const SMALL: Frame = Frame {
+    width: 120.0,
+    height: 18.0,
+    window: RATE_WINDOW.as_secs_f64(),
+};
+const LARGE: Frame = Frame {
+    width: 240.0,
+    height: 40.0,
+    window: RATE_WINDOW.as_secs_f64(),
+};
 
 /// The run's time, linked to its page.
 fn run_link(probe: &str, r: &RunRecord) -> String {
@@ -559,5 +636,34 @@ mod tests {
         assert!(b.run_page("p", 1).is_none() && b.run_page("x", 0).is_none());
         let status = b.render_html();
         assert!(status.contains("href=\"/runs/p/0\"") && status.contains("href=\"/runs/p/2\""));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sparklines_cover_the_last_hour_only() {
+        let b = StatusBoard::new();
+        b.set_probes(&[spec("p")]);
+        let mut ok = result(None, false);
+        ok.derived.time_to_first_text = Some(0.3);
+        ok.derived.rtt_last = Some(0.5);
+        b.record("p", 0, &ok);
+        tokio::time::advance(Duration::from_secs(3000)).await;
+        for _ in 0..2 {
+            b.record("p", 0, &ok);
+            tokio::time::advance(Duration::from_secs(30)).await;
+        }
+        b.record("p", 0, &result(None, true));
+        let [first, rtt, runs] = b.probe("p").unwrap().sparklines(Instant::now(), &LARGE);
+        // Two neighbouring buckets make one line; the first sample is still within the hour.
+        assert_eq!(first.matches("<polyline").count(), 1, "{first}");
+        assert_eq!(first.matches("<circle").count(), 1, "{first}");
+        assert!(rtt.contains("worst 500 ms"));
+        assert!(runs.contains("3 succeeded, 1 failed"));
+        // 40 minutes later the first run has left the hour.
+        tokio::time::advance(Duration::from_secs(2400)).await;
+        let [first, _, runs] = b.probe("p").unwrap().sparklines(Instant::now(), &LARGE);
+        assert_eq!(first.matches("<circle").count(), 0, "{first}");
+        assert!(runs.contains("2 succeeded, 1 failed"));
+        let page = b.render_html();
+        assert!(page.contains("class=\"spark-outcomes\"") && page.contains("1 failed</span>"));
     }
 }
