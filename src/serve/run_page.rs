@@ -20,13 +20,13 @@ pub const CSS: &str = "\
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:0;color:#1d1d1f;background:#f4f5f7;font-size:14px}\
 header{background:#1f2937;color:#f9fafb;padding:10px 24px;display:flex;gap:20px;align-items:baseline}\
 header b{font-size:17px;letter-spacing:.3px}header a{color:#cbd5e1;text-decoration:none}header a:hover{color:#fff}\
-main{padding:18px 24px;max-width:1120px}\
-section{background:#fff;border:1px solid #e2e5e9;border-radius:6px;padding:14px 18px;margin:0 0 16px}\
+main{padding:18px 24px;max-width:1400px}\
+section{background:#fff;border:1px solid #e2e5e9;border-radius:6px;padding:14px 18px;margin:0 0 16px;overflow-x:auto}\
 h1{font-size:20px;margin:2px 0 14px}h2{font-size:16px;margin:0 0 10px}h3{font-size:14px;margin:14px 0 6px;color:#444}\
 table{border-collapse:collapse;font-size:13px}\
 td,th{border-bottom:1px solid #eceef1;padding:4px 10px;text-align:left;vertical-align:middle}\
 th{color:#4b5563;font-weight:600;background:#f9fafb}\
-td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\
+td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td:first-child{white-space:nowrap}\
 .bad{color:#c62828;font-weight:600}.ok{color:#1b7e4f;font-weight:600}.muted{color:#6b7280}\
 .pic{overflow-x:auto}.pic svg{display:block}\
 .kv td:first-child{color:#4b5563;white-space:nowrap}\
@@ -42,6 +42,7 @@ pub fn head(title: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <link rel=\"icon\" href=\"data:,\">\
          <title>{}</title>\n<style>{CSS}</style></head><body>\n\
          <header><b>rtprobe</b><a href=\"/\">status</a><a href=\"/metrics\">metrics</a>\
          <a href=\"/config\">config</a><a href=\"/readyz\">readyz</a></header>\n<main>\n",
@@ -86,11 +87,7 @@ pub fn render(v: &RunView<'_>) -> String {
     );
     let outcome = match v.error {
         None => "<span class=\"ok\">success</span>".to_string(),
-        Some((k, detail)) => format!(
-            "<span class=\"bad\">failed: {}</span> <span class=\"muted\">{}</span>",
-            esc(k.as_str()),
-            esc(detail)
-        ),
+        Some((k, _)) => format!("<span class=\"bad\">failed: {}</span>", esc(k.as_str())),
     };
     let stream = v
         .stream
@@ -104,6 +101,9 @@ pub fn render(v: &RunView<'_>) -> String {
         esc(&spec.target.ws_url),
         esc(model(spec)),
     );
+    if let Some((_, detail)) = v.error {
+        let _ = writeln!(h, "<p class=\"muted\">{}</p>", esc(detail));
+    }
     let Some(t) = v.timeline else {
         let _ = writeln!(
             h,
@@ -114,7 +114,11 @@ pub fn render(v: &RunView<'_>) -> String {
         return h;
     };
     let d = derive(t, spec.reference.as_deref());
-    let svg = waterfall::render(t, &d, &Options::default());
+    let opts = Options {
+        width: 1080.0,
+        ..Options::default()
+    };
+    let svg = waterfall::render(t, &d, &opts);
     let _ = writeln!(
         h,
         "<section><h2>Where the time went</h2><div class=\"pic\">{svg}</div>\
