@@ -58,6 +58,8 @@ pub struct StreamResult {
     pub derived: Derived,
     /// The raw record, for pictures of the run (`None` when the scheduler made the result up).
     pub timeline: Option<Arc<Timeline>>,
+    /// The run's trace id when it was exported as a trace (`otlp.traces`).
+    pub trace_id: Option<String>,
 }
 
 impl StreamResult {
@@ -74,6 +76,7 @@ impl StreamResult {
             outcome: Err(ProbeError::new(kind, detail)),
             derived: Derived::default(),
             timeline: None,
+            trace_id: None,
         }
     }
 

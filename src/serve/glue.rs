@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use crate::audio::PreparedAudio;
 use crate::config::{Config, ModelChoice, ProbeSpec};
 use crate::metrics::derive::derive;
+use crate::metrics::traces::{TraceExporter, run_spans, trace_id};
 use crate::metrics::{ProbeLabels, Recorder, Telemetry};
 use crate::probe::ErrorType;
 use crate::scheduler::{BoxFuture, DebugRun, Runner, SchedulerEvents, StreamResult};
@@ -32,9 +33,11 @@ fn labels(spec: &ProbeSpec) -> ProbeLabels {
     ProbeLabels::new(spec, model_label(spec))
 }
 
-/// One config generation's runner: the prepared audio of every probe in it.
+/// One config generation's runner: the prepared audio of every probe in it, and where run
+/// traces go when `otlp.traces` is on.
 struct GenerationRunner {
     audio: HashMap<AudioKey, Arc<PreparedAudio>>,
+    traces: Option<Arc<TraceExporter>>,
 }
 
 impl GenerationRunner {
@@ -51,7 +54,10 @@ impl GenerationRunner {
             })?;
             audio.insert(key, Arc::new(prepared));
         }
-        Ok(GenerationRunner { audio })
+        Ok(GenerationRunner {
+            audio,
+            traces: None,
+        })
     }
 
     /// The prepared audio for a probe. A spec always belongs to this runner's generation
@@ -89,12 +95,19 @@ impl Runner for Arc<GenerationRunner> {
             };
             let timeline = crate::probe::run(&probe, &audio).await;
             let derived = derive(&timeline, probe.reference.as_deref());
+            let trace_id = this.traces.as_ref().and_then(|traces| {
+                let spans = run_spans(&labels(&probe), &timeline, &derived);
+                let id = trace_id(&spans);
+                traces.send(spans);
+                id
+            });
             StreamResult {
                 started: timeline.started,
                 elapsed: t.elapsed(),
                 outcome: timeline.outcome.clone(),
                 derived,
                 timeline: Some(Arc::new(timeline)),
+                trace_id,
             }
         })
     }
@@ -224,9 +237,21 @@ impl Exported {
     }
 }
 
+/// The run-trace exporter for `config`, when it asks for traces.
+fn trace_exporter(config: &Config) -> Result<Option<Arc<TraceExporter>>, String> {
+    match &config.otlp {
+        Some(o) if o.traces => TraceExporter::start(o)
+            .map(|t| Some(Arc::new(t)))
+            .map_err(|e| e.to_string()),
+        _ => Ok(None),
+    }
+}
+
 /// The production backend.
 pub struct ProbeBackend {
     telemetry: Mutex<Option<Telemetry>>,
+    /// Run traces, when the current config has `otlp.traces: true`.
+    traces: Mutex<Option<Arc<TraceExporter>>>,
     events: Arc<MetricsEvents>,
     exported: Mutex<Exported>,
 }
@@ -242,6 +267,7 @@ impl ProbeBackend {
         events.set_live(config);
         Ok(ProbeBackend {
             telemetry: Mutex::new(Some(telemetry)),
+            traces: Mutex::new(trace_exporter(config)?),
             events,
             exported: Mutex::new(Exported::of(config)),
         })
@@ -250,7 +276,9 @@ impl ProbeBackend {
 
 impl Backend for ProbeBackend {
     fn prepare(&self, config: &Config) -> Result<Arc<dyn Runner>, String> {
-        let runner = GenerationRunner::prepare(config)?;
+        // Audio first: a config whose audio cannot be prepared is rejected before anything
+        // exported changes.
+        let mut runner = GenerationRunner::prepare(config)?;
         for p in config.probes.iter().filter(|p| p.tls.insecure_skip_verify) {
             tracing::warn!(probe = %p.name, "TLS certificate verification is off for this probe (tls.insecure_skip_verify)");
         }
@@ -263,8 +291,14 @@ impl Backend for ProbeBackend {
                 t.reconfigure(&config.buckets, config.otlp.as_ref())
                     .map_err(|e| e.to_string())?;
             }
+            *self.traces.lock().unwrap_or_else(|p| p.into_inner()) = trace_exporter(config)?;
             *exported = next;
         }
+        runner.traces = self
+            .traces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         Ok(Arc::new(Arc::new(runner)))
     }
 

@@ -314,6 +314,7 @@ impl State {
                 elapsed: t.map_or(Duration::ZERO, |t| t.ended),
                 error: error.map(|e| (e.kind, e.detail.as_str())),
                 timeline: t,
+                trace_id: None,
                 missing,
             }))
         }))

@@ -64,6 +64,8 @@ pub struct RunView<'a> {
     pub error: Option<(ErrorType, &'a str)>,
     /// `None` when the run left no timeline (made up by the scheduler, or too large to keep).
     pub timeline: Option<&'a Timeline>,
+    /// The run's trace id, when it was exported as a trace (`otlp.traces`).
+    pub trace_id: Option<&'a str>,
     /// Why there is no timeline, shown instead of the picture.
     pub missing: &'a str,
 }
@@ -103,6 +105,13 @@ pub fn render(v: &RunView<'_>) -> String {
     );
     if let Some((_, detail)) = v.error {
         let _ = writeln!(h, "<p class=\"muted\">{}</p>", esc(detail));
+    }
+    if let Some(id) = v.trace_id {
+        let _ = writeln!(
+            h,
+            "<p>trace id <code class=\"trace-id\">{}</code> <span class=\"muted\">(search it in Tempo or Jaeger)</span></p>",
+            esc(id)
+        );
     }
     let Some(t) = v.timeline else {
         let _ = writeln!(

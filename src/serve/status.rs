@@ -54,6 +54,8 @@ pub struct RunRecord {
     pub id: u64,
     /// The run's raw record when it had one and it was small enough to keep.
     pub timeline: Option<Arc<Timeline>>,
+    /// The run's trace id when it was exported as a trace.
+    pub trace_id: Option<String>,
     pub at: SystemTime,
     pub stream: u32,
     pub elapsed: Duration,
@@ -74,6 +76,7 @@ impl RunRecord {
                 .timeline
                 .clone()
                 .filter(|t| timeline_bytes(t) <= KEEP_TIMELINE_BYTES),
+            trace_id: r.trace_id.clone(),
             at: r.started,
             stream,
             elapsed: r.elapsed,
@@ -314,6 +317,7 @@ impl StatusBoard {
             elapsed: rec.elapsed,
             error: rec.error.as_ref().map(|(k, d)| (*k, d.as_str())),
             timeline: rec.timeline.as_deref(),
+            trace_id: rec.trace_id.as_deref(),
             missing,
         }))
     }

@@ -133,6 +133,7 @@ impl Runner for FakeRunner {
                     ..Derived::default()
                 },
                 timeline: None,
+                trace_id: None,
             }
         })
     }
