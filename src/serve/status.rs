@@ -1,7 +1,8 @@
 //! What `serve` knows about each probe for humans and for readiness: last result, live
-//! figures, a rolling one-hour high/low of the decode token rate, and recent runs, with
-//! failures kept longer than successes (they are what an operator comes looking for).
-//! Rendered as a small HTML page with no JavaScript.
+//! figures, a bounded last-hour window (the decode token rate high/low and the sparklines),
+//! and recent runs with their timelines for the run pages, failures kept longer than
+//! successes (they are what an operator comes looking for). Rendered as small HTML pages with
+//! no JavaScript.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
