@@ -222,3 +222,33 @@ async fn each_run_is_a_trace_with_phase_and_stream_spans() {
     good.shutdown().await;
     bad.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_waits_for_queued_runs() {
+    use rtprobe::config::model::OtlpProtocol;
+    use rtprobe::metrics::ProbeLabels;
+    use rtprobe::metrics::derive::derive;
+    use rtprobe::metrics::traces::{TraceExporter, run_spans};
+
+    let (endpoint, received) = grpc_trace_receiver().await;
+    let mut settings =
+        metrics_support::receiver::settings(endpoint, OtlpProtocol::Grpc, Duration::from_secs(1));
+    settings.traces = true;
+    let exporter = TraceExporter::start(&settings).expect("exporter");
+    let spec = metrics_support::spec("p");
+    let labels = ProbeLabels::new(&spec, "m");
+    let mut t = rtprobe::probe::Timeline::new(std::time::SystemTime::now());
+    t.phases.tcp_connected = Some(Duration::from_millis(1));
+    t.ended = Duration::from_millis(3);
+    t.outcome = Err(rtprobe::probe::ProbeError::new(
+        rtprobe::probe::ErrorType::Tls,
+        "x",
+    ));
+    let d = derive(&t, None);
+    for _ in 0..5 {
+        exporter.send(run_spans(&labels, &t, &d));
+    }
+    exporter.flush(Duration::from_secs(10)).await;
+    // Three spans per run: the run, its TCP connect and the TLS step that failed.
+    assert_eq!(received.all().len(), 15);
+}

@@ -55,6 +55,8 @@ pub(crate) fn http_traces_url(endpoint: &str) -> String {
 pub struct TraceExporter {
     queue: mpsc::Sender<Vec<SpanData>>,
     dropped: Arc<AtomicU64>,
+    /// Runs queued or being exported.
+    pending: Arc<AtomicU64>,
 }
 
 impl TraceExporter {
@@ -115,6 +117,8 @@ impl TraceExporter {
         );
         let (queue, mut rx) = mpsc::channel::<Vec<SpanData>>(QUEUE);
         let timeout = settings.timeout + Duration::from_secs(1);
+        let pending = Arc::new(AtomicU64::new(0));
+        let done = pending.clone();
         handle.spawn(async move {
             while let Some(spans) = rx.recv().await {
                 match tokio::time::timeout(timeout, exporter.export(spans)).await {
@@ -122,17 +126,21 @@ impl TraceExporter {
                     Ok(Err(e)) => tracing::debug!(error = %e, "OTLP trace export failed"),
                     Err(_) => tracing::debug!("OTLP trace export timed out"),
                 }
+                done.fetch_sub(1, Ordering::AcqRel);
             }
         });
         Ok(TraceExporter {
             queue,
             dropped: Arc::new(AtomicU64::new(0)),
+            pending,
         })
     }
 
     /// Queue one run's spans; dropped when the queue is full (a collector that is away).
     pub fn send(&self, spans: Vec<SpanData>) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
         if self.queue.try_send(spans).is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
                 tracing::warn!(
@@ -140,6 +148,17 @@ impl TraceExporter {
                     "OTLP trace queue full; dropping run traces"
                 );
             }
+        }
+    }
+}
+
+impl TraceExporter {
+    /// Wait until every queued run was exported (or failed), at most `timeout`: the last runs
+    /// before a shutdown are not lost.
+    pub async fn flush(&self, timeout: Duration) {
+        let end = tokio::time::Instant::now() + timeout;
+        while self.pending.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

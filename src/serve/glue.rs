@@ -325,7 +325,11 @@ impl Backend for ProbeBackend {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+        let traces = self.traces.lock().unwrap_or_else(|p| p.into_inner()).take();
         Box::pin(async move {
+            if let Some(traces) = traces {
+                traces.flush(timeout).await;
+            }
             if let Some(t) = t {
                 t.shutdown(timeout).await;
             }
