@@ -29,8 +29,8 @@ pub const KEEP_FAILURES: usize = 50;
 pub const RATIO_WINDOW: usize = 100;
 /// Window of the decode token rate high/low and of the sparklines.
 pub const RATE_WINDOW: Duration = Duration::from_secs(3600);
-/// Cap on samples in the window, whatever the interval and concurrency (about 160 KiB per
-/// probe).
+/// Cap on samples in the window, whatever the interval and concurrency (72 bytes each: at
+/// most 288 KiB per probe).
 const HOUR_SAMPLES_MAX: usize = 4096;
 
 /// A kept run keeps its timeline (for its picture) only up to this many bytes, so the kept
@@ -641,6 +641,11 @@ mod tests {
         assert!(b.run_page("p", 1).is_none() && b.run_page("x", 0).is_none());
         let status = b.render_html();
         assert!(status.contains("href=\"/runs/p/0\"") && status.contains("href=\"/runs/p/2\""));
+    }
+
+    #[test]
+    fn an_hour_sample_fits_72_bytes() {
+        assert!(std::mem::size_of::<Sample>() <= 72);
     }
 
     #[tokio::test(start_paused = true)]
