@@ -84,6 +84,9 @@ pub struct ProbeArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also draw the run (success or failure) as an SVG waterfall into this file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
     /// No progress line while streaming.
     #[arg(long, short)]
     pub quiet: bool,

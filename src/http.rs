@@ -1,5 +1,6 @@
 //! The sidecar's HTTP server (hyper 1, HTTP/1.1): `/metrics`, `/healthz`, `/readyz`,
-//! `POST /-/reload`, `/config`, the status page `/` and `/probe?name=`. Read-only apart from
+//! `POST /-/reload`, `/config`, the status page `/`, run pages `/runs/<probe>/<id>` and
+//! `/probe?name=`. Read-only apart from
 //! reload and on-demand probes of configured names. Routing and limits live here; what each
 //! route answers comes from an [`App`], so this module depends on neither metrics nor config.
 
@@ -42,8 +43,14 @@ pub enum ProbeNow {
     Unknown,
     /// An on-demand probe is already running; try again later.
     Busy,
-    /// The run; resolves to the JSON debug record.
-    Run(BoxFuture<serde_json::Value>),
+    /// The run; resolves to the JSON debug record, or its HTML page for a browser.
+    Run(BoxFuture<ProbeAnswer>),
+}
+
+/// What an on-demand run answers.
+pub enum ProbeAnswer {
+    Json(serde_json::Value),
+    Html(String),
 }
 
 /// What the routes answer. Implemented by `serve`.
@@ -58,8 +65,12 @@ pub trait App: Send + Sync + 'static {
     fn config(&self, format: ConfigFormat) -> Result<String, String>;
     /// `GET /`: the HTML status page.
     fn status_page(&self) -> String;
-    /// `GET /probe?name=`: run a configured probe now.
-    fn probe_now(&self, name: &str) -> ProbeNow;
+    /// `GET /probe?name=`: run a configured probe now; `html` when the client accepts
+    /// `text/html` (a browser), JSON otherwise.
+    fn probe_now(&self, name: &str, html: bool) -> ProbeNow;
+    /// `GET /runs/<probe>/<id>`: the page of a kept run, `None` when it is not (or no longer)
+    /// kept.
+    fn run_page(&self, probe: &str, id: u64) -> Option<String>;
     /// The token `/-/reload`, `/config` and `/probe` require (`server.admin_token`), if any.
     fn admin_token(&self) -> Option<Secret> {
         None
@@ -210,6 +221,7 @@ pub async fn route(app: Arc<dyn App>, req: Request<Incoming>) -> Resp {
     let allowed: &str = match path.as_str() {
         "/metrics" | "/healthz" | "/readyz" | "/config" | "/" | "/probe" => "GET, HEAD",
         "/-/reload" => "POST",
+        p if p.starts_with("/runs/") => "GET, HEAD",
         _ => return text(StatusCode::NOT_FOUND, "not found"),
     };
     let ok_method = match allowed {
@@ -279,7 +291,12 @@ pub async fn route(app: Arc<dyn App>, req: Request<Incoming>) -> Resp {
             let Some(name) = query_param(&query, "name") else {
                 return text(StatusCode::BAD_REQUEST, "missing ?name=PROBE");
             };
-            match app.probe_now(&name) {
+            let html = req
+                .headers()
+                .get(ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("text/html"));
+            match app.probe_now(&name, html) {
                 ProbeNow::Unknown => {
                     text(StatusCode::NOT_FOUND, "no configured probe with that name")
                 }
@@ -287,13 +304,28 @@ pub async fn route(app: Arc<dyn App>, req: Request<Incoming>) -> Resp {
                     StatusCode::TOO_MANY_REQUESTS,
                     "an on-demand probe is already running",
                 ),
-                ProbeNow::Run(fut) => {
-                    let v = fut.await;
-                    match serde_json::to_vec_pretty(&v) {
+                ProbeNow::Run(fut) => match fut.await {
+                    ProbeAnswer::Html(page) => {
+                        reply(StatusCode::OK, "text/html; charset=utf-8", page)
+                    }
+                    ProbeAnswer::Json(v) => match serde_json::to_vec_pretty(&v) {
                         Ok(body) => reply(StatusCode::OK, "application/json", body),
                         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-                    }
-                }
+                    },
+                },
+            }
+        }
+        p if p.starts_with("/runs/") => {
+            let page = p["/runs/".len()..]
+                .split_once('/')
+                .and_then(|(probe, id)| Some((percent_decode(probe)?, id.parse::<u64>().ok()?)))
+                .and_then(|(probe, id)| app.run_page(&probe, id));
+            match page {
+                Some(page) => reply(StatusCode::OK, "text/html; charset=utf-8", page),
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    "no such run kept (the status page links the kept runs)",
+                ),
             }
         }
         _ => text(StatusCode::NOT_FOUND, "not found"),

@@ -10,6 +10,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod probe;
+pub mod render;
 pub mod report;
 pub mod rng;
 pub mod scheduler;

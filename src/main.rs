@@ -309,6 +309,14 @@ async fn probe_once(args: ProbeArgs) -> anyhow::Result<ExitCode> {
             config::Pacing::Burst => "burst",
         },
     };
+    if let Some(path) = &args.svg {
+        let opts = rtprobe::render::waterfall::Options {
+            title: Some(format!("{} · {}", spec.name, spec.target.ws_url)),
+            ..Default::default()
+        };
+        let svg = rtprobe::render::waterfall::render(&timeline, &derived, &opts);
+        std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
+    }
     let out = if args.json {
         serde_json::to_string_pretty(&report::json(&header, &timeline, &derived))? + "\n"
     } else {

@@ -32,9 +32,16 @@ fn num(v: Option<f64>, unit: &str) -> String {
 /// The readable table printed by `rtprobe probe`.
 pub fn table(h: &RunHeader<'_>, t: &Timeline, d: &Derived) -> String {
     let mut out = String::new();
-    let mut row = |k: &str, v: String| {
+    for (k, v) in rows(h, t, d) {
         let _ = writeln!(out, "{k:<28} {v}");
-    };
+    }
+    out
+}
+
+/// The table's (name, value) rows, also shown on the run pages of `rtprobe serve`.
+pub fn rows(h: &RunHeader<'_>, t: &Timeline, d: &Derived) -> Vec<(&'static str, String)> {
+    let mut out = Vec::with_capacity(24);
+    let mut row = |k: &'static str, v: String| out.push((k, v));
     row("probe", h.probe.to_string());
     row("target", h.target.to_string());
     row("model", h.model.to_string());

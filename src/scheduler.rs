@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use crate::config::ProbeSpec;
 use crate::metrics::derive::Derived;
-use crate::probe::{ErrorType, ProbeError};
+use crate::probe::{ErrorType, ProbeError, Timeline};
 
 /// A boxed, sendable future, the return type of the object-safe traits here.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -56,6 +56,10 @@ pub struct StreamResult {
     pub outcome: Result<(), ProbeError>,
     /// Derived values; all `None`/empty for a run that produced nothing.
     pub derived: Derived,
+    /// The raw record, for pictures of the run (`None` when the scheduler made the result up).
+    pub timeline: Option<Arc<Timeline>>,
+    /// The run's trace id when it was exported as a trace (`otlp.traces`).
+    pub trace_id: Option<String>,
 }
 
 impl StreamResult {
@@ -71,6 +75,8 @@ impl StreamResult {
             elapsed,
             outcome: Err(ProbeError::new(kind, detail)),
             derived: Derived::default(),
+            timeline: None,
+            trace_id: None,
         }
     }
 
@@ -89,6 +95,24 @@ pub trait Runner: Send + Sync + 'static {
     /// Run the probe once on demand (`GET /probe?name=`) and return its debug record
     /// (timeline and derived values) as JSON. Not counted in metrics.
     fn debug(&self, probe: Arc<ProbeSpec>) -> BoxFuture<serde_json::Value>;
+
+    /// `debug` with the run's timeline, for the HTML answer of `/probe`. Runners that have no
+    /// timeline (fakes) answer with the JSON record only.
+    fn debug_run(&self, probe: Arc<ProbeSpec>) -> BoxFuture<DebugRun> {
+        let json = self.debug(probe);
+        Box::pin(async move {
+            DebugRun {
+                json: json.await,
+                timeline: None,
+            }
+        })
+    }
+}
+
+/// An on-demand run: its JSON debug record and, from the real runner, its timeline.
+pub struct DebugRun {
+    pub json: serde_json::Value,
+    pub timeline: Option<Arc<Timeline>>,
 }
 
 /// What the scheduler reports as it works. The glue maps these to the metrics recorder;

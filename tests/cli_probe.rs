@@ -29,6 +29,8 @@ async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
         .unwrap()
         .spawn();
     let target = format!("http://{}", sim.addr());
+    let dir = tempfile::tempdir().unwrap();
+    let svg_path = dir.path().join("run.svg");
     let out = tokio::task::spawn_blocking({
         let target = target.clone();
         move || {
@@ -63,6 +65,7 @@ async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
 
     let out = tokio::task::spawn_blocking({
         let target = target.clone();
+        let svg_path = svg_path.clone();
         move || {
             rtprobe(&[
                 "probe",
@@ -73,16 +76,32 @@ async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
                 "--model",
                 "demo-realtime",
                 "--json",
+                "--svg",
+                svg_path.to_str().unwrap(),
             ])
         }
     })
     .await
     .unwrap();
     assert!(out.status.success());
+    // The same picture as the run pages of `serve`: one mark per delta the JSON reports.
+    let svg = std::fs::read_to_string(&svg_path).expect("--svg wrote the file");
+    let doc = roxmltree::Document::parse(&svg).expect("the SVG parses");
+    let class_count = |c: &str| {
+        doc.descendants()
+            .filter(|n| n.attribute("class") == Some(c))
+            .count()
+    };
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     assert_eq!(v["success"], true);
     assert!(v["derived"]["rtt_last"].as_f64().unwrap() > 0.0);
-    assert!(v["timeline"]["deltas"].as_array().unwrap().len() > 5);
+    let deltas = v["timeline"]["deltas"].as_array().unwrap();
+    assert!(deltas.len() > 5);
+    assert_eq!(
+        class_count("m-delta") + class_count("m-delta-empty"),
+        deltas.len()
+    );
+    assert_eq!(class_count("m-done"), 1);
     sim.shutdown().await;
 
     let bad = Simulator::bind(
@@ -96,16 +115,32 @@ async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
     .unwrap()
     .spawn();
     let target = format!("http://{}", bad.addr());
-    let out = tokio::task::spawn_blocking(move || {
-        rtprobe(&[
-            "probe", "--target", &target, "--audio", CLIP, "--model", "m",
-        ])
+    let bad_svg = dir.path().join("bad.svg");
+    let out = tokio::task::spawn_blocking({
+        let bad_svg = bad_svg.clone();
+        move || {
+            rtprobe(&[
+                "probe",
+                "--target",
+                &target,
+                "--audio",
+                CLIP,
+                "--model",
+                "m",
+                "--svg",
+                bad_svg.to_str().unwrap(),
+            ])
+        }
     })
     .await
     .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("error.type=http_5xx"), "{stderr}");
+    // A failed run is drawn too, with where it stopped.
+    let svg = std::fs::read_to_string(&bad_svg).expect("--svg wrote the file");
+    roxmltree::Document::parse(&svg).expect("the SVG parses");
+    assert!(svg.contains("class=\"m-stop\"") && svg.contains("✕ http_5xx"));
     bad.shutdown().await;
 }
 

@@ -166,6 +166,8 @@ pub struct OtlpSettings {
     pub timeout: Duration,
     /// Export delta temporality instead of cumulative.
     pub delta_temporality: bool,
+    /// Also export one trace per probe run (`otlp.traces`).
+    pub traces: bool,
 }
 
 /// Histogram bucket boundaries, per kind of value. Validated strictly increasing and finite.

@@ -53,6 +53,8 @@ pub struct RawOtlp {
     pub headers: BTreeMap<String, String>,
     /// `cumulative` (default) or `delta`.
     pub temporality: Option<String>,
+    /// Also export one trace per probe run (default false).
+    pub traces: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

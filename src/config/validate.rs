@@ -469,6 +469,7 @@ fn otlp(cx: &Ctx<'_>, raw: Option<RawOtlp>) -> Res<Option<OtlpSettings>> {
         interval,
         timeout,
         delta_temporality,
+        traces: raw.traces.unwrap_or(false),
     }))
 }
 

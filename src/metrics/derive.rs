@@ -155,9 +155,17 @@ pub fn derive(t: &Timeline, reference: Option<&str>) -> Derived {
     }
 }
 
-/// Each recorded phase lasts from the end of the previous recorded one (or `t0`) to its own end;
-/// a phase that did not happen (dns for an IP literal, tls for ws://) is skipped, not zero.
 fn phases(t: &Timeline) -> Vec<(&'static str, f64)> {
+    phase_spans(t)
+        .into_iter()
+        .map(|(name, start, end)| (name, (end - start).as_secs_f64()))
+        .collect()
+}
+
+/// (phase, start, end) of every recorded connection phase. Each lasts from the end of the
+/// previous recorded one (or `t0`) to its own end; a phase that did not happen (dns for an IP
+/// literal, tls for ws://) is skipped, not zero.
+pub fn phase_spans(t: &Timeline) -> Vec<(&'static str, Duration, Duration)> {
     let p = &t.phases;
     let mut out = Vec::with_capacity(5);
     let mut prev = Duration::ZERO;
@@ -169,7 +177,8 @@ fn phases(t: &Timeline) -> Vec<(&'static str, f64)> {
         ("session", p.session_created),
     ] {
         if let Some(end) = end {
-            out.push((name, end.saturating_sub(prev).as_secs_f64()));
+            let start = prev.min(end);
+            out.push((name, start, end));
             prev = end;
         }
     }
@@ -210,6 +219,7 @@ mod tests {
         Delta {
             at: ms(at),
             nonempty,
+            text_end: 0,
         }
     }
 

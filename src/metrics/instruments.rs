@@ -66,6 +66,11 @@ pub struct ProbeLabels {
 }
 
 impl ProbeLabels {
+    /// The probe's attributes on every series (and on its run traces).
+    pub fn attributes(&self) -> &[KeyValue] {
+        &self.base
+    }
+
     pub fn new(spec: &ProbeSpec, model: &str) -> ProbeLabels {
         let mut base = vec![
             KeyValue::new("rtprobe.probe", spec.name.clone()),

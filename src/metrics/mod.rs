@@ -10,6 +10,7 @@ mod instruments;
 mod otlp;
 mod prom;
 mod telemetry;
+pub mod traces;
 pub mod wer;
 
 pub use instruments::{ProbeLabels, Recorder};

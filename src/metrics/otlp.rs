@@ -69,7 +69,7 @@ fn userinfo(endpoint: &str) -> Option<&str> {
 }
 
 /// An error naming the endpoint, with any userinfo redacted (also inside the SDK's message).
-fn otlp_err(endpoint: &str, reason: impl ToString) -> MetricsError {
+pub(crate) fn otlp_err(endpoint: &str, reason: impl ToString) -> MetricsError {
     let mut endpoint = endpoint.to_owned();
     let mut reason = reason.to_string();
     if let Some(info) = userinfo(&endpoint).map(str::to_owned) {
@@ -79,7 +79,7 @@ fn otlp_err(endpoint: &str, reason: impl ToString) -> MetricsError {
     MetricsError::Otlp { endpoint, reason }
 }
 
-fn header_map(settings: &OtlpSettings) -> Result<http::HeaderMap, MetricsError> {
+pub(crate) fn header_map(settings: &OtlpSettings) -> Result<http::HeaderMap, MetricsError> {
     let mut map = http::HeaderMap::new();
     for (name, value) in &settings.headers {
         let bad = |reason: &str| MetricsError::OtlpHeader {
@@ -293,7 +293,7 @@ enum ClientError {
 
 /// rustls (ring) client config trusting the system roots (which honour `SSL_CERT_FILE`) and the
 /// webpki roots. Speaks HTTP/1.1 only, like the client above it.
-fn tls_connector(endpoint: &str) -> Result<tokio_rustls::TlsConnector, MetricsError> {
+pub(crate) fn tls_connector(endpoint: &str) -> Result<tokio_rustls::TlsConnector, MetricsError> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     if !native.errors.is_empty() {
@@ -540,6 +540,7 @@ mod tests {
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             delta_temporality: false,
+            traces: false,
         };
         let err = header_map(&s).unwrap_err().to_string();
         assert!(err.contains("authorization"), "{err}");

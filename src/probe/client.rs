@@ -545,9 +545,14 @@ async fn read_all(
                         format!("more than {MAX_DELTAS} transcription.delta events"),
                     ));
                 }
-                deltas.push(Delta { at, nonempty });
+                let text_end = delta_text.len() + piece.len();
+                deltas.push(Delta {
+                    at,
+                    nonempty,
+                    text_end,
+                });
                 if nonempty {
-                    if delta_text.len() + piece.len() > MAX_TRANSCRIPT {
+                    if text_end > MAX_TRANSCRIPT {
                         return Err(ProbeError::new(
                             ErrorType::Limit,
                             format!("transcript longer than {MAX_TRANSCRIPT} bytes"),

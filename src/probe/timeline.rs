@@ -24,6 +24,11 @@ pub struct Delta {
     pub at: Duration,
     /// `delta` was not the empty string. Only non-empty deltas count as text (tokens).
     pub nonempty: bool,
+    /// Byte offset in `Timeline::delta_text` where this delta's text ends (it starts where the
+    /// previous delta's ended), so pictures can show each delta's words without the client
+    /// keeping a string per delta. Past `delta_text`'s end only when the transcript cap stopped
+    /// the run at this delta.
+    pub text_end: usize,
 }
 
 /// What kind of client frame a send was; every send takes part in Avg RTT (guidellm's
@@ -131,6 +136,16 @@ impl Timeline {
             Some(d) if !d.text.is_empty() => &d.text,
             _ => &self.delta_text,
         }
+    }
+
+    /// The text of `deltas[i]` (empty for an empty delta, or one the transcript cap cut off).
+    pub fn delta_words(&self, i: usize) -> &str {
+        let start = match i.checked_sub(1) {
+            Some(prev) => self.deltas.get(prev).map_or(0, |d| d.text_end),
+            None => 0,
+        };
+        let end = self.deltas.get(i).map_or(start, |d| d.text_end);
+        self.delta_text.get(start..end).unwrap_or("")
     }
 
     pub fn succeeded(&self) -> bool {

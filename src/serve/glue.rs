@@ -12,9 +12,10 @@ use tokio::time::Instant;
 use crate::audio::PreparedAudio;
 use crate::config::{Config, ModelChoice, ProbeSpec};
 use crate::metrics::derive::derive;
+use crate::metrics::traces::{TraceExporter, run_spans, trace_id};
 use crate::metrics::{ProbeLabels, Recorder, Telemetry};
 use crate::probe::ErrorType;
-use crate::scheduler::{BoxFuture, Runner, SchedulerEvents, StreamResult};
+use crate::scheduler::{BoxFuture, DebugRun, Runner, SchedulerEvents, StreamResult};
 use crate::serve::Backend;
 
 /// Audio is shared between probes that stream the same file at the same chunk size.
@@ -32,9 +33,11 @@ fn labels(spec: &ProbeSpec) -> ProbeLabels {
     ProbeLabels::new(spec, model_label(spec))
 }
 
-/// One config generation's runner: the prepared audio of every probe in it.
+/// One config generation's runner: the prepared audio of every probe in it, and where run
+/// traces go when `otlp.traces` is on.
 struct GenerationRunner {
     audio: HashMap<AudioKey, Arc<PreparedAudio>>,
+    traces: Option<Arc<TraceExporter>>,
 }
 
 impl GenerationRunner {
@@ -51,7 +54,10 @@ impl GenerationRunner {
             })?;
             audio.insert(key, Arc::new(prepared));
         }
-        Ok(GenerationRunner { audio })
+        Ok(GenerationRunner {
+            audio,
+            traces: None,
+        })
     }
 
     /// The prepared audio for a probe. A spec always belongs to this runner's generation
@@ -89,25 +95,43 @@ impl Runner for Arc<GenerationRunner> {
             };
             let timeline = crate::probe::run(&probe, &audio).await;
             let derived = derive(&timeline, probe.reference.as_deref());
+            let trace_id = this.traces.as_ref().and_then(|traces| {
+                let spans = run_spans(&labels(&probe), &timeline, &derived);
+                let id = trace_id(&spans);
+                traces.send(spans);
+                id
+            });
             StreamResult {
                 started: timeline.started,
                 elapsed: t.elapsed(),
                 outcome: timeline.outcome.clone(),
                 derived,
+                timeline: Some(Arc::new(timeline)),
+                trace_id,
             }
         })
     }
 
     fn debug(&self, probe: Arc<ProbeSpec>) -> BoxFuture<serde_json::Value> {
+        let run = self.debug_run(probe);
+        Box::pin(async move { run.await.json })
+    }
+
+    fn debug_run(&self, probe: Arc<ProbeSpec>) -> BoxFuture<DebugRun> {
         let this = self.clone();
         Box::pin(async move {
             let audio = match this.audio_for(&probe).await {
                 Ok(a) => a,
-                Err(e) => return serde_json::json!({ "probe": probe.name, "error": e }),
+                Err(e) => {
+                    return DebugRun {
+                        json: serde_json::json!({ "probe": probe.name, "error": e }),
+                        timeline: None,
+                    };
+                }
             };
             let timeline = crate::probe::run(&probe, &audio).await;
             let derived = derive(&timeline, probe.reference.as_deref());
-            serde_json::json!({
+            let json = serde_json::json!({
                 "probe": probe.name,
                 "target": probe.target.ws_url,
                 "outcome": match &timeline.outcome {
@@ -116,7 +140,11 @@ impl Runner for Arc<GenerationRunner> {
                 },
                 "timeline": timeline,
                 "derived": derived,
-            })
+            });
+            DebugRun {
+                json,
+                timeline: Some(Arc::new(timeline)),
+            }
         })
     }
 }
@@ -209,9 +237,21 @@ impl Exported {
     }
 }
 
+/// The run-trace exporter for `config`, when it asks for traces.
+fn trace_exporter(config: &Config) -> Result<Option<Arc<TraceExporter>>, String> {
+    match &config.otlp {
+        Some(o) if o.traces => TraceExporter::start(o)
+            .map(|t| Some(Arc::new(t)))
+            .map_err(|e| e.to_string()),
+        _ => Ok(None),
+    }
+}
+
 /// The production backend.
 pub struct ProbeBackend {
     telemetry: Mutex<Option<Telemetry>>,
+    /// Run traces, when the current config has `otlp.traces: true`.
+    traces: Mutex<Option<Arc<TraceExporter>>>,
     events: Arc<MetricsEvents>,
     exported: Mutex<Exported>,
 }
@@ -227,6 +267,7 @@ impl ProbeBackend {
         events.set_live(config);
         Ok(ProbeBackend {
             telemetry: Mutex::new(Some(telemetry)),
+            traces: Mutex::new(trace_exporter(config)?),
             events,
             exported: Mutex::new(Exported::of(config)),
         })
@@ -235,7 +276,9 @@ impl ProbeBackend {
 
 impl Backend for ProbeBackend {
     fn prepare(&self, config: &Config) -> Result<Arc<dyn Runner>, String> {
-        let runner = GenerationRunner::prepare(config)?;
+        // Audio first: a config whose audio cannot be prepared is rejected before anything
+        // exported changes.
+        let mut runner = GenerationRunner::prepare(config)?;
         for p in config.probes.iter().filter(|p| p.tls.insecure_skip_verify) {
             tracing::warn!(probe = %p.name, "TLS certificate verification is off for this probe (tls.insecure_skip_verify)");
         }
@@ -248,8 +291,14 @@ impl Backend for ProbeBackend {
                 t.reconfigure(&config.buckets, config.otlp.as_ref())
                     .map_err(|e| e.to_string())?;
             }
+            *self.traces.lock().unwrap_or_else(|p| p.into_inner()) = trace_exporter(config)?;
             *exported = next;
         }
+        runner.traces = self
+            .traces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         Ok(Arc::new(Arc::new(runner)))
     }
 
@@ -276,7 +325,11 @@ impl Backend for ProbeBackend {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+        let traces = self.traces.lock().unwrap_or_else(|p| p.into_inner()).take();
         Box::pin(async move {
+            if let Some(traces) = traces {
+                traces.flush(timeout).await;
+            }
             if let Some(t) = t {
                 t.shutdown(timeout).await;
             }

@@ -9,6 +9,7 @@
 pub mod config_view;
 pub mod glue;
 pub mod reload;
+pub mod run_page;
 pub mod status;
 
 use std::future::Future;
@@ -19,9 +20,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::config::{Config, ProbeSpec};
-use crate::http::{App, ConfigFormat, HttpError, HttpServer, ProbeNow};
+use crate::http::{App, ConfigFormat, HttpError, HttpServer, ProbeAnswer, ProbeNow};
 use crate::scheduler::{
-    BACKSTOP_SLACK, BoxFuture, Runner, Scheduler, SchedulerEvents, StreamResult, Summary,
+    BACKSTOP_SLACK, BoxFuture, DebugRun, Runner, Scheduler, SchedulerEvents, StreamResult, Summary,
     process_seed,
 };
 use status::StatusBoard;
@@ -264,7 +265,7 @@ impl State {
         self.status.render_html()
     }
 
-    fn probe_now(&self, name: &str) -> ProbeNow {
+    fn probe_now(&self, name: &str, html: bool) -> ProbeNow {
         let config = self
             .config
             .read()
@@ -283,15 +284,39 @@ impl State {
             .clone();
         let busy = BusyGuard(self.debug_busy.clone());
         let bound = spec.timeout + BACKSTOP_SLACK;
-        let fut = runner.debug(Arc::new(spec.clone()));
+        let spec = Arc::new(spec.clone());
+        let fut = runner.debug_run(spec.clone());
+        let started = SystemTime::now();
         ProbeNow::Run(Box::pin(async move {
             let _busy = busy;
-            match tokio::time::timeout(bound, fut).await {
-                Ok(v) => v,
-                Err(_) => serde_json::json!({
-                    "error": format!("no result within the probe timeout + {}s", BACKSTOP_SLACK.as_secs()),
-                }),
+            let run = match tokio::time::timeout(bound, fut).await {
+                Ok(run) => run,
+                Err(_) => DebugRun {
+                    json: serde_json::json!({
+                        "error": format!("no result within the probe timeout + {}s", BACKSTOP_SLACK.as_secs()),
+                    }),
+                    timeline: None,
+                },
+            };
+            if !html {
+                return ProbeAnswer::Json(run.json);
             }
+            let t = run.timeline.as_deref();
+            let error = t.and_then(|t| t.outcome.as_ref().err());
+            let missing = run.json["error"]
+                .as_str()
+                .unwrap_or("the runner kept no timeline");
+            ProbeAnswer::Html(run_page::render(&run_page::RunView {
+                spec: &spec,
+                heading: "on-demand run".into(),
+                at: t.map_or(started, |t| t.started),
+                stream: None,
+                elapsed: t.map_or(Duration::ZERO, |t| t.ended),
+                error: error.map(|e| (e.kind, e.detail.as_str())),
+                timeline: t,
+                trace_id: None,
+                missing,
+            }))
         }))
     }
 }
@@ -326,8 +351,11 @@ impl App for AppHandle {
     fn status_page(&self) -> String {
         self.0.status_page()
     }
-    fn probe_now(&self, name: &str) -> ProbeNow {
-        self.0.probe_now(name)
+    fn probe_now(&self, name: &str, html: bool) -> ProbeNow {
+        self.0.probe_now(name, html)
+    }
+    fn run_page(&self, probe: &str, id: u64) -> Option<String> {
+        self.0.status.run_page(probe, id)
     }
     fn admin_token(&self) -> Option<crate::config::Secret> {
         let config = self.0.config.read().unwrap_or_else(|p| p.into_inner());

@@ -1,7 +1,8 @@
 //! What `serve` knows about each probe for humans and for readiness: last result, live
-//! figures, a rolling one-hour high/low of the decode token rate, and recent runs, with
-//! failures kept longer than successes (they are what an operator comes looking for).
-//! Rendered as a small HTML page with no JavaScript.
+//! figures, a bounded last-hour window (the decode token rate high/low and the sparklines),
+//! and recent runs with their timelines for the run pages, failures kept longer than
+//! successes (they are what an operator comes looking for). Rendered as small HTML pages with
+//! no JavaScript.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -10,8 +11,12 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use super::run_page::{self, RunView};
 use crate::config::{ModelChoice, ProbeSpec};
-use crate::probe::ErrorType;
+use crate::probe::timeline::{Delta, Sent};
+use crate::probe::{ErrorType, Timeline};
+pub use crate::render::esc;
+use crate::render::sparkline::{self, Frame};
 use crate::scheduler::{StreamResult, one_line};
 use crate::stats::quantile;
 
@@ -22,19 +27,42 @@ pub const KEEP_FAILURES: usize = 50;
 /// Outcomes the success ratio is computed over (independent of what is kept for display, so
 /// keeping failures longer does not bias the ratio).
 pub const RATIO_WINDOW: usize = 100;
-/// Window of the decode token rate high/low.
+/// Window of the decode token rate high/low and of the sparklines.
 pub const RATE_WINDOW: Duration = Duration::from_secs(3600);
-/// Cap on token-rate samples in the window, whatever the interval and concurrency.
-const RATE_SAMPLES_MAX: usize = 4096;
+/// Cap on samples in the window, whatever the interval and concurrency (72 bytes each: at
+/// most 288 KiB per probe).
+const HOUR_SAMPLES_MAX: usize = 4096;
+
+/// A kept run keeps its timeline (for its picture) only up to this many bytes, so the kept
+/// runs of a probe hold at most (`KEEP_SUCCESSES` + `KEEP_FAILURES`) × this much: about
+/// 4.4 MiB even against a target that floods deltas. A 100 ms-chunk clip of about two
+/// minutes fits.
+pub const KEEP_TIMELINE_BYTES: usize = 64 * 1024;
+
+/// What a timeline holds on the heap, roughly.
+pub fn timeline_bytes(t: &Timeline) -> usize {
+    std::mem::size_of::<Timeline>()
+        + t.sent.len() * std::mem::size_of::<Sent>()
+        + t.deltas.len() * std::mem::size_of::<Delta>()
+        + t.delta_text.len()
+        + t.done.as_ref().map_or(0, |d| d.text.len())
+}
 
 /// One finished stream, as shown on the status page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRecord {
+    /// Board-wide and never reused: the `<id>` of `/runs/<probe>/<id>`.
+    pub id: u64,
+    /// The run's raw record when it had one and it was small enough to keep.
+    pub timeline: Option<Arc<Timeline>>,
+    /// The run's trace id when it was exported as a trace.
+    pub trace_id: Option<String>,
     pub at: SystemTime,
     pub stream: u32,
     pub elapsed: Duration,
     pub error: Option<(ErrorType, String)>,
     pub ttft: Option<f64>,
+    pub time_to_first_text: Option<f64>,
     pub itl_p50: Option<f64>,
     pub rtt_last: Option<f64>,
     pub rtt_mean: Option<f64>,
@@ -42,8 +70,14 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    fn from_result(stream: u32, r: &StreamResult) -> Self {
+    fn from_result(id: u64, stream: u32, r: &StreamResult) -> Self {
         RunRecord {
+            id,
+            timeline: r
+                .timeline
+                .clone()
+                .filter(|t| timeline_bytes(t) <= KEEP_TIMELINE_BYTES),
+            trace_id: r.trace_id.clone(),
             at: r.started,
             stream,
             elapsed: r.elapsed,
@@ -53,6 +87,7 @@ impl RunRecord {
                 .err()
                 .map(|e| (e.kind, one_line(&e.detail, 200))),
             ttft: r.derived.ttft,
+            time_to_first_text: r.derived.time_to_first_text,
             itl_p50: quantile(&r.derived.itl_gaps, 0.5),
             rtt_last: r.derived.rtt_last,
             rtt_mean: r.derived.rtt_mean,
@@ -72,7 +107,17 @@ pub struct ProbeStatus {
     pub successes: VecDeque<RunRecord>,
     pub failures: VecDeque<RunRecord>,
     outcomes: VecDeque<bool>,
-    rates: VecDeque<(Instant, f64)>,
+    hour: VecDeque<Sample>,
+}
+
+/// One finished stream of the last hour: what the sparklines and the token-rate high/low read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sample {
+    at: Instant,
+    ok: bool,
+    time_to_first_text: Option<f64>,
+    rtt_last: Option<f64>,
+    decode_token_rate: Option<f64>,
 }
 
 impl ProbeStatus {
@@ -85,7 +130,7 @@ impl ProbeStatus {
             successes: VecDeque::new(),
             failures: VecDeque::new(),
             outcomes: VecDeque::new(),
-            rates: VecDeque::new(),
+            hour: VecDeque::new(),
         }
     }
 
@@ -100,27 +145,53 @@ impl ProbeStatus {
 
     /// (low, high) decode token rate over the last hour.
     pub fn rate_low_high(&self, now: Instant) -> Option<(f64, f64)> {
-        let mut it = self
-            .rates
-            .iter()
-            .filter(|(t, _)| now.saturating_duration_since(*t) <= RATE_WINDOW)
-            .map(|(_, r)| *r);
+        let mut it = self.last_hour(now).filter_map(|(_, s)| s.decode_token_rate);
         let first = it.next()?;
         Some(it.fold((first, first), |(lo, hi), r| (lo.min(r), hi.max(r))))
+    }
+
+    /// (age in seconds, sample) of the streams of the last hour.
+    fn last_hour(&self, now: Instant) -> impl Iterator<Item = (f64, &Sample)> {
+        self.hour
+            .iter()
+            .map(move |s| (now.saturating_duration_since(s.at), s))
+            .filter(|(age, _)| *age <= RATE_WINDOW)
+            .map(|(age, s)| (age.as_secs_f64(), s))
+    }
+
+    /// The three sparklines of the last hour: time to first text, Time To Last Round Trip,
+    /// outcomes.
+    pub fn sparklines(&self, now: Instant, f: &Frame) -> [String; 3] {
+        let values = |get: fn(&Sample) -> Option<f64>| -> Vec<(f64, f64)> {
+            self.last_hour(now)
+                .filter_map(|(age, s)| get(s).map(|v| (age, v)))
+                .collect()
+        };
+        let outcomes: Vec<(f64, bool)> = self.last_hour(now).map(|(a, s)| (a, s.ok)).collect();
+        [
+            sparkline::latency(&values(|s| s.time_to_first_text), f, "time to first text"),
+            sparkline::latency(&values(|s| s.rtt_last), f, "Time To Last Round Trip"),
+            sparkline::outcomes(&outcomes, f, "runs"),
+        ]
     }
 
     fn record(&mut self, now: Instant, rec: RunRecord) {
         let ok = rec.error.is_none();
         push_bounded(&mut self.outcomes, ok, RATIO_WINDOW);
-        if let Some(rate) = rec.decode_token_rate {
-            push_bounded(&mut self.rates, (now, rate), RATE_SAMPLES_MAX);
-        }
+        let sample = Sample {
+            at: now,
+            ok,
+            time_to_first_text: rec.time_to_first_text,
+            rtt_last: rec.rtt_last,
+            decode_token_rate: rec.decode_token_rate,
+        };
+        push_bounded(&mut self.hour, sample, HOUR_SAMPLES_MAX);
         while self
-            .rates
+            .hour
             .front()
-            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > RATE_WINDOW)
+            .is_some_and(|s| now.saturating_duration_since(s.at) > RATE_WINDOW)
         {
-            self.rates.pop_front();
+            self.hour.pop_front();
         }
         if ok {
             push_bounded(&mut self.successes, rec.clone(), KEEP_SUCCESSES);
@@ -148,6 +219,7 @@ pub struct StatusBoard {
 struct Board {
     config_loaded: bool,
     probes: BTreeMap<String, ProbeStatus>,
+    next_id: u64,
 }
 
 impl StatusBoard {
@@ -189,8 +261,11 @@ impl StatusBoard {
     /// Record a finished stream (ignored for a probe no longer configured).
     pub fn record(&self, name: &str, stream: u32, result: &StreamResult) {
         let now = Instant::now();
-        if let Some(p) = self.lock().probes.get_mut(name) {
-            p.record(now, RunRecord::from_result(stream, result));
+        let mut b = self.lock();
+        let id = b.next_id;
+        if let Some(p) = b.probes.get_mut(name) {
+            p.record(now, RunRecord::from_result(id, stream, result));
+            b.next_id += 1;
         }
     }
 
@@ -221,23 +296,43 @@ impl StatusBoard {
         self.lock().probes.get(name).cloned()
     }
 
+    /// The page of kept run `id` of probe `name`, if it is still kept.
+    pub fn run_page(&self, name: &str, id: u64) -> Option<String> {
+        let (spec, rec) = {
+            let b = self.lock();
+            let p = b.probes.get(name)?;
+            let rec = p.successes.iter().chain(&p.failures).find(|r| r.id == id)?;
+            (p.spec.clone(), rec.clone())
+        };
+        let missing = if rec.error.is_some() && rec.elapsed.is_zero() {
+            "the run ended before it started (see the error)"
+        } else {
+            "this run's timeline was not kept (made up by the scheduler, or larger than the \
+             per-run bound)"
+        };
+        Some(run_page::render(&RunView {
+            spec: &spec,
+            heading: format!("run {id}"),
+            at: rec.at,
+            stream: Some(rec.stream),
+            elapsed: rec.elapsed,
+            error: rec.error.as_ref().map(|(k, d)| (*k, d.as_str())),
+            timeline: rec.timeline.as_deref(),
+            trace_id: rec.trace_id.as_deref(),
+            missing,
+        }))
+    }
+
     /// The status page.
     pub fn render_html(&self) -> String {
         let now = Instant::now();
         let b = self.lock();
-        let mut h = String::with_capacity(8192);
-        h.push_str(
-            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>rtprobe</title>\n<style>\
-             body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:1em}\
-             td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}.bad{color:#b00}.ok{color:#070}\
-             </style></head><body>\n<h1>rtprobe</h1>\n\
-             <p><a href=\"/metrics\">metrics</a> · <a href=\"/config\">config</a> · \
-             <a href=\"/readyz\">readyz</a></p>\n",
-        );
+        let mut h = run_page::head("rtprobe status");
+        h.push_str("<h1>Probes</h1>\n<section>\n");
         if b.probes.is_empty() {
             h.push_str("<p>No probes configured.</p>\n");
         }
-        h.push_str("<h2>Probes</h2>\n<table><tr><th>probe</th><th>target</th><th>model</th><th>interval</th><th>last result</th><th>TTFT</th><th>ITL p50</th><th>RTT last</th><th>RTT mean</th><th>token rate 1 h low / high</th><th>success ratio</th><th>skipped ticks</th></tr>\n");
+        h.push_str("<table><tr><th>probe</th><th>target</th><th>model</th><th>interval</th><th>last result</th><th>last hour: first text · runs</th><th>TTFT</th><th>ITL p50</th><th>RTT last</th><th>RTT mean</th><th>token rate 1 h low / high</th><th>success ratio</th><th>skipped ticks</th></tr>\n");
         for p in b.probes.values() {
             let s = &p.spec;
             let model = match &s.model {
@@ -247,17 +342,20 @@ impl StatusBoard {
             let last = match &p.last {
                 None if p.attempted => "running".to_string(),
                 None => "not run yet".to_string(),
-                Some(r) => match &r.error {
-                    None => format!("<span class=\"ok\">ok</span> {}", fmt_time(r.at)),
-                    Some((k, _)) => {
-                        format!(
-                            "<span class=\"bad\">{}</span> {}",
-                            esc(k.as_str()),
-                            fmt_time(r.at)
-                        )
-                    }
-                },
+                Some(r) => {
+                    let (class, what) = match &r.error {
+                        None => ("ok", "ok"),
+                        Some((k, _)) => ("bad", k.as_str()),
+                    };
+                    format!(
+                        "<span class=\"{class}\">{}</span> {}",
+                        esc(what),
+                        run_link(&s.name, r)
+                    )
+                }
             };
+            let [first, _, runs] = p.sparklines(now, &SMALL);
+            let spark = format!("<div class=\"spark\">{first}{runs}</div>");
             let l = p.last.as_ref();
             let rates = match p.rate_low_high(now) {
                 Some((lo, hi)) => format!("{lo:.1} / {hi:.1} tok/s"),
@@ -269,7 +367,7 @@ impl StatusBoard {
             };
             let _ = writeln!(
                 h,
-                "<tr><td><a href=\"#p-{n}\">{n}</a></td><td>{t}</td><td>{m}</td><td>{i}</td><td>{last}</td><td>{a}</td><td>{b}</td><td>{c}</td><td>{d}</td><td>{rates}</td><td>{ratio}</td><td>{sk}</td></tr>",
+                "<tr><td><a href=\"#p-{n}\">{n}</a></td><td>{t}</td><td>{m}</td><td class=\"n\">{i}</td><td>{last}</td><td>{spark}</td><td class=\"n\">{a}</td><td class=\"n\">{b}</td><td class=\"n\">{c}</td><td class=\"n\">{d}</td><td class=\"n\">{rates}</td><td class=\"n\">{ratio}</td><td class=\"n\">{sk}</td></tr>",
                 n = esc(&s.name),
                 t = esc(&s.target.ws_url),
                 m = esc(model),
@@ -281,17 +379,38 @@ impl StatusBoard {
                 sk = p.skipped,
             );
         }
-        h.push_str("</table>\n");
+        h.push_str("</table>\n</section>\n");
         for p in b.probes.values() {
+            let name = &p.spec.name;
+            let _ = writeln!(h, "<section id=\"p-{n}\"><h2>{n}</h2>", n = esc(name));
+            let [first, rtt, runs] = p.sparklines(now, &LARGE);
+            let worst = |get: fn(&Sample) -> Option<f64>| {
+                let v: Vec<f64> = p.last_hour(now).filter_map(|(_, s)| get(s)).collect();
+                match (v.last(), v.iter().copied().reduce(f64::max)) {
+                    (Some(l), Some(w)) => {
+                        format!("last {} · worst {}", fmt_ms(Some(*l)), fmt_ms(Some(w)))
+                    }
+                    _ => "no value".into(),
+                }
+            };
+            let (n, bad) = p
+                .last_hour(now)
+                .fold((0, 0), |(n, bad), (_, s)| (n + 1, bad + usize::from(!s.ok)));
             let _ = writeln!(
                 h,
-                "<h3 id=\"p-{n}\">{n}</h3>\n<p>Recent failures (last {KEEP_FAILURES} kept):</p>",
-                n = esc(&p.spec.name)
+                "<div class=\"sparks\">\
+                 <figure>{first}<figcaption>time to first text, last hour: {}</figcaption></figure>\
+                 <figure>{rtt}<figcaption>Time To Last Round Trip, last hour: {}</figcaption></figure>\
+                 <figure>{runs}<figcaption>runs, last hour: {n}, <span class=\"{}\">{bad} failed</span></figcaption></figure></div>",
+                worst(|s| s.time_to_first_text),
+                worst(|s| s.rtt_last),
+                if bad > 0 { "bad" } else { "muted" },
             );
+            let _ = writeln!(h, "<h3>Recent failures (last {KEEP_FAILURES} kept)</h3>");
             if p.failures.is_empty() {
-                h.push_str("<p>none</p>\n");
+                h.push_str("<p class=\"muted\">none</p>\n");
             } else {
-                h.push_str("<table><tr><th>time</th><th>stream</th><th>error.type</th><th>detail</th></tr>\n");
+                h.push_str("<table><tr><th>time (UTC)</th><th>stream</th><th>error.type</th><th>after</th><th>detail</th></tr>\n");
                 for r in p.failures.iter().rev() {
                     let (k, d) = r
                         .error
@@ -300,25 +419,26 @@ impl StatusBoard {
                         .unwrap_or(("", ""));
                     let _ = writeln!(
                         h,
-                        "<tr><td>{}</td><td>{}</td><td class=\"bad\">{}</td><td>{}</td></tr>",
-                        fmt_time(r.at),
+                        "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"bad\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                        run_link(name, r),
                         r.stream,
                         esc(k),
+                        fmt_secs(r.elapsed.as_secs_f64()),
                         esc(d)
                     );
                 }
                 h.push_str("</table>\n");
             }
-            let _ = writeln!(h, "<p>Recent successes (last {KEEP_SUCCESSES} kept):</p>");
+            let _ = writeln!(h, "<h3>Recent successes (last {KEEP_SUCCESSES} kept)</h3>");
             if p.successes.is_empty() {
-                h.push_str("<p>none</p>\n");
+                h.push_str("<p class=\"muted\">none</p>\n");
             } else {
-                h.push_str("<table><tr><th>time</th><th>stream</th><th>duration</th><th>TTFT</th><th>ITL p50</th><th>RTT last</th><th>RTT mean</th><th>token rate</th></tr>\n");
+                h.push_str("<table><tr><th>time (UTC)</th><th>stream</th><th>duration</th><th>TTFT</th><th>ITL p50</th><th>RTT last</th><th>RTT mean</th><th>token rate</th></tr>\n");
                 for r in p.successes.iter().rev() {
                     let _ = writeln!(
                         h,
-                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        fmt_time(r.at),
+                        "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                        run_link(name, r),
                         r.stream,
                         fmt_secs(r.elapsed.as_secs_f64()),
                         fmt_ms(r.ttft),
@@ -332,26 +452,33 @@ impl StatusBoard {
                 }
                 h.push_str("</table>\n");
             }
+            h.push_str("</section>\n");
         }
-        h.push_str("</body></html>\n");
+        h.push_str(run_page::FOOT);
         h
     }
 }
 
-/// Escape text for HTML element content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
+/// The sparklines in the probes table and in each probe's section.
+const SMALL: Frame = Frame {
+    width: 120.0,
+    height: 18.0,
+    window: RATE_WINDOW.as_secs_f64(),
+};
+const LARGE: Frame = Frame {
+    width: 240.0,
+    height: 40.0,
+    window: RATE_WINDOW.as_secs_f64(),
+};
+
+/// The run's time, linked to its page.
+fn run_link(probe: &str, r: &RunRecord) -> String {
+    format!(
+        "<a href=\"/runs/{}/{}\">{}</a>",
+        esc(probe),
+        r.id,
+        fmt_time(r.at)
+    )
 }
 
 fn fmt_ms(v: Option<f64>) -> String {
@@ -486,10 +613,67 @@ mod tests {
     }
 
     #[test]
-    fn escaping() {
+    fn runs_get_ids_and_keep_small_timelines_only() {
+        let b = StatusBoard::new();
+        b.set_probes(&[spec("p"), spec("q")]);
+        let mut small = result(None, false);
+        small.timeline = Some(Arc::new(Timeline::new(SystemTime::UNIX_EPOCH)));
+        let mut big = small.clone();
+        let mut t = Timeline::new(SystemTime::UNIX_EPOCH);
+        t.delta_text = "x".repeat(KEEP_TIMELINE_BYTES);
+        big.timeline = Some(Arc::new(t));
+        b.record("p", 0, &small);
+        b.record("q", 0, &big);
+        b.record("gone", 0, &small);
+        b.record("p", 1, &result(None, true));
+        let p = b.probe("p").unwrap();
+        assert_eq!(p.successes[0].id, 0);
+        assert!(p.successes[0].timeline.is_some());
         assert_eq!(
-            esc("<a href='x'>&\""),
-            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;"
+            p.failures[0].id, 2,
+            "ids are board-wide; an unknown probe takes none"
         );
+        assert!(b.probe("q").unwrap().successes[0].timeline.is_none());
+        let page = b.run_page("p", 0).unwrap();
+        assert!(page.contains("<svg") && page.contains("run 0"));
+        let page = b.run_page("q", 1).unwrap();
+        assert!(!page.contains("<svg") && page.contains("not kept"));
+        assert!(b.run_page("p", 1).is_none() && b.run_page("x", 0).is_none());
+        let status = b.render_html();
+        assert!(status.contains("href=\"/runs/p/0\"") && status.contains("href=\"/runs/p/2\""));
+    }
+
+    #[test]
+    fn an_hour_sample_fits_72_bytes() {
+        assert!(std::mem::size_of::<Sample>() <= 72);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sparklines_cover_the_last_hour_only() {
+        let b = StatusBoard::new();
+        b.set_probes(&[spec("p")]);
+        let mut ok = result(None, false);
+        ok.derived.time_to_first_text = Some(0.3);
+        ok.derived.rtt_last = Some(0.5);
+        b.record("p", 0, &ok);
+        tokio::time::advance(Duration::from_secs(3000)).await;
+        for _ in 0..2 {
+            b.record("p", 0, &ok);
+            tokio::time::advance(Duration::from_secs(30)).await;
+        }
+        b.record("p", 0, &result(None, true));
+        let [first, rtt, runs] = b.probe("p").unwrap().sparklines(Instant::now(), &LARGE);
+        // Two neighbouring buckets make one line; the first sample is still within the hour.
+        assert_eq!(first.matches("<polyline").count(), 1, "{first}");
+        assert_eq!(first.matches("<circle").count(), 1, "{first}");
+        assert!(rtt.contains("worst 500 ms"));
+        assert!(runs.contains("3 succeeded, 1 failed"));
+        // 40 minutes later the first run has left the hour.
+        tokio::time::advance(Duration::from_secs(2400)).await;
+        let [first, _, runs] = b.probe("p").unwrap().sparklines(Instant::now(), &LARGE);
+        assert_eq!(first.matches("<circle").count(), 0, "{first}");
+        assert!(runs.contains("2 succeeded, 1 failed"));
+        let page = b.render_html();
+        assert!(page.contains("class=\"spark-outcomes\"") && page.contains("1 failed</span>"));
     }
 }

@@ -81,3 +81,4 @@ pub fn derived() -> Derived {
 }
 
 pub mod receiver;
+pub mod traces;

@@ -230,6 +230,7 @@ pub fn settings(endpoint: String, protocol: OtlpProtocol, interval: Duration) ->
         interval,
         timeout: Duration::from_secs(5),
         delta_temporality: false,
+        traces: false,
     }
 }
 

@@ -132,6 +132,8 @@ impl Runner for FakeRunner {
                     decode_token_rate: ok.then_some(20.0 + f64::from(stream)),
                     ..Derived::default()
                 },
+                timeline: None,
+                trace_id: None,
             }
         })
     }
