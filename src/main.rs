@@ -269,7 +269,7 @@ fn absolute(cwd: &Path, p: &Path) -> PathBuf {
 
 async fn probe_once(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     let spec = probe_spec(&args)?;
-    let audio = rtprobe::audio::prepare(&spec.audio, spec.chunk)?;
+    let audio = rtprobe::audio::prepare_at(&spec.audio, spec.chunk, spec.dialect.sample_rate)?;
     let progress =
         !args.quiet && !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut text_chars = 0;

@@ -87,6 +87,10 @@ pub struct RawProbeDefaults {
     pub concurrency: Option<u32>,
     pub jitter: Option<f64>,
     pub model: Option<String>,
+    /// `vllm` (default) or `openai`.
+    pub dialect: Option<String>,
+    /// `gen_ai.provider.name` (default: the dialect's name).
+    pub provider: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -132,4 +136,18 @@ pub struct RawProbe {
     pub tls: Option<RawTls>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// `vllm` (default) or `openai`.
+    pub dialect: Option<String>,
+    /// `gen_ai.provider.name` (default: the dialect's name).
+    pub provider: Option<String>,
+    /// OpenAI dialect: PCM rate declared and streamed (default 24000).
+    pub sample_rate: Option<u32>,
+    /// OpenAI dialect: transcription language (ISO-639-1).
+    pub language: Option<String>,
+    /// OpenAI dialect: transcription prompt.
+    pub prompt: Option<String>,
+    /// OpenAI dialect: `none` (manual commits, default) or `server_vad`.
+    pub turn_detection: Option<String>,
+    /// OpenAI dialect with `server_vad`: the silence that ends a turn (default 500ms).
+    pub vad_silence: Option<DurationText>,
 }

@@ -73,7 +73,7 @@ impl ProbeLabels {
             KeyValue::new("server.port", i64::from(spec.target.port)),
             KeyValue::new("gen_ai.request.model", model.to_owned()),
             KeyValue::new("gen_ai.operation.name", "speech_to_text"),
-            KeyValue::new("gen_ai.provider.name", "vllm"),
+            KeyValue::new("gen_ai.provider.name", spec.dialect.provider.clone()),
         ];
         let reserved: Vec<String> = RESERVED_KEYS.iter().map(|k| prom_label(k)).collect();
         for (k, v) in &spec.labels {

@@ -1,5 +1,7 @@
-//! One probe run (realtime-protocol.md §6.1/§6.2): connect, wait for `session.created`, send
-//! `session.update` and the audio, read deltas until `transcription.done`, close 1000.
+//! One probe run (realtime-protocol.md §6.1/§6.2; docs/protocol-openai.md): connect, wait for
+//! `session.created`, send `session.update` and the audio, read deltas until the final text,
+//! close 1000. The frames and the reading of events come from the probe's dialect
+//! (`probe::dialect`); pacing, deadlines and the `Timeline` are the same for every dialect.
 //!
 //! The reader runs from the first byte, concurrently with the sender: both are futures polled
 //! together in the caller's task (no spawned task), so dropping the run cancels everything, and
@@ -22,9 +24,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use crate::audio::PreparedAudio;
 use crate::config::{ModelChoice, Pacing, ProbeSpec};
 use crate::probe::connect::{self, Ws, map_ws_error};
+use crate::probe::dialect::{self, Event, Frames};
 use crate::probe::error::{ErrorType, ProbeError, ServerCode};
-use crate::probe::events::{self, ServerEvent};
-use crate::probe::timeline::{Delta, Done, Sent, SentKind, Timeline};
+use crate::probe::timeline::{Acks, Delta, Done, Sent, SentKind, Timeline};
 use crate::probe::{models, pacer};
 
 /// Ignored events (unknown types, non-fatal errors) tolerated per run.
@@ -39,9 +41,6 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// After a failed send, how long the reader gets to report the cause (an error event, a close
 /// frame) before the send failure itself is reported.
 const SEND_FAILURE_GRACE: Duration = Duration::from_secs(1);
-
-const START_COMMIT: &str = r#"{"type":"input_audio_buffer.commit","final":false}"#;
-const FINAL_COMMIT: &str = r#"{"type":"input_audio_buffer.commit","final":true}"#;
 
 /// What a CLI progress line can show while a run goes on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +83,7 @@ pub async fn run_observed(
     let run_start = Instant::now();
     let mut tl = Timeline::new(SystemTime::now());
     tl.t0 = Some(run_start);
+    tl.dialect = spec.dialect.kind;
     let observer = Mutex::new(observer);
     let bound = (run_start + spec.timeout).into();
     match timeout_at(bound, drive(spec, audio, &mut tl, &observer)).await {
@@ -191,8 +191,8 @@ async fn drive(
     .map_err(|_| connect_timeout())?;
     let at = t0.elapsed();
     match first {
-        Some(Ok(Message::Text(text))) => match events::parse(&text) {
-            Ok(ServerEvent::SessionCreated) => {}
+        Some(Ok(Message::Text(text))) => match dialect::parse(spec.dialect.kind, &text) {
+            Ok(Event::SessionCreated) => {}
             Ok(_) => {
                 return Err(ProbeError::new(
                     ErrorType::Protocol,
@@ -228,16 +228,32 @@ async fn drive(
     notify(observer, ProgressEvent::SessionCreated);
 
     // Every frame is built before the first timed send: the hot path only clones `Bytes`.
-    let update =
-        Utf8Bytes::from(serde_json::json!({"type": "session.update", "model": model}).to_string());
-    let frames: Vec<Utf8Bytes> = audio.chunks.iter().map(|c| utf8_frame(&c.frame)).collect();
-    let chunk_ends: Vec<Duration> = audio
-        .chunks
+    let Frames {
+        update,
+        start_commit,
+        end_commit,
+        vad_tail,
+    } = dialect::frames(spec, &model);
+    let mut frames: Vec<Utf8Bytes> = audio.chunks.iter().map(|c| utf8_frame(&c.frame)).collect();
+    let mut chunk_samples: Vec<u32> = audio.chunks.iter().map(|c| c.samples).collect();
+    if !vad_tail.is_zero() {
+        // Trailing silence for a server VAD, in chunks of the clip's size.
+        let per_chunk = ((audio.chunk.as_secs_f64() * f64::from(audio.rate)).round() as u32).max(1);
+        let silence =
+            crate::audio::prepare_pcm_at(&vec![0i16; per_chunk as usize], audio.chunk, audio.rate);
+        let n = vad_tail.as_nanos().div_ceil(audio.chunk.as_nanos().max(1)) as usize;
+        if let Some(c) = silence.chunks.first() {
+            let frame = utf8_frame(&c.frame);
+            frames.extend(std::iter::repeat_n(frame, n));
+            chunk_samples.extend(std::iter::repeat_n(c.samples, n));
+        }
+    }
+    let chunk_ends: Vec<Duration> = chunk_samples
         .iter()
         .scan(0u64, |samples, c| {
-            *samples += u64::from(c.samples);
+            *samples += u64::from(*c);
             Some(Duration::from_secs_f64(
-                *samples as f64 / f64::from(crate::audio::SAMPLE_RATE),
+                *samples as f64 / f64::from(audio.rate),
             ))
         })
         .collect();
@@ -253,13 +269,16 @@ async fn drive(
             audio_sent,
             truncated,
             ignored_events,
+            acks,
             ..
         } = &mut *tl;
         let sender = send_all(
             spec,
             audio,
             SendPlan {
-                update,
+                update: Utf8Bytes::from(update),
+                start_commit: start_commit.map(Utf8Bytes::from),
+                end_commit: end_commit.map(Utf8Bytes::from),
                 frames,
                 chunk_ends,
             },
@@ -273,12 +292,14 @@ async fn drive(
         let reader = read_all(
             &mut stream,
             t0,
+            spec.dialect.kind,
             Received {
                 deltas,
                 delta_text,
                 done,
                 truncated,
                 ignored_events,
+                acks,
             },
             &flags,
             observer,
@@ -294,7 +315,7 @@ async fn drive(
     let outcome = match outcome {
         Ok(()) if tl.truncated => Err(ProbeError::new(
             ErrorType::Truncated,
-            "transcription.done arrived before the final commit was sent",
+            "the final text arrived before the utterance's audio ended",
         )),
         other => other,
     };
@@ -354,6 +375,10 @@ async fn close(sink: &mut SplitSink<Ws, Message>, stream: &mut SplitStream<Ws>) 
 
 struct SendPlan {
     update: Utf8Bytes,
+    /// vLLM's `commit final:false`; `None` in dialects where appends open the utterance.
+    start_commit: Option<Utf8Bytes>,
+    /// The commit that ends the utterance; `None` when the server commits (VAD).
+    end_commit: Option<Utf8Bytes>,
     frames: Vec<Utf8Bytes>,
     chunk_ends: Vec<Duration>,
 }
@@ -394,15 +419,13 @@ async fn send_all(
         }};
     }
     // Realtime sends it before the audio, burst (guidellm's order) after it.
+    let start_commit = plan.start_commit;
     macro_rules! start_commit {
         () => {{
-            send!(
-                Utf8Bytes::from_static(START_COMMIT),
-                SentKind::StartCommit,
-                None,
-                None
-            );
-            flags.start_sent.store(true, Ordering::Release);
+            if let Some(frame) = start_commit.clone() {
+                send!(frame, SentKind::StartCommit, None, None);
+                flags.start_sent.store(true, Ordering::Release);
+            }
         }};
     }
 
@@ -435,13 +458,10 @@ async fn send_all(
     if spec.pacing == Pacing::Burst {
         start_commit!();
     }
-    send!(
-        Utf8Bytes::from_static(FINAL_COMMIT),
-        SentKind::FinalCommit,
-        None,
-        None
-    );
-    flags.final_sent.store(true, Ordering::Release);
+    if let Some(frame) = plan.end_commit {
+        send!(frame, SentKind::FinalCommit, None, None);
+        flags.final_sent.store(true, Ordering::Release);
+    }
     let done_deadline = Instant::now() + spec.deadlines.done;
 
     if let Some(fa) = first_append
@@ -453,7 +473,7 @@ async fn send_all(
     ProbeError::new(
         ErrorType::TimeoutDone,
         format!(
-            "no transcription.done within {:?} of the final commit",
+            "no final text within {:?} of the end of the audio",
             spec.deadlines.done
         ),
     )
@@ -485,12 +505,14 @@ struct Received<'a> {
     done: &'a mut Option<Done>,
     truncated: &'a mut bool,
     ignored_events: &'a mut u64,
+    acks: &'a mut Acks,
 }
 
-/// Read until `transcription.done` (`Ok`) or the first failure.
+/// Read until the final text (`Ok`) or the first failure.
 async fn read_all(
     stream: &mut SplitStream<Ws>,
     t0: Instant,
+    wire: crate::config::Dialect,
     r: Received<'_>,
     flags: &Flags,
     observer: &Observer<'_>,
@@ -501,6 +523,7 @@ async fn read_all(
         done,
         truncated,
         ignored_events,
+        acks,
     } = r;
     let mut chars_total = 0usize;
     deltas.reserve(256);
@@ -534,10 +557,10 @@ async fn read_all(
                 ));
             }
         };
-        let event = events::parse(&text)
+        let event = dialect::parse(wire, &text)
             .map_err(|e| ProbeError::new(ErrorType::Protocol, e.to_string()))?;
         match event {
-            ServerEvent::Delta(piece) => {
+            Event::Delta(piece) => {
                 let nonempty = !piece.is_empty();
                 if deltas.len() >= MAX_DELTAS {
                     return Err(ProbeError::new(
@@ -559,7 +582,7 @@ async fn read_all(
                     notify(observer, ProgressEvent::Text { chars_total });
                 }
             }
-            ServerEvent::Done { text, usage } => {
+            Event::Done { text, usage } => {
                 if text.len() > MAX_TRANSCRIPT {
                     return Err(ProbeError::new(
                         ErrorType::Limit,
@@ -571,17 +594,12 @@ async fn read_all(
                 notify(observer, ProgressEvent::Done);
                 return Ok(());
             }
-            ServerEvent::Error { message, code } => {
+            Event::Error { message, code } => {
                 let server_code = code
                     .as_deref()
                     .map_or(ServerCode::Other, ServerCode::from_wire);
-                let setup = matches!(
-                    server_code,
-                    ServerCode::ModelNotFound
-                        | ServerCode::InvalidEvent
-                        | ServerCode::ModelNotValidated
-                );
-                if setup || flags.start_sent.load(Ordering::Acquire) {
+                if dialect::error_fails(wire, server_code, flags.start_sent.load(Ordering::Acquire))
+                {
                     return Err(ProbeError::new(
                         ErrorType::ServerError(server_code),
                         format!(
@@ -593,7 +611,29 @@ async fn read_all(
                 }
                 ignore(ignored_events)?;
             }
-            ServerEvent::SessionCreated | ServerEvent::Other => ignore(ignored_events)?,
+            Event::Failed { code, message } => {
+                return Err(ProbeError::new(
+                    ErrorType::ServerError(code),
+                    format!("transcription failed: {}", truncate_chars(&message, 200)),
+                ));
+            }
+            Event::SessionUpdated => {
+                acks.session_updated.get_or_insert(at);
+            }
+            Event::Committed => {
+                acks.committed.get_or_insert(at);
+            }
+            Event::SpeechStarted => {
+                acks.speech_started.get_or_insert(at);
+            }
+            Event::SpeechStopped => {
+                if acks.speech_stopped.is_none() {
+                    acks.speech_stopped = Some(at);
+                    // The server ended the utterance: a later final text is not truncated.
+                    flags.final_sent.store(true, Ordering::Release);
+                }
+            }
+            Event::SessionCreated | Event::Other => ignore(ignored_events)?,
         }
     }
 }

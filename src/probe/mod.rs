@@ -2,6 +2,7 @@
 
 mod client;
 mod connect;
+pub mod dialect;
 pub mod error;
 pub mod events;
 mod models;

@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::config::Dialect;
 use crate::probe::error::ProbeError;
 
 /// Token counts reported by the server in `transcription.done.usage`.
@@ -73,6 +74,21 @@ pub struct Done {
     pub usage: Option<Usage>,
 }
 
+/// Server acknowledgements that only some dialects send (OpenAI: docs/protocol-openai.md), each
+/// the first one received, since `t0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Acks {
+    /// `session.updated`.
+    pub session_updated: Option<Duration>,
+    /// `input_audio_buffer.committed`.
+    pub committed: Option<Duration>,
+    /// `input_audio_buffer.speech_started` (server VAD).
+    pub speech_started: Option<Duration>,
+    /// `input_audio_buffer.speech_stopped` (server VAD): the end of the utterance when the
+    /// server decides turns; round trips and finalize count from here.
+    pub speech_stopped: Option<Duration>,
+}
+
 /// The full record of one run. Built by `probe::run`; read by `metrics::derive` and reports.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Timeline {
@@ -98,6 +114,10 @@ pub struct Timeline {
     pub ended: Duration,
     /// `Ok(())` for a complete run; the failure otherwise.
     pub outcome: Result<(), ProbeError>,
+    /// The wire dialect the run spoke.
+    pub dialect: Dialect,
+    /// Dialect acknowledgements (OpenAI dialect; all `None` for vLLM).
+    pub acks: Acks,
     /// The monotonic instant every offset above counts from, when the run got that far. Lets
     /// in-process tests compare offsets with another component's `Instant`s (the simulator's
     /// ground truth); never serialized.
@@ -120,6 +140,8 @@ impl Timeline {
             ignored_events: 0,
             ended: Duration::ZERO,
             outcome: Ok(()),
+            dialect: Dialect::Vllm,
+            acks: Acks::default(),
             t0: None,
         }
     }
@@ -131,6 +153,17 @@ impl Timeline {
             Some(d) if !d.text.is_empty() => &d.text,
             _ => &self.delta_text,
         }
+    }
+
+    /// When the utterance's audio ended: `speech_stopped` when the server decides turns, else
+    /// the send of the commit that ended it.
+    pub fn end_of_audio(&self) -> Option<Duration> {
+        self.acks.speech_stopped.or_else(|| {
+            self.sent
+                .iter()
+                .find(|s| s.kind == SentKind::FinalCommit)
+                .map(|s| s.at)
+        })
     }
 
     pub fn succeeded(&self) -> bool {

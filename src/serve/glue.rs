@@ -17,8 +17,8 @@ use crate::probe::ErrorType;
 use crate::scheduler::{BoxFuture, Runner, SchedulerEvents, StreamResult};
 use crate::serve::Backend;
 
-/// Audio is shared between probes that stream the same file at the same chunk size.
-type AudioKey = (PathBuf, Duration);
+/// Audio is shared between probes that stream the same file at the same chunk size and rate.
+type AudioKey = (PathBuf, Duration, u32);
 
 /// The model label value: the configured name, or `auto` when it is discovered per run.
 fn model_label(spec: &ProbeSpec) -> &str {
@@ -42,13 +42,14 @@ impl GenerationRunner {
     fn prepare(config: &Config) -> Result<Self, String> {
         let mut audio = HashMap::new();
         for (i, p) in config.probes.iter().enumerate() {
-            let key = (p.audio.clone(), p.chunk);
+            let key = (p.audio.clone(), p.chunk, p.dialect.sample_rate);
             if audio.contains_key(&key) {
                 continue;
             }
-            let prepared = crate::audio::prepare(&p.audio, p.chunk).map_err(|e| {
-                format!("probes[{i}] ({}): audio {}: {e}", p.name, p.audio.display())
-            })?;
+            let prepared = crate::audio::prepare_at(&p.audio, p.chunk, p.dialect.sample_rate)
+                .map_err(|e| {
+                    format!("probes[{i}] ({}): audio {}: {e}", p.name, p.audio.display())
+                })?;
             audio.insert(key, Arc::new(prepared));
         }
         Ok(GenerationRunner { audio })
@@ -58,11 +59,12 @@ impl GenerationRunner {
     /// (the scheduler swaps runner and probe set together), so the fallback only guards
     /// against that invariant breaking: decode now, off the async workers.
     async fn audio_for(&self, spec: &ProbeSpec) -> Result<Arc<PreparedAudio>, String> {
-        if let Some(a) = self.audio.get(&(spec.audio.clone(), spec.chunk)) {
+        let key = (spec.audio.clone(), spec.chunk, spec.dialect.sample_rate);
+        if let Some(a) = self.audio.get(&key) {
             return Ok(a.clone());
         }
-        let (path, chunk) = (spec.audio.clone(), spec.chunk);
-        tokio::task::spawn_blocking(move || crate::audio::prepare(&path, chunk))
+        let (path, chunk, rate) = key;
+        tokio::task::spawn_blocking(move || crate::audio::prepare_at(&path, chunk, rate))
             .await
             .map_err(|e| e.to_string())?
             .map(Arc::new)

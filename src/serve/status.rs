@@ -429,6 +429,7 @@ mod tests {
             timeout: Duration::from_secs(30),
             concurrency: 1,
             jitter: 0.0,
+            dialect: Default::default(),
         };
         Arc::new(cfg_probe)
     }

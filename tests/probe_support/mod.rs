@@ -39,6 +39,7 @@ pub fn silence(total: Duration, chunk: Duration) -> PreparedAudio {
         chunk,
         chunks: chunks.into(),
         total_samples,
+        rate: SAMPLE_RATE,
     }
 }
 
@@ -81,6 +82,7 @@ pub fn spec_for(host: &str, port: u16, secure: bool) -> ProbeSpec {
         timeout: Duration::from_secs(30),
         concurrency: 1,
         jitter: 0.0,
+        dialect: Default::default(),
     }
 }
 

@@ -45,6 +45,7 @@ pub fn spec(name: &str, interval: Duration) -> ProbeSpec {
         timeout: interval,
         concurrency: 1,
         jitter: 0.0,
+        dialect: Default::default(),
     }
 }
 
