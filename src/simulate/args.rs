@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::Secret;
+use crate::config::{Dialect, Secret};
 
 use super::SimError;
 use super::config::{Fault, SimConfig, TlsFiles};
@@ -80,6 +80,14 @@ pub struct SimArgs {
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub keepalive: Duration,
     /// PEM certificate chain for wss:// (with --tls-key).
+    /// Wire dialect served: `vllm` (vLLM 0.33's own) or `openai` (OpenAI GA transcription
+    /// sessions: `?intent=transcription`, `session.update{session:{type:"transcription"}}`).
+    #[arg(long, default_value = "vllm", value_parser = parse_dialect)]
+    pub dialect: Dialect,
+    /// OpenAI dialect: an `audio/pcm` rate `session.update` may declare (repeatable; OpenAI
+    /// itself takes 24000 only).
+    #[arg(long = "openai-rate", value_name = "HZ", default_values_t = [24_000u32])]
+    pub openai_rates: Vec<u32>,
     #[arg(long, value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for wss:// (with --tls-cert).
@@ -131,6 +139,8 @@ impl SimArgs {
             tls,
             keepalive: Some(self.keepalive).filter(|k| !k.is_zero()),
             max_records: 0,
+            dialect: self.dialect,
+            openai_rates: self.openai_rates,
             ..SimConfig::default()
         })
     }
@@ -138,6 +148,16 @@ impl SimArgs {
 
 /// The config grammar (`100ms`, `1.5s`, `1m30s`), plus a bare `0` (e.g. `--keepalive 0` turns
 /// the keepalive off), which a config rejects as ambiguous.
+fn parse_dialect(text: &str) -> Result<Dialect, String> {
+    match text {
+        "vllm" => Ok(Dialect::Vllm),
+        "openai" => Ok(Dialect::OpenAi),
+        other => Err(format!(
+            "unknown dialect {other:?}: expected vllm or openai"
+        )),
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.trim() == "0" {
         return Ok(Duration::ZERO);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::config::Secret;
+use crate::config::{Dialect, Secret};
 
 /// PEM files for serving `wss://`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +186,10 @@ pub struct SimConfig {
     pub max_records: usize,
     /// Deadline for the TLS handshake plus the HTTP request head.
     pub head_timeout: Duration,
+    /// The wire dialect served: vLLM's own, or OpenAI's transcription sessions (super::openai).
+    pub dialect: Dialect,
+    /// OpenAI dialect: the `audio/pcm` rates `session.update` may declare (OpenAI: 24000 only).
+    pub openai_rates: Vec<u32>,
     /// uvicorn's keepalive: a ping this often, and close 1011 when the previous ping got no
     /// pong by the next one. `None` disables it.
     pub keepalive: Option<Duration>,
@@ -218,6 +222,8 @@ impl Default for SimConfig {
             max_records: 4096,
             head_timeout: Duration::from_secs(10),
             keepalive: Some(Duration::from_secs(20)),
+            dialect: Dialect::Vllm,
+            openai_rates: vec![24_000],
         }
     }
 }
