@@ -243,7 +243,18 @@ fn probe_spec(args: &ProbeArgs) -> anyhow::Result<ProbeSpec> {
         "pacing": args.pacing,
         "interval": "1h",
         "timeout": "10m",
+        "dialect": args.dialect,
     });
+    // Dialect-specific flags go through the validator too, which rejects them for vllm.
+    if let Some(t) = &args.turn_detection {
+        probe["turn_detection"] = t.clone().into();
+    }
+    if let Some(r) = args.sample_rate {
+        probe["sample_rate"] = r.into();
+    }
+    if let Some(l) = &args.language {
+        probe["language"] = l.clone().into();
+    }
     if let Some(r) = &args.reference {
         probe["reference"] = r.clone().into();
     }
