@@ -99,3 +99,40 @@ probes:
     assert_eq!(c.dialect.provider, "vllm");
     assert_eq!(c.target.ws_url, "ws://127.0.0.1:8000/v1/realtime");
 }
+
+#[test]
+fn shipped_dialect_examples_pass_check_config() {
+    let env = |name: &str| {
+        matches!(name, "OPENAI_API_KEY" | "AZURE_OPENAI_API_KEY").then(|| "test-key".to_string())
+    };
+    for (file, provider) in [
+        ("openai.yaml", "openai"),
+        ("azure-openai.yaml", "azure.ai.openai"),
+        ("sglang.yaml", "sglang"),
+        ("speaches.yaml", "speaches"),
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cfg = parse_with_env(&text, &path, &env).unwrap_or_else(|e| panic!("{file}: {e}"));
+        for p in &cfg.probes {
+            assert_eq!(p.dialect.kind, Dialect::OpenAi, "{file}");
+            assert_eq!(p.dialect.provider, provider, "{file}");
+        }
+    }
+    let azure = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/azure-openai.yaml");
+    let cfg = parse_with_env(
+        &std::fs::read_to_string(&azure).unwrap(),
+        &azure,
+        &|n: &str| (n == "AZURE_OPENAI_API_KEY").then(|| "k".to_string()),
+    )
+    .unwrap();
+    let p = &cfg.probes[0];
+    assert!(
+        p.target
+            .ws_url
+            .starts_with("wss://my-resource.openai.azure.com:443/openai/realtime?api-version=")
+    );
+    assert_eq!(p.headers[0].0, "api-key");
+}

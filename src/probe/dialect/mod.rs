@@ -72,9 +72,8 @@ pub fn parse(dialect: Dialect, frame: &str) -> Result<Event<'_>, EventError> {
     }
 }
 
-/// Whether an `error` event with this code fails the run. vLLM's errors are often non-fatal
-/// (realtime-protocol notes in docs/protocol-openai.md, "Errors"): before the start commit only
-/// a setup failure counts. In the OpenAI dialect every `error` is about an event this probe
+/// Whether an `error` event with this code fails the run. vLLM's errors are often non-fatal (a
+/// dropped chunk, an unknown event): before the start commit only a setup failure counts. In the OpenAI dialect every `error` is about an event this probe
 /// sent (an update, an append, a commit), so each one fails the run.
 pub fn error_fails(dialect: Dialect, code: ServerCode, start_sent: bool) -> bool {
     match dialect {

@@ -1,7 +1,7 @@
-//! vLLM's own `/v1/realtime` dialect (realtime-protocol.md in spirit; the wire shapes rtprobe
-//! relies on are in README's protocol section): a flat `session.update{model}`, `commit
-//! final:false` to start and `final:true` to end, `transcription.delta/done`. Parsing is
-//! `probe::events`, which predates the seam and stays the vLLM reader.
+//! vLLM's own `/v1/realtime` dialect: a flat `session.update{model}`, `commit final:false` to
+//! start and `final:true` to end, `transcription.delta/done` (docs/protocol-openai.md compares it
+//! with the OpenAI dialect). Parsing is `probe::events`, which predates the seam and stays the
+//! vLLM reader.
 
 use std::time::Duration;
 
