@@ -280,7 +280,12 @@ fn absolute(cwd: &Path, p: &Path) -> PathBuf {
 
 async fn probe_once(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     let spec = probe_spec(&args)?;
-    let audio = rtprobe::audio::prepare_at(&spec.audio, spec.chunk, spec.dialect.sample_rate)?;
+    let clips = spec.clips();
+    let audio = clips
+        .iter()
+        .map(|c| rtprobe::audio::prepare_at(&c.audio, spec.chunk, spec.dialect.sample_rate))
+        .collect::<Result<Vec<_>, _>>()?;
+    let audio: Vec<&rtprobe::audio::PreparedAudio> = audio.iter().collect();
     let progress =
         !args.quiet && !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut text_chars = 0;
@@ -299,14 +304,17 @@ async fn probe_once(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     };
     let timeline = tokio::time::timeout(
         spec.timeout + Duration::from_secs(5),
-        probe::run_observed(&spec, &audio, &mut observer),
+        probe::run_session(&spec, &audio, &mut observer),
     )
     .await
     .context("the probe did not return within its timeout")?;
     if progress {
         eprint!("\r\x1b[2K");
     }
-    let derived = derive(&timeline, spec.reference.as_deref());
+    // A multi-utterance session's table shows its first utterance; `--json` carries the whole
+    // timeline with every utterance's slice.
+    let first = timeline.utterance(0).unwrap_or_else(|| timeline.clone());
+    let derived = derive(&first, spec.reference.as_deref());
     let model = match &spec.model {
         config::ModelChoice::Named(m) => m.as_str(),
         config::ModelChoice::Auto => "auto",

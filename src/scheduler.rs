@@ -54,8 +54,11 @@ pub struct StreamResult {
     /// How long the stream took, as seen by whoever produced the result.
     pub elapsed: Duration,
     pub outcome: Result<(), ProbeError>,
-    /// Derived values; all `None`/empty for a run that produced nothing.
+    /// Derived values; all `None`/empty for a run that produced nothing. In a multi-utterance
+    /// session: the first utterance's.
     pub derived: Derived,
+    /// A multi-utterance session's later utterances, in order (those it reached).
+    pub later_utterances: Vec<Derived>,
 }
 
 impl StreamResult {
@@ -71,6 +74,7 @@ impl StreamResult {
             elapsed,
             outcome: Err(ProbeError::new(kind, detail)),
             derived: Derived::default(),
+            later_utterances: Vec::new(),
         }
     }
 

@@ -192,6 +192,13 @@ impl DialectSpec {
     }
 }
 
+/// One utterance of a multi-utterance session: a clip and its reference transcript.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UtteranceSpec {
+    pub audio: PathBuf,
+    pub reference: Option<String>,
+}
+
 /// One configured probe, validated.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ProbeSpec {
@@ -227,6 +234,23 @@ pub struct ProbeSpec {
     pub jitter: f64,
     /// Wire dialect and its settings.
     pub dialect: DialectSpec,
+    /// The utterances of one session, in order (`utterances:`); empty means one utterance of
+    /// `audio` with `reference`. See `ProbeSpec::clips`.
+    pub utterances: Vec<UtteranceSpec>,
+}
+
+impl ProbeSpec {
+    /// Every utterance of one session: `utterances`, or the one clip.
+    pub fn clips(&self) -> Vec<UtteranceSpec> {
+        if self.utterances.is_empty() {
+            vec![UtteranceSpec {
+                audio: self.audio.clone(),
+                reference: self.reference.clone(),
+            }]
+        } else {
+            self.utterances.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -150,4 +150,22 @@ pub struct RawProbe {
     pub turn_detection: Option<String>,
     /// OpenAI dialect with `server_vad`: the silence that ends a turn (default 500ms).
     pub vad_silence: Option<DurationText>,
+    /// Several utterances on one connection: a count (the clip repeated) or a list of clips.
+    pub utterances: Option<RawUtterances>,
+}
+
+/// `utterances: 3`, or `utterances: [{audio: a.wav, reference: "…"}, …]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawUtterances {
+    Count(u32),
+    List(Vec<RawUtterance>),
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUtterance {
+    pub audio: Option<PathBuf>,
+    pub reference: Option<String>,
+    pub reference_file: Option<PathBuf>,
 }

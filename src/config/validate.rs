@@ -111,8 +111,9 @@ fn valid_probe_name(n: &str) -> bool {
 }
 
 /// Label names that rtprobe or Prometheus own.
-const RESERVED_LABELS: [&str; 12] = [
+const RESERVED_LABELS: [&str; 13] = [
     "le",
+    "rtprobe_utterance",
     "quantile",
     "job",
     "instance",
@@ -503,6 +504,7 @@ fn otlp(cx: &Ctx<'_>, raw: Option<RawOtlp>) -> Res<Option<OtlpSettings>> {
 
 fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<ProbeSpec> {
     let dialect = dialect_spec(cx, i, &p, d)?;
+    let clips = utterance_clips(cx, i, &p);
     let name = p
         .name
         .ok_or_else(|| cx.probe_err(i, &["name"], "name is required"))?;
@@ -533,43 +535,7 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
         Some(m) if m == "auto" => ModelChoice::Auto,
         Some(m) => ModelChoice::Named(m),
     };
-    let audio_rel = p
-        .audio
-        .ok_or_else(|| cx.probe_err(i, &["audio"], "audio is required: a WAV or FLAC file"))?;
-    let audio = cx.resolve(&audio_rel);
-    if !audio.is_file() {
-        return Err(cx.probe_err(
-            i,
-            &["audio"],
-            format!("audio file {} does not exist", audio.display()),
-        ));
-    }
-    let reference = match (p.reference, p.reference_file) {
-        (Some(_), Some(_)) => {
-            return Err(cx.probe_err(
-                i,
-                &["reference_file"],
-                "set reference or reference_file, not both",
-            ));
-        }
-        (Some(r), None) => Some(r),
-        (None, Some(f)) => {
-            let path = cx.resolve(&f);
-            Some(
-                std::fs::read_to_string(&path)
-                    .map_err(|e| {
-                        cx.probe_err(
-                            i,
-                            &["reference_file"],
-                            format!("cannot read {}: {e}", path.display()),
-                        )
-                    })?
-                    .trim()
-                    .to_string(),
-            )
-        }
-        (None, None) => None,
-    };
+    let (audio, reference, utterances) = clips?;
     let pd = |key: &'static str, v: &Option<DurationText>| dur(v, |m| cx.probe_err(i, &[key], m));
     let dd = |key: &'static str, v: &Option<DurationText>| {
         dur(v, |m| Problem {
@@ -737,7 +703,142 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
         concurrency,
         jitter,
         dialect,
+        utterances,
     })
+}
+
+/// Upper bound of `utterances`: a session is one scheduled run and must fit its timeout.
+const MAX_UTTERANCES: u32 = 100;
+
+/// One clip (`audio` with `reference` or `reference_file`), resolved and checked; `path` is the
+/// field path errors name (`[]` for the probe's own keys, `["utterances", "k"]` for a list item).
+fn clip(
+    cx: &Ctx<'_>,
+    i: usize,
+    path: &[&str],
+    audio: Option<&PathBuf>,
+    reference: Option<&String>,
+    reference_file: Option<&PathBuf>,
+) -> Res<UtteranceSpec> {
+    let at = |key: &'static str| -> Vec<&str> {
+        let mut v = path.to_vec();
+        v.push(key);
+        v
+    };
+    let audio_rel = audio
+        .ok_or_else(|| cx.probe_err(i, &at("audio"), "audio is required: a WAV or FLAC file"))?;
+    let audio = cx.resolve(audio_rel);
+    if !audio.is_file() {
+        return Err(cx.probe_err(
+            i,
+            &at("audio"),
+            format!("audio file {} does not exist", audio.display()),
+        ));
+    }
+    let reference = match (reference, reference_file) {
+        (Some(_), Some(_)) => {
+            return Err(cx.probe_err(
+                i,
+                &at("reference_file"),
+                "set reference or reference_file, not both",
+            ));
+        }
+        (Some(r), None) => Some(r.clone()),
+        (None, Some(f)) => {
+            let path = cx.resolve(f);
+            Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| {
+                        cx.probe_err(
+                            i,
+                            &at("reference_file"),
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?
+                    .trim()
+                    .to_string(),
+            )
+        }
+        (None, None) => None,
+    };
+    Ok(UtteranceSpec { audio, reference })
+}
+
+/// The probe's clip and its utterances: `utterances: N` repeats the clip N times; a list gives
+/// each utterance its own clip and reference (then the probe's own `audio` is the first one's).
+fn utterance_clips(
+    cx: &Ctx<'_>,
+    i: usize,
+    p: &RawProbe,
+) -> Res<(PathBuf, Option<String>, Vec<UtteranceSpec>)> {
+    match &p.utterances {
+        None | Some(RawUtterances::Count(1)) => {
+            let c = clip(
+                cx,
+                i,
+                &[],
+                p.audio.as_ref(),
+                p.reference.as_ref(),
+                p.reference_file.as_ref(),
+            )?;
+            Ok((c.audio, c.reference, Vec::new()))
+        }
+        Some(RawUtterances::Count(n)) => {
+            if !(1..=MAX_UTTERANCES).contains(n) {
+                return Err(cx.probe_err(
+                    i,
+                    &["utterances"],
+                    format!("utterances {n} out of range: expected 1 to {MAX_UTTERANCES}, or a list of clips"),
+                ));
+            }
+            let c = clip(
+                cx,
+                i,
+                &[],
+                p.audio.as_ref(),
+                p.reference.as_ref(),
+                p.reference_file.as_ref(),
+            )?;
+            let all = vec![c.clone(); *n as usize];
+            Ok((c.audio, c.reference, all))
+        }
+        Some(RawUtterances::List(list)) => {
+            if p.audio.is_some() || p.reference.is_some() || p.reference_file.is_some() {
+                let key = if p.audio.is_some() {
+                    "audio"
+                } else if p.reference.is_some() {
+                    "reference"
+                } else {
+                    "reference_file"
+                };
+                return Err(cx.probe_err(
+                    i,
+                    &[key],
+                    format!("{key} and a list of utterances exclude each other: give each utterance its audio and reference"),
+                ));
+            }
+            if list.is_empty() || list.len() > MAX_UTTERANCES as usize {
+                return Err(cx.probe_err(
+                    i,
+                    &["utterances"],
+                    format!("utterances needs 1 to {MAX_UTTERANCES} clips"),
+                ));
+            }
+            let mut all = Vec::with_capacity(list.len());
+            for (k, u) in list.iter().enumerate() {
+                let idx = k.to_string();
+                all.push(clip(
+                    cx,
+                    i,
+                    &["utterances", &idx],
+                    u.audio.as_ref(),
+                    u.reference.as_ref(),
+                    u.reference_file.as_ref(),
+                )?);
+            }
+            Ok((all[0].audio.clone(), all[0].reference.clone(), all))
+        }
+    }
 }
 
 /// The probe's dialect and its settings. A key that belongs to the other dialect is an error

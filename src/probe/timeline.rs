@@ -89,6 +89,22 @@ pub struct Acks {
     pub speech_stopped: Option<Duration>,
 }
 
+/// Where one utterance of a multi-utterance session lies in the session's vectors, and what only
+/// it has (its final text, its acknowledgements). `Timeline::utterance` turns it into a
+/// one-utterance `Timeline` that `metrics::derive` reads like any other.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct UtteranceSlice {
+    /// Index in `sent` of the utterance's first frame (the session's update belongs to the first).
+    pub sent_from: usize,
+    /// End (exclusive) of its deltas in `deltas`, once its final text arrived.
+    pub deltas_end: Option<usize>,
+    /// End (exclusive, bytes) of its text in `delta_text`, once its final text arrived.
+    pub text_end: Option<usize>,
+    pub done: Option<Done>,
+    pub acks: Acks,
+    pub truncated: bool,
+}
+
 /// The full record of one run. Built by `probe::run`; read by `metrics::derive` and reports.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Timeline {
@@ -116,8 +132,13 @@ pub struct Timeline {
     pub outcome: Result<(), ProbeError>,
     /// The wire dialect the run spoke.
     pub dialect: Dialect,
-    /// Dialect acknowledgements (OpenAI dialect; all `None` for vLLM).
+    /// Dialect acknowledgements (OpenAI dialect; all `None` for vLLM): the first of each kind.
     pub acks: Acks,
+    /// One slice per utterance begun (a one-utterance run has one). The fields above hold the
+    /// whole session: every send and delta, the last final text.
+    pub utterances: Vec<UtteranceSlice>,
+    /// 0-based utterance in which the run failed (a failure in utterance k fails the run).
+    pub failed_utterance: Option<usize>,
     /// The monotonic instant every offset above counts from, when the run got that far. Lets
     /// in-process tests compare offsets with another component's `Instant`s (the simulator's
     /// ground truth); never serialized.
@@ -142,6 +163,8 @@ impl Timeline {
             outcome: Ok(()),
             dialect: Dialect::Vllm,
             acks: Acks::default(),
+            utterances: Vec::new(),
+            failed_utterance: None,
             t0: None,
         }
     }
@@ -163,6 +186,114 @@ impl Timeline {
                 .iter()
                 .find(|s| s.kind == SentKind::FinalCommit)
                 .map(|s| s.at)
+        })
+    }
+
+    /// Utterances in this session's record (at least 1).
+    pub fn utterance_count(&self) -> usize {
+        self.utterances.len().max(1)
+    }
+
+    /// Utterance `k` as a one-utterance timeline, for `metrics::derive`. The first keeps the
+    /// session's origin (`t0` = connect start, its phases); a later one is rebased to its own
+    /// first send (the connection is warm: no connect phases, TTFT and end to end count from the
+    /// utterance's start). `None` past the utterance that failed, or past the last begun.
+    pub fn utterance(&self, k: usize) -> Option<Timeline> {
+        if self.utterances.len() <= 1 {
+            return (k == 0).then(|| {
+                let mut t = self.clone();
+                t.utterances.clear();
+                t.failed_utterance = None;
+                t
+            });
+        }
+        let s = self.utterances.get(k)?;
+        let outcome = match self.failed_utterance {
+            Some(f) if f < k => return None,
+            Some(f) if f == k => self.outcome.clone(),
+            _ => Ok(()),
+        };
+        let sent_to = self
+            .utterances
+            .get(k + 1)
+            .map_or(self.sent.len(), |n| n.sent_from)
+            .min(self.sent.len());
+        let from = |i: usize| {
+            if i == 0 {
+                (0, 0)
+            } else {
+                let p = &self.utterances[i - 1];
+                (p.deltas_end.unwrap_or(0), p.text_end.unwrap_or(0))
+            }
+        };
+        let (d_from, t_from) = from(k);
+        let d_to = s
+            .deltas_end
+            .unwrap_or(self.deltas.len())
+            .min(self.deltas.len());
+        let t_to = s
+            .text_end
+            .unwrap_or(self.delta_text.len())
+            .min(self.delta_text.len());
+        let sent_from = s.sent_from.min(sent_to);
+        let origin = if k == 0 {
+            Duration::ZERO
+        } else {
+            self.sent.get(sent_from).map_or(Duration::ZERO, |x| x.at)
+        };
+        let re = |d: Duration| d.saturating_sub(origin);
+        let re_opt = |d: Option<Duration>| d.map(re);
+        let sent: Vec<Sent> = self.sent[sent_from..sent_to]
+            .iter()
+            .map(|x| Sent {
+                at: re(x.at),
+                scheduled: re_opt(x.scheduled),
+                ..*x
+            })
+            .collect();
+        let deltas = self.deltas[d_from.min(d_to)..d_to]
+            .iter()
+            .map(|d| Delta { at: re(d.at), ..*d })
+            .collect();
+        let done = s.done.clone().map(|d| Done { at: re(d.at), ..d });
+        let ended = match (&done, &outcome) {
+            (Some(d), Ok(())) => d.at,
+            _ => re(self.ended),
+        };
+        Some(Timeline {
+            started: self.started,
+            phases: if k == 0 {
+                self.phases
+            } else {
+                Phases::default()
+            },
+            audio_sent: sent
+                .iter()
+                .rev()
+                .find_map(|x| x.audio_end)
+                .unwrap_or_default(),
+            sent,
+            deltas,
+            delta_text: self
+                .delta_text
+                .get(t_from.min(t_to)..t_to)
+                .unwrap_or_default()
+                .to_string(),
+            done,
+            truncated: s.truncated,
+            ignored_events: if k == 0 { self.ignored_events } else { 0 },
+            ended,
+            outcome,
+            dialect: self.dialect,
+            acks: Acks {
+                session_updated: re_opt(s.acks.session_updated),
+                committed: re_opt(s.acks.committed),
+                speech_started: re_opt(s.acks.speech_started),
+                speech_stopped: re_opt(s.acks.speech_stopped),
+            },
+            utterances: Vec::new(),
+            failed_utterance: None,
+            t0: self.t0.map(|t| t + origin),
         })
     }
 

@@ -430,6 +430,7 @@ mod tests {
             concurrency: 1,
             jitter: 0.0,
             dialect: Default::default(),
+            utterances: Vec::new(),
         };
         Arc::new(cfg_probe)
     }

@@ -67,6 +67,9 @@ pub struct SimArgs {
     /// k for the faults that fire "after k words".
     #[arg(long, default_value_t = 2)]
     pub fault_after_words: usize,
+    /// The 0-based utterance of a connection from which mid-stream faults fire.
+    #[arg(long, default_value_t = 0)]
+    pub fault_from_utterance: u32,
     /// `session.created` delay under the slow_session fault.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub slow_session_delay: Duration,
@@ -133,6 +136,7 @@ impl SimArgs {
             fault,
             faults,
             fault_after_words: self.fault_after_words,
+            fault_from_utterance: self.fault_from_utterance,
             slow_session_delay: self.slow_session_delay,
             oversized_frame_bytes: self.oversized_frame_bytes,
             flood_events: self.flood_events,

@@ -178,6 +178,9 @@ pub struct SimConfig {
     pub faults: Vec<Fault>,
     /// k of "after k words" for the faults that fire mid-stream.
     pub fault_after_words: usize,
+    /// The 0-based utterance of a connection from which the mid-stream faults (and
+    /// `never_done`) fire; earlier utterances are healthy. 0 = every utterance.
+    pub fault_from_utterance: u32,
     pub slow_session_delay: Duration,
     pub oversized_frame_bytes: usize,
     pub flood_events: usize,
@@ -215,6 +218,7 @@ impl Default for SimConfig {
             fault: Fault::None,
             faults: Vec::new(),
             fault_after_words: 2,
+            fault_from_utterance: 0,
             slow_session_delay: Duration::from_secs(30),
             oversized_frame_bytes: 20 * 1024 * 1024,
             flood_events: 1000,

@@ -686,7 +686,10 @@ where
         }
     }
 
-    pub(crate) async fn run(self) {
+    pub(crate) async fn run(mut self) {
+        if self.utterance < self.cfg.fault_from_utterance {
+            self.fault = Fault::None;
+        }
         let queue = self.queue.clone();
         let mut queue = queue.lock().await;
         let cfg = self.cfg.clone();

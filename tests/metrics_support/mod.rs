@@ -39,6 +39,7 @@ pub fn spec(name: &str) -> ProbeSpec {
         concurrency: 1,
         jitter: 0.0,
         dialect: Default::default(),
+        utterances: Vec::new(),
     }
 }
 

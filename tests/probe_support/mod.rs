@@ -103,6 +103,7 @@ pub fn spec_for(host: &str, port: u16, secure: bool) -> ProbeSpec {
         concurrency: 1,
         jitter: 0.0,
         dialect: Default::default(),
+        utterances: Vec::new(),
     }
 }
 

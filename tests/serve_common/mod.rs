@@ -46,6 +46,7 @@ pub fn spec(name: &str, interval: Duration) -> ProbeSpec {
         concurrency: 1,
         jitter: 0.0,
         dialect: Default::default(),
+        utterances: Vec::new(),
     }
 }
 
@@ -133,6 +134,7 @@ impl Runner for FakeRunner {
                     decode_token_rate: ok.then_some(20.0 + f64::from(stream)),
                     ..Derived::default()
                 },
+                later_utterances: Vec::new(),
             }
         })
     }
