@@ -136,3 +136,55 @@ fn shipped_dialect_examples_pass_check_config() {
     );
     assert_eq!(p.headers[0].0, "api-key");
 }
+
+#[test]
+fn utterances_as_a_count_or_a_list() {
+    let cfg = load(
+        r#"
+probes:
+  - name: repeat
+    target: http://127.0.0.1:8000
+    model: m
+    audio: audio/mary-had-a-little-lamb.wav
+    reference: Mary had a little lamb.
+    utterances: 3
+  - name: list
+    dialect: openai
+    target: http://127.0.0.1:8000
+    model: m
+    utterances:
+      - audio: audio/mary-had-a-little-lamb.wav
+        reference_file: audio/mary-had-a-little-lamb.txt
+      - audio: audio/quick-brown-fox.flac
+        reference: The quick brown fox jumps over the lazy dog.
+  - name: single
+    target: http://127.0.0.1:8000
+    model: m
+    audio: audio/quick-brown-fox.flac
+"#,
+    );
+    let [repeat, list, single] = &cfg.probes[..] else {
+        panic!("three probes")
+    };
+    let clips = repeat.clips();
+    assert_eq!(clips.len(), 3);
+    assert!(
+        clips
+            .iter()
+            .all(|c| c.audio.ends_with("audio/mary-had-a-little-lamb.wav")
+                && c.reference.as_deref() == Some("Mary had a little lamb."))
+    );
+    let clips = list.clips();
+    assert_eq!(clips.len(), 2);
+    assert_eq!(
+        clips[0].reference.as_deref(),
+        Some("Mary had a little lamb, its fleece was white as snow.")
+    );
+    assert!(clips[1].audio.ends_with("audio/quick-brown-fox.flac"));
+    assert_eq!(
+        list.audio, clips[0].audio,
+        "the probe's clip is the first utterance's"
+    );
+    assert!(single.utterances.is_empty());
+    assert_eq!(single.clips().len(), 1);
+}
