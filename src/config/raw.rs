@@ -130,8 +130,10 @@ pub struct RawProbe {
     pub concurrency: Option<u32>,
     pub jitter: Option<f64>,
     pub deadlines: Option<RawDeadlines>,
+    /// Extra upgrade-request headers: a string (`${VAR}` expands) or, for a credential such as
+    /// Azure's `api-key`, `{env: VAR}` / `{file: PATH}` like `bearer_token`.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, RawHeaderValue>,
     pub bearer_token: Option<RawBearer>,
     pub tls: Option<RawTls>,
     #[serde(default)]
@@ -152,6 +154,14 @@ pub struct RawProbe {
     pub vad_silence: Option<DurationText>,
     /// Several utterances on one connection: a count (the clip repeated) or a list of clips.
     pub utterances: Option<RawUtterances>,
+}
+
+/// A probe header value: text, or a secret read like a bearer token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawHeaderValue {
+    Text(String),
+    Secret(RawBearer),
 }
 
 /// `utterances: 3`, or `utterances: [{audio: a.wav, reference: "…"}, …]`.

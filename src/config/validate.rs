@@ -651,8 +651,19 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
                 "set the Authorization header through bearer_token (env or file), not headers",
             ));
         }
-        let v = expand_env(v, cx.env).map_err(|m| cx.probe_err(i, &["headers", k], m))?;
-        headers.push((k.clone(), Secret::new(v)));
+        let v = match v {
+            RawHeaderValue::Text(t) => {
+                Secret::new(expand_env(t, cx.env).map_err(|m| cx.probe_err(i, &["headers", k], m))?)
+            }
+            // An Azure `api-key` from a mounted Secret: read like a bearer token.
+            RawHeaderValue::Secret(b) => {
+                bearer(cx, &format!("headers.{k}"), b.clone(), &|m| {
+                    cx.probe_err(i, &["headers", k], m)
+                })?
+                .token
+            }
+        };
+        headers.push((k.clone(), v));
     }
     let bearer = match p.bearer_token {
         None => None,
