@@ -313,3 +313,135 @@ mod system_time_secs {
         s.serialize_f64(secs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    fn sent(kind: SentKind, at: u64, audio_end: Option<u64>) -> Sent {
+        Sent {
+            kind,
+            at: ms(at),
+            scheduled: audio_end.map(|_| ms(at)),
+            audio_end: audio_end.map(ms),
+        }
+    }
+
+    /// Two utterances: update, start, append, final (0–30 ms); text at 40 and 50, done at 60;
+    /// start, append, final (100–120 ms); text at 150, done at 170.
+    fn two() -> Timeline {
+        use SentKind::*;
+        let mut t = Timeline::new(SystemTime::UNIX_EPOCH);
+        t.phases.session_created = Some(ms(5));
+        t.sent = vec![
+            sent(SessionUpdate, 0, None),
+            sent(StartCommit, 10, None),
+            sent(Append, 20, Some(100)),
+            sent(FinalCommit, 30, None),
+            sent(StartCommit, 100, None),
+            sent(Append, 110, Some(100)),
+            sent(FinalCommit, 120, None),
+        ];
+        let d = |at, nonempty| Delta {
+            at: ms(at),
+            nonempty,
+        };
+        t.deltas = vec![d(40, true), d(45, false), d(50, true), d(150, true)];
+        t.delta_text = " a b c".into();
+        let done = |at, text: &str| Done {
+            at: ms(at),
+            text: text.into(),
+            usage: None,
+        };
+        t.utterances = vec![
+            UtteranceSlice {
+                sent_from: 0,
+                deltas_end: Some(3),
+                text_end: Some(4),
+                done: Some(done(60, " a b")),
+                ..UtteranceSlice::default()
+            },
+            UtteranceSlice {
+                sent_from: 4,
+                deltas_end: Some(4),
+                text_end: Some(6),
+                done: Some(done(170, " c")),
+                ..UtteranceSlice::default()
+            },
+        ];
+        t.done = Some(done(170, " c"));
+        t.ended = ms(170);
+        t
+    }
+
+    #[test]
+    fn utterance_views_slice_and_rebase() {
+        let t = two();
+        let a = t.utterance(0).unwrap();
+        assert_eq!(a.sent.len(), 4);
+        assert_eq!(a.deltas.len(), 3);
+        assert_eq!(a.delta_text, " a b");
+        assert_eq!(a.end_of_audio(), Some(ms(30)));
+        assert_eq!(a.done.as_ref().unwrap().at, ms(60));
+        assert_eq!(a.phases.session_created, Some(ms(5)));
+        assert_eq!(a.ended, ms(60));
+        let b = t.utterance(1).unwrap();
+        // Rebased to its first send (100 ms): start 0, append 10, final 20, text 50, done 70.
+        assert_eq!(
+            b.sent.iter().map(|s| s.at).collect::<Vec<_>>(),
+            [ms(0), ms(10), ms(20)]
+        );
+        assert_eq!(b.sent[1].scheduled, Some(ms(10)));
+        assert_eq!(
+            b.deltas,
+            [Delta {
+                at: ms(50),
+                nonempty: true
+            }]
+        );
+        assert_eq!(b.delta_text, " c");
+        assert_eq!(b.transcript(), " c");
+        assert_eq!(b.done.as_ref().unwrap().at, ms(70));
+        assert_eq!(b.phases, Phases::default());
+        assert_eq!(b.audio_sent, ms(100));
+        assert!(b.succeeded());
+        assert!(t.utterance(2).is_none());
+        assert_eq!(t.utterance_count(), 2);
+    }
+
+    #[test]
+    fn the_failed_utterance_carries_the_outcome() {
+        let mut t = two();
+        t.utterances[1].done = None;
+        t.utterances[1].deltas_end = None;
+        t.utterances[1].text_end = None;
+        t.failed_utterance = Some(1);
+        t.ended = ms(400);
+        t.outcome = Err(ProbeError::new(
+            crate::probe::error::ErrorType::TimeoutDone,
+            "x",
+        ));
+        assert!(t.utterance(0).unwrap().succeeded());
+        let b = t.utterance(1).unwrap();
+        assert!(!b.succeeded());
+        assert_eq!(b.ended, ms(300));
+        assert_eq!(b.deltas.len(), 1, "the text it got before failing");
+        t.failed_utterance = Some(0);
+        assert!(t.utterance(1).is_none());
+    }
+
+    #[test]
+    fn a_single_utterance_view_is_the_run() {
+        let mut t = two();
+        t.utterances.truncate(1);
+        let v = t.utterance(0).unwrap();
+        assert_eq!(v.sent, t.sent);
+        assert_eq!(v.deltas, t.deltas);
+        assert!(v.utterances.is_empty());
+        assert!(t.utterance(1).is_none());
+    }
+}

@@ -226,4 +226,33 @@ mod tests {
         let half = Cli::try_parse_from(["sim", "--tls-cert", "a.pem"]).unwrap();
         assert!(matches!(half.sim.into_config(), Err(SimError::TlsPair)));
     }
+
+    #[test]
+    fn dialect_flags() {
+        let d = Cli::try_parse_from(["sim"])
+            .unwrap()
+            .sim
+            .into_config()
+            .unwrap();
+        assert_eq!((d.dialect, d.openai_rates), (Dialect::Vllm, vec![24_000]));
+        let o = Cli::try_parse_from([
+            "sim",
+            "--dialect",
+            "openai",
+            "--openai-rate",
+            "16000",
+            "--openai-rate",
+            "24000",
+            "--fault-from-utterance",
+            "1",
+        ])
+        .unwrap()
+        .sim
+        .into_config()
+        .unwrap();
+        assert_eq!(o.dialect, Dialect::OpenAi);
+        assert_eq!(o.openai_rates, vec![16_000, 24_000]);
+        assert_eq!(o.fault_from_utterance, 1);
+        assert!(Cli::try_parse_from(["sim", "--dialect", "grpc"]).is_err());
+    }
 }
