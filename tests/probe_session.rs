@@ -100,7 +100,10 @@ async fn three_utterances(dialect: Dialect) {
         0,
     );
     let clips = vec![clip.clone(), clip.clone(), clip];
-    let mut clean = 0;
+    // As for one utterance per connection (probe_sim): each utterance must be within the
+    // tolerance in two sessions of three (one may lose the CPU on a shared 2-core machine), and
+    // every value within 10× of it.
+    let mut clean = [0usize; 3];
     let mut all = Vec::new();
     for _ in 0..3 {
         let tl = session(&spec, &clips).await;
@@ -108,7 +111,14 @@ async fn three_utterances(dialect: Dialect) {
         assert_eq!(tl.failed_utterance, None);
         let rec = record(&sim);
         let e = errors(&tl, &rec, 3);
-        clean += usize::from(e.iter().all(|(_, v)| v.abs() < TOLERANCE));
+        for (k, c) in clean.iter_mut().enumerate() {
+            let prefix = format!("u{k}.");
+            *c += usize::from(
+                e.iter()
+                    .filter(|(n, _)| n.starts_with(&prefix))
+                    .all(|(_, v)| v.abs() < TOLERANCE),
+            );
+        }
         all.extend(e);
         // The whole session's record still holds everything: 3 × 11 words.
         assert_eq!(tl.deltas.iter().filter(|d| d.nonempty).count(), 33);
@@ -121,8 +131,8 @@ async fn three_utterances(dialect: Dialect) {
         worst * 1e3
     );
     assert!(
-        clean >= 2,
-        "only {clean} of 3 sessions within 2 ms: {all:?}"
+        clean.iter().all(|c| *c >= 2),
+        "clean sessions per utterance {clean:?} (need 2 of 3 each): {all:?}"
     );
     for (name, e) in &all {
         assert!(

@@ -485,16 +485,17 @@ where
                     self.open_item(at);
                 }
                 let _ = self.queue_tx.send(Item::Audio { at });
-                let samples = pcm(&bytes);
                 let rate = self.settings.rate;
                 let Some(item) = self.item.as_mut() else {
                     return;
                 };
                 let offset = item.samples;
-                item.samples += samples.len() as u64;
+                item.samples += (bytes.len() / 2) as u64;
                 let Turn::ServerVad { silence_ms } = self.settings.turn else {
                     return;
                 };
+                // Samples are only looked at by the VAD.
+                let samples = pcm(&bytes);
                 let silence = silence_ms * u64::from(rate) / 1000;
                 let events = item.vad.feed(&samples, offset, silence.max(1));
                 let id = item.id.clone();
