@@ -135,9 +135,19 @@ pub async fn run_session(
 
 /// The timeout kind of the stage a run was in when its whole-run bound passed.
 fn pending_timeout(tl: &Timeline) -> ErrorType {
+    // The utterance in progress: its deltas follow the last one that got its final text.
+    let from = tl
+        .utterances
+        .iter()
+        .rev()
+        .find_map(|u| u.deltas_end)
+        .unwrap_or(0)
+        .min(tl.deltas.len());
+    let waiting = tl.utterances.last().is_none_or(|u| u.done.is_none());
+    let no_text = waiting && !tl.deltas[from..].iter().any(|d| d.nonempty);
     if tl.phases.session_created.is_none() {
         ErrorType::TimeoutConnect
-    } else if tl.done.is_none() && !tl.deltas.iter().any(|d| d.nonempty) {
+    } else if no_text {
         ErrorType::TimeoutFirstText
     } else {
         ErrorType::TimeoutDone
