@@ -81,6 +81,18 @@ pub struct ProbeArgs {
     /// Ad hoc: PEM CA file to trust for wss.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
+    /// Ad hoc: wire dialect, `vllm` or `openai` (OpenAI GA transcription sessions).
+    #[arg(long, default_value = "vllm")]
+    pub dialect: String,
+    /// Ad hoc, openai dialect: `none` (manual commit) or `server_vad`.
+    #[arg(long)]
+    pub turn_detection: Option<String>,
+    /// Ad hoc, openai dialect: PCM rate declared and streamed (default 24000).
+    #[arg(long)]
+    pub sample_rate: Option<u32>,
+    /// Ad hoc, openai dialect: transcription language (ISO-639-1).
+    #[arg(long)]
+    pub language: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,

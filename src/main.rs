@@ -243,7 +243,18 @@ fn probe_spec(args: &ProbeArgs) -> anyhow::Result<ProbeSpec> {
         "pacing": args.pacing,
         "interval": "1h",
         "timeout": "10m",
+        "dialect": args.dialect,
     });
+    // Dialect-specific flags go through the validator too, which rejects them for vllm.
+    if let Some(t) = &args.turn_detection {
+        probe["turn_detection"] = t.clone().into();
+    }
+    if let Some(r) = args.sample_rate {
+        probe["sample_rate"] = r.into();
+    }
+    if let Some(l) = &args.language {
+        probe["language"] = l.clone().into();
+    }
     if let Some(r) = &args.reference {
         probe["reference"] = r.clone().into();
     }
@@ -269,7 +280,12 @@ fn absolute(cwd: &Path, p: &Path) -> PathBuf {
 
 async fn probe_once(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     let spec = probe_spec(&args)?;
-    let audio = rtprobe::audio::prepare(&spec.audio, spec.chunk)?;
+    let clips = spec.clips();
+    let audio = clips
+        .iter()
+        .map(|c| rtprobe::audio::prepare_at(&c.audio, spec.chunk, spec.dialect.sample_rate))
+        .collect::<Result<Vec<_>, _>>()?;
+    let audio: Vec<&rtprobe::audio::PreparedAudio> = audio.iter().collect();
     let progress =
         !args.quiet && !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut text_chars = 0;
@@ -288,14 +304,17 @@ async fn probe_once(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     };
     let timeline = tokio::time::timeout(
         spec.timeout + Duration::from_secs(5),
-        probe::run_observed(&spec, &audio, &mut observer),
+        probe::run_session(&spec, &audio, &mut observer),
     )
     .await
     .context("the probe did not return within its timeout")?;
     if progress {
         eprint!("\r\x1b[2K");
     }
-    let derived = derive(&timeline, spec.reference.as_deref());
+    // A multi-utterance session's table shows its first utterance; `--json` carries the whole
+    // timeline with every utterance's slice.
+    let first = timeline.utterance(0).unwrap_or_else(|| timeline.clone());
+    let derived = derive(&first, spec.reference.as_deref());
     let model = match &spec.model {
         config::ModelChoice::Named(m) => m.as_str(),
         config::ModelChoice::Auto => "auto",

@@ -54,12 +54,15 @@ pub struct StreamResult {
     /// How long the stream took, as seen by whoever produced the result.
     pub elapsed: Duration,
     pub outcome: Result<(), ProbeError>,
-    /// Derived values; all `None`/empty for a run that produced nothing.
+    /// Derived values; all `None`/empty for a run that produced nothing. In a multi-utterance
+    /// session: the first utterance's.
     pub derived: Derived,
     /// The raw record, for pictures of the run (`None` when the scheduler made the result up).
     pub timeline: Option<Arc<Timeline>>,
     /// The run's trace id when it was exported as a trace (`otlp.traces`).
     pub trace_id: Option<String>,
+    /// A multi-utterance session's later utterances, in order (those it reached).
+    pub later_utterances: Vec<Derived>,
 }
 
 impl StreamResult {
@@ -77,6 +80,7 @@ impl StreamResult {
             derived: Derived::default(),
             timeline: None,
             trace_id: None,
+            later_utterances: Vec::new(),
         }
     }
 

@@ -160,3 +160,70 @@ fn check_config_exit_codes() {
         "{msg}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_hoc_probe_in_the_openai_dialect() {
+    let cfg = SimConfig {
+        dialect: rtprobe::config::Dialect::OpenAi,
+        token_interval: Duration::from_millis(20),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::bind("127.0.0.1:0".parse().unwrap(), cfg)
+        .await
+        .unwrap()
+        .spawn();
+    let target = format!("http://{}", sim.addr());
+    let out = tokio::task::spawn_blocking({
+        let target = target.clone();
+        move || {
+            rtprobe(&[
+                "probe",
+                "--dialect",
+                "openai",
+                "--target",
+                &target,
+                "--audio",
+                CLIP,
+                "--json",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert!(v.to_string().contains("Mary had a little lamb"), "{v}");
+    let rec = sim
+        .records()
+        .into_iter()
+        .find(|r| r.status == Some(101))
+        .expect("an upgrade");
+    assert!(rec.request.unwrap().1.ends_with("?intent=transcription"));
+    sim.shutdown().await;
+
+    // An openai-only flag with the vllm dialect is a config error naming the key.
+    let out = tokio::task::spawn_blocking(move || {
+        rtprobe(&[
+            "probe",
+            "--target",
+            &target,
+            "--audio",
+            CLIP,
+            "--language",
+            "en",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("language belongs to the openai dialect"),
+        "{stderr}"
+    );
+}

@@ -12,7 +12,7 @@ use std::path::Path;
 
 pub use duration::{format_duration, parse_duration};
 pub use model::*;
-pub use validate::{expand_env, parse_target};
+pub use validate::{expand_env, parse_target, parse_target_for};
 
 /// Why a config was rejected. One line: file, field path, message, line and column.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

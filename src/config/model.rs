@@ -112,6 +112,93 @@ pub struct TlsSettings {
     pub insecure_skip_verify: bool,
 }
 
+/// The wire dialect a probe speaks (one module per dialect in `probe::dialect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dialect {
+    /// vLLM's own `/v1/realtime`: flat `session.update`, `commit{final}`, `transcription.*`.
+    #[default]
+    Vllm,
+    /// The OpenAI GA Realtime API in transcription mode (docs/protocol-openai.md).
+    #[serde(rename = "openai")]
+    OpenAi,
+}
+
+impl Dialect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Vllm => "vllm",
+            Dialect::OpenAi => "openai",
+        }
+    }
+
+    /// The PCM rate the dialect streams unless `sample_rate` says otherwise.
+    pub fn default_rate(self) -> u32 {
+        match self {
+            Dialect::Vllm => 16_000,
+            Dialect::OpenAi => 24_000,
+        }
+    }
+}
+
+/// Who decides where an utterance ends (OpenAI dialect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TurnDetection {
+    /// `turn_detection: null`: the probe commits each utterance itself.
+    #[default]
+    Manual,
+    /// `server_vad`: the server commits after `silence` of trailing silence, which the probe
+    /// streams after the clip; the utterance ends at `speech_stopped`.
+    ServerVad {
+        #[serde(with = "crate::config::duration::serde_secs")]
+        silence: Duration,
+    },
+}
+
+/// The dialect and its settings, validated (a dialect-specific key never reaches the other).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DialectSpec {
+    pub kind: Dialect,
+    /// The `gen_ai.provider.name` attribute (semantic-convention values: `openai`,
+    /// `azure.ai.openai`, …; `vllm` for vLLM).
+    pub provider: String,
+    /// PCM rate streamed (and declared, in the OpenAI dialect); audio is resampled to it at load.
+    pub sample_rate: u32,
+    /// OpenAI: `audio.input.transcription.language` (ISO-639-1).
+    pub language: Option<String>,
+    /// OpenAI: `audio.input.transcription.prompt`.
+    pub prompt: Option<String>,
+    pub turn_detection: TurnDetection,
+}
+
+impl Default for DialectSpec {
+    fn default() -> Self {
+        DialectSpec::of(Dialect::Vllm)
+    }
+}
+
+impl DialectSpec {
+    /// The dialect with its defaults.
+    pub fn of(kind: Dialect) -> Self {
+        DialectSpec {
+            kind,
+            provider: kind.as_str().to_string(),
+            sample_rate: kind.default_rate(),
+            language: None,
+            prompt: None,
+            turn_detection: TurnDetection::Manual,
+        }
+    }
+}
+
+/// One utterance of a multi-utterance session: a clip and its reference transcript.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UtteranceSpec {
+    pub audio: PathBuf,
+    pub reference: Option<String>,
+}
+
 /// One configured probe, validated.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ProbeSpec {
@@ -145,6 +232,25 @@ pub struct ProbeSpec {
     pub concurrency: u32,
     /// Random delay added to each scheduled start, at most this fraction of the interval.
     pub jitter: f64,
+    /// Wire dialect and its settings.
+    pub dialect: DialectSpec,
+    /// The utterances of one session, in order (`utterances:`); empty means one utterance of
+    /// `audio` with `reference`. See `ProbeSpec::clips`.
+    pub utterances: Vec<UtteranceSpec>,
+}
+
+impl ProbeSpec {
+    /// Every utterance of one session: `utterances`, or the one clip.
+    pub fn clips(&self) -> Vec<UtteranceSpec> {
+        if self.utterances.is_empty() {
+            vec![UtteranceSpec {
+                audio: self.audio.clone(),
+                reference: self.reference.clone(),
+            }]
+        } else {
+            self.utterances.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -89,6 +89,10 @@ pub struct RawProbeDefaults {
     pub concurrency: Option<u32>,
     pub jitter: Option<f64>,
     pub model: Option<String>,
+    /// `vllm` (default) or `openai`.
+    pub dialect: Option<String>,
+    /// `gen_ai.provider.name` (default: the dialect's name).
+    pub provider: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -128,10 +132,52 @@ pub struct RawProbe {
     pub concurrency: Option<u32>,
     pub jitter: Option<f64>,
     pub deadlines: Option<RawDeadlines>,
+    /// Extra upgrade-request headers: a string (`${VAR}` expands) or, for a credential such as
+    /// Azure's `api-key`, `{env: VAR}` / `{file: PATH}` like `bearer_token`.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, RawHeaderValue>,
     pub bearer_token: Option<RawBearer>,
     pub tls: Option<RawTls>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// `vllm` (default) or `openai`.
+    pub dialect: Option<String>,
+    /// `gen_ai.provider.name` (default: the dialect's name).
+    pub provider: Option<String>,
+    /// OpenAI dialect: PCM rate declared and streamed (default 24000).
+    pub sample_rate: Option<u32>,
+    /// OpenAI dialect: transcription language (ISO-639-1).
+    pub language: Option<String>,
+    /// OpenAI dialect: transcription prompt.
+    pub prompt: Option<String>,
+    /// OpenAI dialect: `none` (manual commits, default) or `server_vad`.
+    pub turn_detection: Option<String>,
+    /// OpenAI dialect with `server_vad`: the silence that ends a turn (default 500ms).
+    pub vad_silence: Option<DurationText>,
+    /// Several utterances on one connection: a count (the clip repeated) or a list of clips.
+    pub utterances: Option<RawUtterances>,
+}
+
+/// A probe header value: text, or a secret read like a bearer token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawHeaderValue {
+    Text(String),
+    Secret(RawBearer),
+}
+
+/// `utterances: 3`, or `utterances: [{audio: a.wav, reference: "…"}, …]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawUtterances {
+    Count(u32),
+    List(Vec<RawUtterance>),
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUtterance {
+    pub audio: Option<PathBuf>,
+    pub reference: Option<String>,
+    pub reference_file: Option<PathBuf>,
 }

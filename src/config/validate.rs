@@ -111,8 +111,9 @@ fn valid_probe_name(n: &str) -> bool {
 }
 
 /// Label names that rtprobe or Prometheus own.
-const RESERVED_LABELS: [&str; 12] = [
+const RESERVED_LABELS: [&str; 13] = [
     "le",
+    "rtprobe_utterance",
     "quantile",
     "job",
     "instance",
@@ -146,6 +147,35 @@ fn check_label(name: &str) -> Result<(), String> {
 
 /// `http(s)://h[:p][/base]` → `ws(s)://h:p[/base]/v1/realtime`; `ws(s)://…` kept as written.
 pub fn parse_target(url: &str) -> Result<Target, String> {
+    parse_target_for(url, Dialect::Vllm)
+}
+
+/// `parse_target` for a dialect. OpenAI: `http(s)://h[:p][/base][?q]` →
+/// `ws(s)://h:p[/base]/v1/realtime?intent=transcription[&q]` (a query given on the http URL,
+/// such as Azure's `api-version` and `deployment`, is kept; `intent` is not added twice); a
+/// `ws(s)://` URL is kept exactly as written (docs/protocol-openai.md, "Connection").
+pub fn parse_target_for(url: &str, dialect: Dialect) -> Result<Target, String> {
+    let mut t = parse_target_vllm(url)?;
+    if dialect == Dialect::OpenAi && !url.to_ascii_lowercase().starts_with("ws") {
+        let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let has_intent = query.split('&').any(|kv| kv.starts_with("intent="));
+        let mut q = if has_intent {
+            String::new()
+        } else {
+            "intent=transcription".to_string()
+        };
+        if !query.is_empty() {
+            if !q.is_empty() {
+                q.push('&');
+            }
+            q.push_str(query);
+        }
+        t.ws_url = format!("{}?{q}", t.ws_url);
+    }
+    Ok(t)
+}
+
+fn parse_target_vllm(url: &str) -> Result<Target, String> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
         format!(
             "invalid URL {url:?}: expected http://, https://, ws:// or wss:// followed by a host"
@@ -474,6 +504,8 @@ fn otlp(cx: &Ctx<'_>, raw: Option<RawOtlp>) -> Res<Option<OtlpSettings>> {
 }
 
 fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<ProbeSpec> {
+    let dialect = dialect_spec(cx, i, &p, d)?;
+    let clips = utterance_clips(cx, i, &p);
     let name = p
         .name
         .ok_or_else(|| cx.probe_err(i, &["name"], "name is required"))?;
@@ -491,7 +523,8 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
             "target is required, e.g. http://127.0.0.1:8000",
         )
     })?;
-    let target = parse_target(&target_text).map_err(|m| cx.probe_err(i, &["target"], m))?;
+    let target = parse_target_for(&target_text, dialect.kind)
+        .map_err(|m| cx.probe_err(i, &["target"], m))?;
     let model = match p.model.or_else(|| d.model.clone()) {
         None => {
             return Err(cx.probe_err(
@@ -503,43 +536,7 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
         Some(m) if m == "auto" => ModelChoice::Auto,
         Some(m) => ModelChoice::Named(m),
     };
-    let audio_rel = p
-        .audio
-        .ok_or_else(|| cx.probe_err(i, &["audio"], "audio is required: a WAV or FLAC file"))?;
-    let audio = cx.resolve(&audio_rel);
-    if !audio.is_file() {
-        return Err(cx.probe_err(
-            i,
-            &["audio"],
-            format!("audio file {} does not exist", audio.display()),
-        ));
-    }
-    let reference = match (p.reference, p.reference_file) {
-        (Some(_), Some(_)) => {
-            return Err(cx.probe_err(
-                i,
-                &["reference_file"],
-                "set reference or reference_file, not both",
-            ));
-        }
-        (Some(r), None) => Some(r),
-        (None, Some(f)) => {
-            let path = cx.resolve(&f);
-            Some(
-                std::fs::read_to_string(&path)
-                    .map_err(|e| {
-                        cx.probe_err(
-                            i,
-                            &["reference_file"],
-                            format!("cannot read {}: {e}", path.display()),
-                        )
-                    })?
-                    .trim()
-                    .to_string(),
-            )
-        }
-        (None, None) => None,
-    };
+    let (audio, reference, utterances) = clips?;
     let pd = |key: &'static str, v: &Option<DurationText>| dur(v, |m| cx.probe_err(i, &[key], m));
     let dd = |key: &'static str, v: &Option<DurationText>| {
         dur(v, |m| Problem {
@@ -655,8 +652,19 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
                 "set the Authorization header through bearer_token (env or file), not headers",
             ));
         }
-        let v = expand_env(v, cx.env).map_err(|m| cx.probe_err(i, &["headers", k], m))?;
-        headers.push((k.clone(), Secret::new(v)));
+        let v = match v {
+            RawHeaderValue::Text(t) => {
+                Secret::new(expand_env(t, cx.env).map_err(|m| cx.probe_err(i, &["headers", k], m))?)
+            }
+            // An Azure `api-key` from a mounted Secret: read like a bearer token.
+            RawHeaderValue::Secret(b) => {
+                bearer(cx, &format!("headers.{k}"), b.clone(), &|m| {
+                    cx.probe_err(i, &["headers", k], m)
+                })?
+                .token
+            }
+        };
+        headers.push((k.clone(), v));
     }
     let bearer = match p.bearer_token {
         None => None,
@@ -706,7 +714,246 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
         timeout,
         concurrency,
         jitter,
+        dialect,
+        utterances,
     })
+}
+
+/// Upper bound of `utterances`: a session is one scheduled run and must fit its timeout.
+const MAX_UTTERANCES: u32 = 100;
+
+/// One clip (`audio` with `reference` or `reference_file`), resolved and checked; `path` is the
+/// field path errors name (`[]` for the probe's own keys, `["utterances", "k"]` for a list item).
+fn clip(
+    cx: &Ctx<'_>,
+    i: usize,
+    path: &[&str],
+    audio: Option<&PathBuf>,
+    reference: Option<&String>,
+    reference_file: Option<&PathBuf>,
+) -> Res<UtteranceSpec> {
+    let at = |key: &'static str| -> Vec<&str> {
+        let mut v = path.to_vec();
+        v.push(key);
+        v
+    };
+    let audio_rel = audio
+        .ok_or_else(|| cx.probe_err(i, &at("audio"), "audio is required: a WAV or FLAC file"))?;
+    let audio = cx.resolve(audio_rel);
+    if !audio.is_file() {
+        return Err(cx.probe_err(
+            i,
+            &at("audio"),
+            format!("audio file {} does not exist", audio.display()),
+        ));
+    }
+    let reference = match (reference, reference_file) {
+        (Some(_), Some(_)) => {
+            return Err(cx.probe_err(
+                i,
+                &at("reference_file"),
+                "set reference or reference_file, not both",
+            ));
+        }
+        (Some(r), None) => Some(r.clone()),
+        (None, Some(f)) => {
+            let path = cx.resolve(f);
+            Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| {
+                        cx.probe_err(
+                            i,
+                            &at("reference_file"),
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?
+                    .trim()
+                    .to_string(),
+            )
+        }
+        (None, None) => None,
+    };
+    Ok(UtteranceSpec { audio, reference })
+}
+
+/// The probe's clip and its utterances: `utterances: N` repeats the clip N times; a list gives
+/// each utterance its own clip and reference (then the probe's own `audio` is the first one's).
+fn utterance_clips(
+    cx: &Ctx<'_>,
+    i: usize,
+    p: &RawProbe,
+) -> Res<(PathBuf, Option<String>, Vec<UtteranceSpec>)> {
+    match &p.utterances {
+        None | Some(RawUtterances::Count(1)) => {
+            let c = clip(
+                cx,
+                i,
+                &[],
+                p.audio.as_ref(),
+                p.reference.as_ref(),
+                p.reference_file.as_ref(),
+            )?;
+            Ok((c.audio, c.reference, Vec::new()))
+        }
+        Some(RawUtterances::Count(n)) => {
+            if !(1..=MAX_UTTERANCES).contains(n) {
+                return Err(cx.probe_err(
+                    i,
+                    &["utterances"],
+                    format!("utterances {n} out of range: expected 1 to {MAX_UTTERANCES}, or a list of clips"),
+                ));
+            }
+            let c = clip(
+                cx,
+                i,
+                &[],
+                p.audio.as_ref(),
+                p.reference.as_ref(),
+                p.reference_file.as_ref(),
+            )?;
+            let all = vec![c.clone(); *n as usize];
+            Ok((c.audio, c.reference, all))
+        }
+        Some(RawUtterances::List(list)) => {
+            if p.audio.is_some() || p.reference.is_some() || p.reference_file.is_some() {
+                let key = if p.audio.is_some() {
+                    "audio"
+                } else if p.reference.is_some() {
+                    "reference"
+                } else {
+                    "reference_file"
+                };
+                return Err(cx.probe_err(
+                    i,
+                    &[key],
+                    format!("{key} and a list of utterances exclude each other: give each utterance its audio and reference"),
+                ));
+            }
+            if list.is_empty() || list.len() > MAX_UTTERANCES as usize {
+                return Err(cx.probe_err(
+                    i,
+                    &["utterances"],
+                    format!("utterances needs 1 to {MAX_UTTERANCES} clips"),
+                ));
+            }
+            let mut all = Vec::with_capacity(list.len());
+            for (k, u) in list.iter().enumerate() {
+                let idx = k.to_string();
+                all.push(clip(
+                    cx,
+                    i,
+                    &["utterances", &idx],
+                    u.audio.as_ref(),
+                    u.reference.as_ref(),
+                    u.reference_file.as_ref(),
+                )?);
+            }
+            Ok((all[0].audio.clone(), all[0].reference.clone(), all))
+        }
+    }
+}
+
+/// The probe's dialect and its settings. A key that belongs to the other dialect is an error
+/// on that key's line, so a config never silently ignores what its author meant.
+fn dialect_spec(cx: &Ctx<'_>, i: usize, p: &RawProbe, d: &RawProbeDefaults) -> Res<DialectSpec> {
+    let (text, on_probe) = match (&p.dialect, &d.dialect) {
+        (Some(t), _) => (t.as_str(), true),
+        (None, Some(t)) => (t.as_str(), false),
+        (None, None) => ("vllm", true),
+    };
+    let kind = match text {
+        "vllm" => Dialect::Vllm,
+        "openai" => Dialect::OpenAi,
+        other => {
+            let m = format!("unknown dialect {other:?}: expected vllm or openai");
+            return Err(if on_probe {
+                cx.probe_err(i, &["dialect"], m)
+            } else {
+                cx.top_err("defaults", &["dialect"], m)
+            });
+        }
+    };
+    let mut spec = DialectSpec::of(kind);
+    if let Some(provider) = p.provider.as_ref().or(d.provider.as_ref()) {
+        let ok = !provider.is_empty()
+            && provider.len() <= 64
+            && provider
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_'));
+        if !ok {
+            let m = format!(
+                "invalid provider {provider:?}: expected a gen_ai.provider.name value such as openai, azure.ai.openai or vllm ([a-z0-9._], at most 64)"
+            );
+            return Err(if p.provider.is_some() {
+                cx.probe_err(i, &["provider"], m)
+            } else {
+                cx.top_err("defaults", &["provider"], m)
+            });
+        }
+        spec.provider = provider.clone();
+    }
+    if kind == Dialect::Vllm {
+        for (key, set) in [
+            ("sample_rate", p.sample_rate.is_some()),
+            ("language", p.language.is_some()),
+            ("prompt", p.prompt.is_some()),
+            ("turn_detection", p.turn_detection.is_some()),
+            ("vad_silence", p.vad_silence.is_some()),
+        ] {
+            if set {
+                return Err(cx.probe_err(
+                    i,
+                    &[key],
+                    format!("{key} belongs to the openai dialect; this probe speaks vllm (set dialect: openai, or remove {key})"),
+                ));
+            }
+        }
+        return Ok(spec);
+    }
+    if let Some(rate) = p.sample_rate {
+        if !(8_000..=48_000).contains(&rate) {
+            return Err(cx.probe_err(
+                i,
+                &["sample_rate"],
+                format!("sample_rate {rate} out of range: expected 8000 to 48000 (OpenAI takes 24000 only)"),
+            ));
+        }
+        spec.sample_rate = rate;
+    }
+    spec.language = p.language.clone();
+    spec.prompt = p.prompt.clone();
+    let silence = dur(&p.vad_silence, |m| cx.probe_err(i, &["vad_silence"], m))?;
+    spec.turn_detection = match p.turn_detection.as_deref() {
+        None | Some("none") | Some("manual") => {
+            if silence.is_some() {
+                return Err(cx.probe_err(
+                    i,
+                    &["vad_silence"],
+                    "vad_silence needs turn_detection: server_vad",
+                ));
+            }
+            TurnDetection::Manual
+        }
+        Some("server_vad") => {
+            let silence = silence.unwrap_or(Duration::from_millis(500));
+            if !(Duration::from_millis(100)..=Duration::from_secs(5)).contains(&silence) {
+                return Err(cx.probe_err(
+                    i,
+                    &["vad_silence"],
+                    format!("vad_silence {silence:?} out of range: expected 100ms to 5s"),
+                ));
+            }
+            TurnDetection::ServerVad { silence }
+        }
+        Some(other) => {
+            return Err(cx.probe_err(
+                i,
+                &["turn_detection"],
+                format!("unknown turn_detection {other:?}: expected none or server_vad"),
+            ));
+        }
+    };
+    Ok(spec)
 }
 
 /// A token from `{env: VAR}` or `{file: PATH}`; `key` names the field in messages and `err`

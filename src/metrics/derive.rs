@@ -75,11 +75,8 @@ pub fn derive(t: &Timeline, reference: Option<&str>) -> Derived {
         .map(|s| s.at)
         .collect();
     let first_append = appends.first().copied();
-    let final_commit = t
-        .sent
-        .iter()
-        .find(|s| s.kind == SentKind::FinalCommit)
-        .map(|s| s.at);
+    // The commit that ended the utterance, or the server VAD's `speech_stopped`.
+    let final_commit = t.end_of_audio();
     let usage = t.done.as_ref().and_then(|d| d.usage);
 
     let itl_gaps = tokens.windows(2).map(|w| secs(w[1] - w[0])).collect();

@@ -32,8 +32,9 @@ use crate::probe::error::ErrorType;
 /// Attribute keys rtprobe sets itself; a static label from the config with one of these keys
 /// (or one that sanitises to the same Prometheus label name) is dropped so it cannot merge into
 /// or shadow ours.
-const RESERVED_KEYS: [&str; 11] = [
+const RESERVED_KEYS: [&str; 12] = [
     "rtprobe.probe",
+    "rtprobe.utterance",
     "server.address",
     "server.port",
     "gen_ai.request.model",
@@ -78,7 +79,7 @@ impl ProbeLabels {
             KeyValue::new("server.port", i64::from(spec.target.port)),
             KeyValue::new("gen_ai.request.model", model.to_owned()),
             KeyValue::new("gen_ai.operation.name", "speech_to_text"),
-            KeyValue::new("gen_ai.provider.name", "vllm"),
+            KeyValue::new("gen_ai.provider.name", spec.dialect.provider.clone()),
         ];
         let reserved: Vec<String> = RESERVED_KEYS.iter().map(|k| prom_label(k)).collect();
         for (k, v) in &spec.labels {
@@ -103,6 +104,25 @@ impl ProbeLabels {
             .collect();
         ProbeLabels {
             key: key.into(),
+            success: with(KeyValue::new("outcome", "success")),
+            input_tokens: with(KeyValue::new("gen_ai.token.type", "input")),
+            output_tokens: with(KeyValue::new("gen_ai.token.type", "output")),
+            base: base.into(),
+        }
+    }
+
+    /// The same attributes plus `key=value`: a multi-utterance probe's `rtprobe.utterance`
+    /// (`first` or `later`; both from a closed set).
+    pub fn with(&self, key: &'static str, value: &'static str) -> ProbeLabels {
+        let mut base = self.base.to_vec();
+        base.push(KeyValue::new(key, value));
+        let with = |extra: KeyValue| -> Arc<[KeyValue]> {
+            let mut v = base.clone();
+            v.push(extra);
+            v.into()
+        };
+        ProbeLabels {
+            key: format!("{}{key}={value}\u{1f}", self.key).into(),
             success: with(KeyValue::new("outcome", "success")),
             input_tokens: with(KeyValue::new("gen_ai.token.type", "input")),
             output_tokens: with(KeyValue::new("gen_ai.token.type", "output")),
@@ -410,7 +430,18 @@ impl Recorder {
         }
         i.runs.add(1, &labels.success);
         i.success.record(1, &labels.base);
+        Self::record_values(&i, labels, derived);
+    }
 
+    /// Records a later utterance of a multi-utterance session (labels carrying
+    /// `rtprobe.utterance="later"`): its values only; the session is one run, counted by
+    /// `record_run` with the first utterance.
+    pub fn record_utterance(&self, labels: &ProbeLabels, derived: &Derived) {
+        let i = self.instruments();
+        Self::record_values(&i, labels, derived);
+    }
+
+    fn record_values(i: &Instruments, labels: &ProbeLabels, derived: &Derived) {
         let base = &labels.base[..];
         observe_opt(&i.duration, derived.e2e, base);
         observe_opt(&i.ttft, derived.ttft, base);

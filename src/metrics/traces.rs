@@ -373,6 +373,8 @@ mod tests {
             timeout: ms(30_000),
             concurrency: 1,
             jitter: 0.0,
+            dialect: Default::default(),
+            utterances: Vec::new(),
         };
         ProbeLabels::new(&spec, "m")
     }

@@ -1,5 +1,7 @@
-//! One probe run (docs/protocol-vllm.md §6.1/§6.2): connect, wait for `session.created`, send
-//! `session.update` and the audio, read deltas until `transcription.done`, close 1000.
+//! One probe run (docs/protocol-vllm.md §6.1/§6.2; docs/protocol-openai.md): connect, wait for
+//! `session.created`, send `session.update` and the audio, read deltas until the final text,
+//! close 1000. The frames and the reading of events come from the probe's dialect
+//! (`probe::dialect`); pacing, deadlines and the `Timeline` are the same for every dialect.
 //!
 //! The reader runs from the first byte, concurrently with the sender: both are futures polled
 //! together in the caller's task (no spawned task), so dropping the run cancels everything, and
@@ -7,7 +9,7 @@
 //! here; the caller gets a `Timeline` whatever happened, never a panic.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -22,9 +24,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use crate::audio::PreparedAudio;
 use crate::config::{ModelChoice, Pacing, ProbeSpec};
 use crate::probe::connect::{self, Ws, map_ws_error};
+use crate::probe::dialect::{self, Event, Frames};
 use crate::probe::error::{ErrorType, ProbeError, ServerCode};
-use crate::probe::events::{self, ServerEvent};
-use crate::probe::timeline::{Delta, Done, Sent, SentKind, Timeline};
+use crate::probe::timeline::{Acks, Delta, Done, Sent, SentKind, Timeline, UtteranceSlice};
 use crate::probe::{models, pacer};
 
 /// Ignored events (unknown types, non-fatal errors) tolerated per run.
@@ -39,9 +41,6 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// After a failed send, how long the reader gets to report the cause (an error event, a close
 /// frame) before the send failure itself is reported.
 const SEND_FAILURE_GRACE: Duration = Duration::from_secs(1);
-
-const START_COMMIT: &str = r#"{"type":"input_audio_buffer.commit","final":false}"#;
-const FINAL_COMMIT: &str = r#"{"type":"input_audio_buffer.commit","final":true}"#;
 
 /// What a CLI progress line can show while a run goes on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,12 +80,27 @@ pub async fn run_observed(
     audio: &PreparedAudio,
     observer: &mut (dyn FnMut(&ProgressEvent) + Send),
 ) -> Timeline {
+    run_session(spec, &[audio], observer).await
+}
+
+/// A session of several utterances on one connection, one clip each, in order: utterance k+1
+/// starts when utterance k's final text arrived. A failure in utterance k fails the run; the
+/// detail names the utterance and `Timeline::failed_utterance` holds it.
+pub async fn run_session(
+    spec: &ProbeSpec,
+    clips: &[&PreparedAudio],
+    observer: &mut (dyn FnMut(&ProgressEvent) + Send),
+) -> Timeline {
     let run_start = Instant::now();
     let mut tl = Timeline::new(SystemTime::now());
     tl.t0 = Some(run_start);
+    tl.dialect = spec.dialect.kind;
     let observer = Mutex::new(observer);
+    let slices = Mutex::new(Vec::<UtteranceSlice>::new());
     let bound = (run_start + spec.timeout).into();
-    match timeout_at(bound, drive(spec, audio, &mut tl, &observer)).await {
+    let driven = timeout_at(bound, drive(spec, clips, &mut tl, &slices, &observer)).await;
+    tl.utterances = slices.into_inner().unwrap_or_else(|p| p.into_inner());
+    match driven {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             if tl.ended.is_zero() {
@@ -104,14 +118,36 @@ pub async fn run_observed(
             ));
         }
     }
+    if let Err(e) = &mut tl.outcome {
+        // The utterance that was in progress: the first without its final text.
+        let k = tl
+            .utterances
+            .iter()
+            .position(|u| u.done.is_none() || u.truncated)
+            .unwrap_or(tl.utterances.len().saturating_sub(1));
+        tl.failed_utterance = Some(k);
+        if clips.len() > 1 {
+            e.detail = format!("utterance {} of {}: {}", k + 1, clips.len(), e.detail);
+        }
+    }
     tl
 }
 
 /// The timeout kind of the stage a run was in when its whole-run bound passed.
 fn pending_timeout(tl: &Timeline) -> ErrorType {
+    // The utterance in progress: its deltas follow the last one that got its final text.
+    let from = tl
+        .utterances
+        .iter()
+        .rev()
+        .find_map(|u| u.deltas_end)
+        .unwrap_or(0)
+        .min(tl.deltas.len());
+    let waiting = tl.utterances.last().is_none_or(|u| u.done.is_none());
+    let no_text = waiting && !tl.deltas[from..].iter().any(|d| d.nonempty);
     if tl.phases.session_created.is_none() {
         ErrorType::TimeoutConnect
-    } else if tl.done.is_none() && !tl.deltas.iter().any(|d| d.nonempty) {
+    } else if no_text {
         ErrorType::TimeoutFirstText
     } else {
         ErrorType::TimeoutDone
@@ -125,6 +161,21 @@ struct Flags {
     start_sent: AtomicBool,
     final_sent: AtomicBool,
     text_seen: AtomicBool,
+    /// Utterances whose final text arrived; the sender starts the next one after it.
+    done_count: AtomicUsize,
+    done_notify: tokio::sync::Notify,
+}
+
+/// The per-utterance slices, written by the sender (where an utterance's sends begin) and the
+/// reader (its final text and acks); both run in one task and never hold the lock across an
+/// await.
+type Slices = Mutex<Vec<UtteranceSlice>>;
+
+fn with_slice(slices: &Slices, k: usize, f: impl FnOnce(&mut UtteranceSlice)) {
+    let mut v = slices.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(s) = v.get_mut(k) {
+        f(s);
+    }
 }
 
 /// Everything up to `done`, then the closing handshake; `Ok` only for a complete, non-truncated
@@ -132,10 +183,17 @@ struct Flags {
 /// returned earlier (connect, session) leave `ended` at zero for the caller to fill in.
 async fn drive(
     spec: &ProbeSpec,
-    audio: &PreparedAudio,
+    clips: &[&PreparedAudio],
     tl: &mut Timeline,
+    slices: &Slices,
     observer: &Observer<'_>,
 ) -> Result<(), ProbeError> {
+    let Some(&audio) = clips.first() else {
+        return Err(ProbeError::new(
+            ErrorType::Internal,
+            "a session needs a clip",
+        ));
+    };
     let model = match &spec.model {
         ModelChoice::Named(name) => name.clone(),
         ModelChoice::Auto => {
@@ -191,8 +249,8 @@ async fn drive(
     .map_err(|_| connect_timeout())?;
     let at = t0.elapsed();
     match first {
-        Some(Ok(Message::Text(text))) => match events::parse(&text) {
-            Ok(ServerEvent::SessionCreated) => {}
+        Some(Ok(Message::Text(text))) => match dialect::parse(spec.dialect.kind, &text) {
+            Ok(Event::SessionCreated) => {}
             Ok(_) => {
                 return Err(ProbeError::new(
                     ErrorType::Protocol,
@@ -228,20 +286,45 @@ async fn drive(
     notify(observer, ProgressEvent::SessionCreated);
 
     // Every frame is built before the first timed send: the hot path only clones `Bytes`.
-    let update =
-        Utf8Bytes::from(serde_json::json!({"type": "session.update", "model": model}).to_string());
-    let frames: Vec<Utf8Bytes> = audio.chunks.iter().map(|c| utf8_frame(&c.frame)).collect();
-    let chunk_ends: Vec<Duration> = audio
-        .chunks
+    let Frames {
+        update,
+        start_commit,
+        end_commit,
+        vad_tail,
+    } = dialect::frames(spec, &model);
+    // Trailing silence for a server VAD, in chunks of the clip's size.
+    let tail: Option<(Utf8Bytes, u32, usize)> = (!vad_tail.is_zero()).then(|| {
+        let per_chunk = ((audio.chunk.as_secs_f64() * f64::from(audio.rate)).round() as u32).max(1);
+        let silence =
+            crate::audio::prepare_pcm_at(&vec![0i16; per_chunk as usize], audio.chunk, audio.rate);
+        let n = vad_tail.as_nanos().div_ceil(audio.chunk.as_nanos().max(1)) as usize;
+        let c = &silence.chunks[0];
+        (utf8_frame(&c.frame), c.samples, n)
+    });
+    let utterances: Vec<UtterancePlan> = clips
         .iter()
-        .scan(0u64, |samples, c| {
-            *samples += u64::from(c.samples);
-            Some(Duration::from_secs_f64(
-                *samples as f64 / f64::from(crate::audio::SAMPLE_RATE),
-            ))
+        .map(|clip| {
+            let mut frames: Vec<Utf8Bytes> =
+                clip.chunks.iter().map(|c| utf8_frame(&c.frame)).collect();
+            let mut chunk_samples: Vec<u32> = clip.chunks.iter().map(|c| c.samples).collect();
+            if let Some((frame, samples, n)) = &tail {
+                frames.extend(std::iter::repeat_n(frame.clone(), *n));
+                chunk_samples.extend(std::iter::repeat_n(*samples, *n));
+            }
+            let chunk_ends = chunk_samples
+                .iter()
+                .scan(0u64, |samples, c| {
+                    *samples += u64::from(*c);
+                    Some(Duration::from_secs_f64(
+                        *samples as f64 / f64::from(clip.rate),
+                    ))
+                })
+                .collect();
+            UtterancePlan { frames, chunk_ends }
         })
         .collect();
-    tl.sent.reserve(frames.len() + 3);
+    tl.sent
+        .reserve(utterances.iter().map(|u| u.frames.len() + 2).sum::<usize>() + 1);
 
     let flags = Flags::default();
     let outcome = {
@@ -253,34 +336,41 @@ async fn drive(
             audio_sent,
             truncated,
             ignored_events,
+            acks,
             ..
         } = &mut *tl;
         let sender = send_all(
             spec,
             audio,
             SendPlan {
-                update,
-                frames,
-                chunk_ends,
+                update: Utf8Bytes::from(update),
+                start_commit: start_commit.map(Utf8Bytes::from),
+                end_commit: end_commit.map(Utf8Bytes::from),
+                utterances,
             },
             t0,
             &mut sink,
             sent,
             audio_sent,
             &flags,
+            slices,
             observer,
         );
         let reader = read_all(
             &mut stream,
             t0,
+            spec.dialect.kind,
             Received {
                 deltas,
                 delta_text,
                 done,
                 truncated,
                 ignored_events,
+                acks,
             },
+            clips.len(),
             &flags,
+            slices,
             observer,
         );
         tokio::pin!(sender, reader);
@@ -294,7 +384,7 @@ async fn drive(
     let outcome = match outcome {
         Ok(()) if tl.truncated => Err(ProbeError::new(
             ErrorType::Truncated,
-            "transcription.done arrived before the final commit was sent",
+            "the final text arrived before the utterance's audio ended",
         )),
         other => other,
     };
@@ -352,10 +442,19 @@ async fn close(sink: &mut SplitSink<Ws, Message>, stream: &mut SplitStream<Ws>) 
     .await;
 }
 
-struct SendPlan {
-    update: Utf8Bytes,
+/// One utterance's append frames and the cumulative audio at the end of each.
+struct UtterancePlan {
     frames: Vec<Utf8Bytes>,
     chunk_ends: Vec<Duration>,
+}
+
+struct SendPlan {
+    update: Utf8Bytes,
+    /// vLLM's `commit final:false`; `None` in dialects where appends open the utterance.
+    start_commit: Option<Utf8Bytes>,
+    /// The commit that ends the utterance; `None` when the server commits (VAD).
+    end_commit: Option<Utf8Bytes>,
+    utterances: Vec<UtterancePlan>,
 }
 
 /// Send every client frame in the pacing order, then watch the first-text and done deadlines.
@@ -370,11 +469,10 @@ async fn send_all(
     sent: &mut Vec<Sent>,
     audio_sent: &mut Duration,
     flags: &Flags,
+    slices: &Slices,
     observer: &Observer<'_>,
 ) -> ProbeError {
     let first_text_deadline = |first_append: Instant| first_append + spec.deadlines.first_text;
-    let mut first_append: Option<Instant> = None;
-    let total = plan.frames.len();
 
     macro_rules! send {
         ($msg:expr, $kind:expr, $scheduled:expr, $audio_end:expr) => {{
@@ -394,69 +492,109 @@ async fn send_all(
         }};
     }
     // Realtime sends it before the audio, burst (guidellm's order) after it.
+    let start_commit = plan.start_commit;
     macro_rules! start_commit {
         () => {{
-            send!(
-                Utf8Bytes::from_static(START_COMMIT),
-                SentKind::StartCommit,
-                None,
-                None
-            );
-            flags.start_sent.store(true, Ordering::Release);
+            if let Some(frame) = start_commit.clone() {
+                send!(frame, SentKind::StartCommit, None, None);
+                flags.start_sent.store(true, Ordering::Release);
+            }
         }};
     }
 
-    send!(plan.update, SentKind::SessionUpdate, None, None);
-    if spec.pacing == Pacing::Realtime {
-        start_commit!();
-    }
-    let origin = Instant::now();
-    for (i, (frame, end)) in plan.frames.into_iter().zip(plan.chunk_ends).enumerate() {
-        let scheduled = match spec.pacing {
-            Pacing::Realtime => origin + audio.chunk * i as u32,
-            Pacing::Burst => origin,
-        };
-        if spec.pacing == Pacing::Realtime
-            && let Some(fa) = first_append
-            && let Err(e) = sleep_watching_text(scheduled, first_text_deadline(fa), flags).await
+    let count = plan.utterances.len();
+    let mut audio_before = Duration::ZERO;
+    for (u, utterance) in plan.utterances.into_iter().enumerate() {
         {
-            return e;
+            let mut v = slices.lock().unwrap_or_else(|p| p.into_inner());
+            v.push(UtteranceSlice {
+                sent_from: sent.len(),
+                ..UtteranceSlice::default()
+            });
         }
-        let at = send!(
-            frame,
-            SentKind::Append,
-            Some(scheduled.saturating_duration_since(t0)),
-            Some(end)
-        );
-        first_append.get_or_insert(at);
-        *audio_sent = end;
-        notify(observer, ProgressEvent::ChunkSent { index: i, total });
+        flags.final_sent.store(false, Ordering::Release);
+        flags.text_seen.store(false, Ordering::Release);
+        if u == 0 {
+            send!(plan.update.clone(), SentKind::SessionUpdate, None, None);
+        }
+        if spec.pacing == Pacing::Realtime {
+            start_commit!();
+        }
+        let mut first_append: Option<Instant> = None;
+        let total = utterance.frames.len();
+        let origin = Instant::now();
+        for (i, (frame, end)) in utterance
+            .frames
+            .into_iter()
+            .zip(utterance.chunk_ends)
+            .enumerate()
+        {
+            let scheduled = match spec.pacing {
+                Pacing::Realtime => origin + audio.chunk * i as u32,
+                Pacing::Burst => origin,
+            };
+            if spec.pacing == Pacing::Realtime
+                && let Some(fa) = first_append
+                && let Err(e) = sleep_watching_text(scheduled, first_text_deadline(fa), flags).await
+            {
+                return e;
+            }
+            let at = send!(
+                frame,
+                SentKind::Append,
+                Some(scheduled.saturating_duration_since(t0)),
+                Some(end)
+            );
+            first_append.get_or_insert(at);
+            *audio_sent = audio_before + end;
+            notify(observer, ProgressEvent::ChunkSent { index: i, total });
+        }
+        audio_before = *audio_sent;
+        if spec.pacing == Pacing::Burst {
+            start_commit!();
+        }
+        if let Some(frame) = plan.end_commit.clone() {
+            send!(frame, SentKind::FinalCommit, None, None);
+            flags.final_sent.store(true, Ordering::Release);
+        }
+        let done_deadline = Instant::now() + spec.deadlines.done;
+        let deadline = async {
+            if let Some(fa) = first_append {
+                sleep_watching_text(done_deadline, first_text_deadline(fa), flags).await?;
+            }
+            sleep_until(done_deadline.into()).await;
+            Err::<(), _>(ProbeError::new(
+                ErrorType::TimeoutDone,
+                format!(
+                    "no final text within {:?} of the end of the audio",
+                    spec.deadlines.done
+                ),
+            ))
+        };
+        if u + 1 == count {
+            // The reader ends the run at the last final text.
+            return match deadline.await {
+                Err(e) => e,
+                Ok(()) => ProbeError::new(ErrorType::Internal, "deadline returned"),
+            };
+        }
+        // The next utterance starts once this one's final text arrived.
+        let done = async {
+            while flags.done_count.load(Ordering::Acquire) <= u {
+                flags.done_notify.notified().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = done => {}
+            r = deadline => {
+                if let Err(e) = r {
+                    return e;
+                }
+            }
+        }
     }
-    if spec.pacing == Pacing::Burst {
-        start_commit!();
-    }
-    send!(
-        Utf8Bytes::from_static(FINAL_COMMIT),
-        SentKind::FinalCommit,
-        None,
-        None
-    );
-    flags.final_sent.store(true, Ordering::Release);
-    let done_deadline = Instant::now() + spec.deadlines.done;
-
-    if let Some(fa) = first_append
-        && let Err(e) = sleep_watching_text(done_deadline, first_text_deadline(fa), flags).await
-    {
-        return e;
-    }
-    sleep_until(done_deadline.into()).await;
-    ProbeError::new(
-        ErrorType::TimeoutDone,
-        format!(
-            "no transcription.done within {:?} of the final commit",
-            spec.deadlines.done
-        ),
-    )
+    ProbeError::new(ErrorType::Internal, "a session needs a clip")
 }
 
 /// Sleep until `until`, failing with `TimeoutFirstText` if the first-text deadline passes first
@@ -485,14 +623,19 @@ struct Received<'a> {
     done: &'a mut Option<Done>,
     truncated: &'a mut bool,
     ignored_events: &'a mut u64,
+    acks: &'a mut Acks,
 }
 
-/// Read until `transcription.done` (`Ok`) or the first failure.
+/// Read until the last utterance's final text (`Ok`) or the first failure.
+#[allow(clippy::too_many_arguments)]
 async fn read_all(
     stream: &mut SplitStream<Ws>,
     t0: Instant,
+    wire: crate::config::Dialect,
     r: Received<'_>,
+    utterances: usize,
     flags: &Flags,
+    slices: &Slices,
     observer: &Observer<'_>,
 ) -> Result<(), ProbeError> {
     let Received {
@@ -501,6 +644,7 @@ async fn read_all(
         done,
         truncated,
         ignored_events,
+        acks,
     } = r;
     let mut chars_total = 0usize;
     deltas.reserve(256);
@@ -534,10 +678,10 @@ async fn read_all(
                 ));
             }
         };
-        let event = events::parse(&text)
+        let event = dialect::parse(wire, &text)
             .map_err(|e| ProbeError::new(ErrorType::Protocol, e.to_string()))?;
         match event {
-            ServerEvent::Delta(piece) => {
+            Event::Delta(piece) => {
                 let nonempty = !piece.is_empty();
                 if deltas.len() >= MAX_DELTAS {
                     return Err(ProbeError::new(
@@ -564,29 +708,38 @@ async fn read_all(
                     notify(observer, ProgressEvent::Text { chars_total });
                 }
             }
-            ServerEvent::Done { text, usage } => {
+            Event::Done { text, usage } => {
                 if text.len() > MAX_TRANSCRIPT {
                     return Err(ProbeError::new(
                         ErrorType::Limit,
                         format!("final text longer than {MAX_TRANSCRIPT} bytes"),
                     ));
                 }
-                *truncated = !flags.final_sent.load(Ordering::Acquire);
-                *done = Some(Done { at, text, usage });
+                let cut = !flags.final_sent.load(Ordering::Acquire);
+                *truncated |= cut;
+                let d = Done { at, text, usage };
+                let k = flags.done_count.load(Ordering::Acquire);
+                with_slice(slices, k, |s| {
+                    s.deltas_end = Some(deltas.len());
+                    s.text_end = Some(delta_text.len());
+                    s.done = Some(d.clone());
+                    s.truncated = cut;
+                });
+                *done = Some(d);
                 notify(observer, ProgressEvent::Done);
-                return Ok(());
+                // A cut utterance ends the session: the next one's audio would be misread.
+                if cut || k + 1 >= utterances {
+                    return Ok(());
+                }
+                flags.done_count.store(k + 1, Ordering::Release);
+                flags.done_notify.notify_one();
             }
-            ServerEvent::Error { message, code } => {
+            Event::Error { message, code } => {
                 let server_code = code
                     .as_deref()
                     .map_or(ServerCode::Other, ServerCode::from_wire);
-                let setup = matches!(
-                    server_code,
-                    ServerCode::ModelNotFound
-                        | ServerCode::InvalidEvent
-                        | ServerCode::ModelNotValidated
-                );
-                if setup || flags.start_sent.load(Ordering::Acquire) {
+                if dialect::error_fails(wire, server_code, flags.start_sent.load(Ordering::Acquire))
+                {
                     return Err(ProbeError::new(
                         ErrorType::ServerError(server_code),
                         format!(
@@ -598,7 +751,47 @@ async fn read_all(
                 }
                 ignore(ignored_events)?;
             }
-            ServerEvent::SessionCreated | ServerEvent::Other => ignore(ignored_events)?,
+            Event::Failed { code, message } => {
+                return Err(ProbeError::new(
+                    ErrorType::ServerError(code),
+                    format!("transcription failed: {}", truncate_chars(&message, 200)),
+                ));
+            }
+            Event::SessionUpdated => {
+                acks.session_updated.get_or_insert(at);
+                let k = flags.done_count.load(Ordering::Acquire);
+                with_slice(slices, k, |s| {
+                    s.acks.session_updated.get_or_insert(at);
+                });
+            }
+            Event::Committed => {
+                acks.committed.get_or_insert(at);
+                let k = flags.done_count.load(Ordering::Acquire);
+                with_slice(slices, k, |s| {
+                    s.acks.committed.get_or_insert(at);
+                });
+            }
+            Event::SpeechStarted => {
+                acks.speech_started.get_or_insert(at);
+                let k = flags.done_count.load(Ordering::Acquire);
+                with_slice(slices, k, |s| {
+                    s.acks.speech_started.get_or_insert(at);
+                });
+            }
+            Event::SpeechStopped => {
+                acks.speech_stopped.get_or_insert(at);
+                let k = flags.done_count.load(Ordering::Acquire);
+                let mut first = false;
+                with_slice(slices, k, |s| {
+                    first = s.acks.speech_stopped.is_none();
+                    s.acks.speech_stopped.get_or_insert(at);
+                });
+                if first {
+                    // The server ended the utterance: its final text is not truncated.
+                    flags.final_sent.store(true, Ordering::Release);
+                }
+            }
+            Event::SessionCreated | Event::Other => ignore(ignored_events)?,
         }
     }
 }

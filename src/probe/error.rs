@@ -3,7 +3,8 @@
 
 use std::fmt;
 
-/// The server's `error.code` values rtprobe knows (docs/protocol-vllm.md §7, §12; docs/errors.md
+/// The server's `error.code` values rtprobe knows (docs/protocol-vllm.md §7, §12; for the OpenAI
+/// dialect docs/protocol-openai.md, "Errors": several servers' codes share one home; docs/errors.md
 /// has the whole `error.type` table). Anything else maps to `Other`, so the label set stays
 /// closed whatever a server sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -17,11 +18,25 @@ pub enum ServerCode {
     ProcessingError,
     UnknownEvent,
     BufferFull,
+    /// OpenAI: a commit of less than 100 ms of audio (`input_audio_buffer_commit_empty`).
+    CommitEmpty,
+    /// OpenAI: the session configuration was refused (`invalid_value`, `unknown_parameter`,
+    /// `invalid_session`, `not_supported`, `session_update_error`).
+    InvalidSession,
+    /// OpenAI: an event the session was not ready for (`invalid_state`, `not_implemented`).
+    InvalidState,
+    /// OpenAI: `rate_limit_exceeded`, `too_many_sessions`.
+    RateLimited,
+    /// OpenAI: `conversation.item.input_audio_transcription.failed` (`transcription_error`,
+    /// `inference_failed`, `model_load_error`).
+    TranscriptionFailed,
+    /// OpenAI: `invalid_api_key` as an event after the upgrade.
+    InvalidApiKey,
     Other,
 }
 
 impl ServerCode {
-    pub const ALL: [ServerCode; 9] = [
+    pub const ALL: [ServerCode; 15] = [
         ServerCode::InvalidJson,
         ServerCode::InvalidEvent,
         ServerCode::ModelNotFound,
@@ -30,20 +45,42 @@ impl ServerCode {
         ServerCode::ProcessingError,
         ServerCode::UnknownEvent,
         ServerCode::BufferFull,
+        ServerCode::CommitEmpty,
+        ServerCode::InvalidSession,
+        ServerCode::InvalidState,
+        ServerCode::RateLimited,
+        ServerCode::TranscriptionFailed,
+        ServerCode::InvalidApiKey,
         ServerCode::Other,
     ];
 
     /// Classify a code string from the wire; unknown codes become `Other`.
     pub fn from_wire(code: &str) -> ServerCode {
         match code {
-            "invalid_json" => ServerCode::InvalidJson,
+            "invalid_json" | "invalid_payload" => ServerCode::InvalidJson,
             "invalid_event" => ServerCode::InvalidEvent,
             "model_not_found" => ServerCode::ModelNotFound,
             "model_not_validated" => ServerCode::ModelNotValidated,
-            "invalid_audio" => ServerCode::InvalidAudio,
+            "invalid_audio"
+            | "invalid_audio_format"
+            | "invalid_audio_data"
+            | "missing_audio_data" => ServerCode::InvalidAudio,
             "processing_error" => ServerCode::ProcessingError,
-            "unknown_event" => ServerCode::UnknownEvent,
-            "buffer_full" => ServerCode::BufferFull,
+            "unknown_event" | "unsupported_event" => ServerCode::UnknownEvent,
+            "buffer_full" | "buffer_overflow" | "buffer_size_exceeded" => ServerCode::BufferFull,
+            "input_audio_buffer_commit_empty" | "commit_empty" => ServerCode::CommitEmpty,
+            "invalid_value"
+            | "unknown_parameter"
+            | "invalid_session"
+            | "not_supported"
+            | "session_update_error" => ServerCode::InvalidSession,
+            "invalid_state" | "not_implemented" => ServerCode::InvalidState,
+            "rate_limit_exceeded" | "too_many_sessions" | "rate_limited" => ServerCode::RateLimited,
+            "transcription_error"
+            | "inference_failed"
+            | "model_load_error"
+            | "transcription_failed" => ServerCode::TranscriptionFailed,
+            "invalid_api_key" => ServerCode::InvalidApiKey,
             _ => ServerCode::Other,
         }
     }
@@ -58,6 +95,12 @@ impl ServerCode {
             ServerCode::ProcessingError => "processing_error",
             ServerCode::UnknownEvent => "unknown_event",
             ServerCode::BufferFull => "buffer_full",
+            ServerCode::CommitEmpty => "commit_empty",
+            ServerCode::InvalidSession => "invalid_session",
+            ServerCode::InvalidState => "invalid_state",
+            ServerCode::RateLimited => "rate_limited",
+            ServerCode::TranscriptionFailed => "transcription_failed",
+            ServerCode::InvalidApiKey => "invalid_api_key",
             ServerCode::Other => "other",
         }
     }
@@ -150,6 +193,12 @@ impl ErrorType {
                 ServerCode::ProcessingError => "server_error.processing_error",
                 ServerCode::UnknownEvent => "server_error.unknown_event",
                 ServerCode::BufferFull => "server_error.buffer_full",
+                ServerCode::CommitEmpty => "server_error.commit_empty",
+                ServerCode::InvalidSession => "server_error.invalid_session",
+                ServerCode::InvalidState => "server_error.invalid_state",
+                ServerCode::RateLimited => "server_error.rate_limited",
+                ServerCode::TranscriptionFailed => "server_error.transcription_failed",
+                ServerCode::InvalidApiKey => "server_error.invalid_api_key",
                 ServerCode::Other => "server_error.other",
             },
             ErrorType::Protocol => "protocol",
@@ -220,7 +269,7 @@ mod tests {
                 "{s}"
             );
         }
-        assert_eq!(all.len(), 26);
+        assert_eq!(all.len(), 32);
     }
 
     #[test]
@@ -237,6 +286,28 @@ mod tests {
             if c != ServerCode::Other {
                 assert_eq!(ServerCode::from_wire(c.as_str()), c);
             }
+        }
+    }
+
+    #[test]
+    fn openai_codes_find_a_home() {
+        for (wire, code) in [
+            ("input_audio_buffer_commit_empty", ServerCode::CommitEmpty),
+            ("invalid_value", ServerCode::InvalidSession),
+            ("unknown_parameter", ServerCode::InvalidSession),
+            ("not_supported", ServerCode::InvalidSession),
+            ("invalid_state", ServerCode::InvalidState),
+            ("invalid_audio_format", ServerCode::InvalidAudio),
+            ("buffer_overflow", ServerCode::BufferFull),
+            ("too_many_sessions", ServerCode::RateLimited),
+            ("rate_limit_exceeded", ServerCode::RateLimited),
+            ("transcription_error", ServerCode::TranscriptionFailed),
+            ("inference_failed", ServerCode::TranscriptionFailed),
+            ("invalid_payload", ServerCode::InvalidJson),
+            ("unsupported_event", ServerCode::UnknownEvent),
+            ("invalid_api_key", ServerCode::InvalidApiKey),
+        ] {
+            assert_eq!(ServerCode::from_wire(wire), code, "{wire}");
         }
     }
 

@@ -2,6 +2,7 @@
 
 mod client;
 mod connect;
+pub mod dialect;
 pub mod error;
 pub mod events;
 mod models;
@@ -10,7 +11,7 @@ pub mod timeline;
 mod tls;
 
 pub use client::{
-    MAX_DELTAS, MAX_IGNORED_EVENTS, MAX_TRANSCRIPT, ProgressEvent, run, run_observed,
+    MAX_DELTAS, MAX_IGNORED_EVENTS, MAX_TRANSCRIPT, ProgressEvent, run, run_observed, run_session,
 };
 pub use connect::MAX_INBOUND;
 pub use error::{ErrorType, ProbeError, ServerCode};

@@ -18,8 +18,8 @@ use crate::probe::ErrorType;
 use crate::scheduler::{BoxFuture, DebugRun, Runner, SchedulerEvents, StreamResult};
 use crate::serve::Backend;
 
-/// Audio is shared between probes that stream the same file at the same chunk size.
-type AudioKey = (PathBuf, Duration);
+/// Audio is shared between probes that stream the same file at the same chunk size and rate.
+type AudioKey = (PathBuf, Duration, u32);
 
 /// The model label value: the configured name, or `auto` when it is discovered per run.
 fn model_label(spec: &ProbeSpec) -> &str {
@@ -29,8 +29,21 @@ fn model_label(spec: &ProbeSpec) -> &str {
     }
 }
 
+/// A multi-utterance probe's series carry `rtprobe.utterance`: `first` for the first utterance
+/// of a connection (and the run itself), `later` for the warm ones after it.
+const UTTERANCE: &str = "rtprobe.utterance";
+
 fn labels(spec: &ProbeSpec) -> ProbeLabels {
-    ProbeLabels::new(spec, model_label(spec))
+    let l = ProbeLabels::new(spec, model_label(spec));
+    if spec.utterances.len() > 1 {
+        l.with(UTTERANCE, "first")
+    } else {
+        l
+    }
+}
+
+fn later_labels(spec: &ProbeSpec) -> ProbeLabels {
+    ProbeLabels::new(spec, model_label(spec)).with(UTTERANCE, "later")
 }
 
 /// One config generation's runner: the prepared audio of every probe in it, and where run
@@ -45,14 +58,23 @@ impl GenerationRunner {
     fn prepare(config: &Config) -> Result<Self, String> {
         let mut audio = HashMap::new();
         for (i, p) in config.probes.iter().enumerate() {
-            let key = (p.audio.clone(), p.chunk);
-            if audio.contains_key(&key) {
-                continue;
+            for clip in p.clips() {
+                let key = (clip.audio.clone(), p.chunk, p.dialect.sample_rate);
+                if audio.contains_key(&key) {
+                    continue;
+                }
+                let prepared =
+                    crate::audio::prepare_at(&clip.audio, p.chunk, p.dialect.sample_rate).map_err(
+                        |e| {
+                            format!(
+                                "probes[{i}] ({}): audio {}: {e}",
+                                p.name,
+                                clip.audio.display()
+                            )
+                        },
+                    )?;
+                audio.insert(key, Arc::new(prepared));
             }
-            let prepared = crate::audio::prepare(&p.audio, p.chunk).map_err(|e| {
-                format!("probes[{i}] ({}): audio {}: {e}", p.name, p.audio.display())
-            })?;
-            audio.insert(key, Arc::new(prepared));
         }
         Ok(GenerationRunner {
             audio,
@@ -63,16 +85,23 @@ impl GenerationRunner {
     /// The prepared audio for a probe. A spec always belongs to this runner's generation
     /// (the scheduler swaps runner and probe set together), so the fallback only guards
     /// against that invariant breaking: decode now, off the async workers.
-    async fn audio_for(&self, spec: &ProbeSpec) -> Result<Arc<PreparedAudio>, String> {
-        if let Some(a) = self.audio.get(&(spec.audio.clone(), spec.chunk)) {
-            return Ok(a.clone());
+    async fn audio_for(&self, spec: &ProbeSpec) -> Result<Vec<Arc<PreparedAudio>>, String> {
+        let mut out = Vec::new();
+        for clip in spec.clips() {
+            let key = (clip.audio, spec.chunk, spec.dialect.sample_rate);
+            if let Some(a) = self.audio.get(&key) {
+                out.push(a.clone());
+                continue;
+            }
+            let (path, chunk, rate) = key;
+            let a =
+                tokio::task::spawn_blocking(move || crate::audio::prepare_at(&path, chunk, rate))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+            out.push(Arc::new(a));
         }
-        let (path, chunk) = (spec.audio.clone(), spec.chunk);
-        tokio::task::spawn_blocking(move || crate::audio::prepare(&path, chunk))
-            .await
-            .map_err(|e| e.to_string())?
-            .map(Arc::new)
-            .map_err(|e| e.to_string())
+        Ok(out)
     }
 }
 
@@ -93,10 +122,11 @@ impl Runner for Arc<GenerationRunner> {
                     );
                 }
             };
-            let timeline = crate::probe::run(&probe, &audio).await;
-            let derived = derive(&timeline, probe.reference.as_deref());
+            let timeline = session(&probe, &audio).await;
+            let mut derived = derive_utterances(&probe, &timeline);
+            let first = derived.remove(0);
             let trace_id = this.traces.as_ref().and_then(|traces| {
-                let spans = run_spans(&labels(&probe), &timeline, &derived);
+                let spans = run_spans(&labels(&probe), &timeline, &first);
                 let id = trace_id(&spans);
                 traces.send(spans);
                 id
@@ -105,7 +135,8 @@ impl Runner for Arc<GenerationRunner> {
                 started: timeline.started,
                 elapsed: t.elapsed(),
                 outcome: timeline.outcome.clone(),
-                derived,
+                derived: first,
+                later_utterances: derived,
                 timeline: Some(Arc::new(timeline)),
                 trace_id,
             }
@@ -129,9 +160,10 @@ impl Runner for Arc<GenerationRunner> {
                     };
                 }
             };
-            let timeline = crate::probe::run(&probe, &audio).await;
-            let derived = derive(&timeline, probe.reference.as_deref());
-            let json = serde_json::json!({
+            let timeline = session(&probe, &audio).await;
+            let mut all = derive_utterances(&probe, &timeline);
+            let derived = all.remove(0);
+            let mut json = serde_json::json!({
                 "probe": probe.name,
                 "target": probe.target.ws_url,
                 "outcome": match &timeline.outcome {
@@ -141,12 +173,45 @@ impl Runner for Arc<GenerationRunner> {
                 "timeline": timeline,
                 "derived": derived,
             });
+            if probe.utterances.len() > 1 {
+                // Per utterance: the first is `derived`; a failure names its utterance (1-based).
+                json["later_utterances"] = serde_json::json!(all);
+                if let (Err(_), Some(k)) = (&timeline.outcome, timeline.failed_utterance) {
+                    json["failed_utterance"] = serde_json::json!(k + 1);
+                }
+            }
             DebugRun {
                 json,
                 timeline: Some(Arc::new(timeline)),
             }
         })
     }
+}
+
+/// One session over the probe's clips.
+async fn session(probe: &ProbeSpec, audio: &[Arc<PreparedAudio>]) -> crate::probe::Timeline {
+    let clips: Vec<&PreparedAudio> = audio.iter().map(|a| a.as_ref()).collect();
+    crate::probe::run_session(probe, &clips, &mut |_: &crate::probe::ProgressEvent| {}).await
+}
+
+/// The derived values of every utterance the session reached, first first (at least one, so a
+/// run that failed before any utterance still records its phases and outcome).
+fn derive_utterances(
+    probe: &ProbeSpec,
+    timeline: &crate::probe::Timeline,
+) -> Vec<crate::metrics::derive::Derived> {
+    let clips = probe.clips();
+    let mut out: Vec<_> = (0..timeline.utterance_count())
+        .filter_map(|k| {
+            let view = timeline.utterance(k)?;
+            let reference = clips.get(k).and_then(|c| c.reference.as_deref());
+            Some(derive(&view, reference))
+        })
+        .collect();
+    if out.is_empty() {
+        out.push(derive(timeline, probe.reference.as_deref()));
+    }
+    out
 }
 
 /// The label identity of a probe: two specs with the same identity share every series.
@@ -212,6 +277,14 @@ impl SchedulerEvents for MetricsEvents {
         if let Some(l) = self.live_labels(probe) {
             let outcome = result.outcome.as_ref().map(|_| ()).map_err(|e| e.kind);
             self.recorder.record_run(&l, &result.derived, outcome);
+            // A failed session is a failed run: like a failed single-utterance run it records
+            // its outcome and phases only.
+            if result.outcome.is_ok() && !result.later_utterances.is_empty() {
+                let later = later_labels(probe);
+                for d in &result.later_utterances {
+                    self.recorder.record_utterance(&later, d);
+                }
+            }
         }
     }
 }

@@ -556,6 +556,8 @@ mod tests {
             timeout: Duration::from_secs(30),
             concurrency: 1,
             jitter: 0.0,
+            dialect: Default::default(),
+            utterances: Vec::new(),
         };
         Arc::new(cfg_probe)
     }

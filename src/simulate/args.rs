@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::Secret;
+use crate::config::{Dialect, Secret};
 
 use super::SimError;
 use super::config::{Fault, SimConfig, TlsFiles};
@@ -67,6 +67,9 @@ pub struct SimArgs {
     /// k for the faults that fire "after k words".
     #[arg(long, default_value_t = 2)]
     pub fault_after_words: usize,
+    /// The 0-based utterance of a connection from which mid-stream faults fire.
+    #[arg(long, default_value_t = 0)]
+    pub fault_from_utterance: u32,
     /// `session.created` delay under the slow_session fault.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub slow_session_delay: Duration,
@@ -80,6 +83,14 @@ pub struct SimArgs {
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub keepalive: Duration,
     /// PEM certificate chain for wss:// (with --tls-key).
+    /// Wire dialect served: `vllm` (vLLM 0.33's own) or `openai` (OpenAI GA transcription
+    /// sessions: `?intent=transcription`, `session.update{session:{type:"transcription"}}`).
+    #[arg(long, default_value = "vllm", value_parser = parse_dialect)]
+    pub dialect: Dialect,
+    /// OpenAI dialect: an `audio/pcm` rate `session.update` may declare (repeatable; OpenAI
+    /// itself takes 24000 only).
+    #[arg(long = "openai-rate", value_name = "HZ", default_values_t = [24_000u32])]
+    pub openai_rates: Vec<u32>,
     #[arg(long, value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for wss:// (with --tls-cert).
@@ -125,12 +136,15 @@ impl SimArgs {
             fault,
             faults,
             fault_after_words: self.fault_after_words,
+            fault_from_utterance: self.fault_from_utterance,
             slow_session_delay: self.slow_session_delay,
             oversized_frame_bytes: self.oversized_frame_bytes,
             flood_events: self.flood_events,
             tls,
             keepalive: Some(self.keepalive).filter(|k| !k.is_zero()),
             max_records: 0,
+            dialect: self.dialect,
+            openai_rates: self.openai_rates,
             ..SimConfig::default()
         })
     }
@@ -138,6 +152,16 @@ impl SimArgs {
 
 /// The config grammar (`100ms`, `1.5s`, `1m30s`), plus a bare `0` (e.g. `--keepalive 0` turns
 /// the keepalive off), which a config rejects as ambiguous.
+fn parse_dialect(text: &str) -> Result<Dialect, String> {
+    match text {
+        "vllm" => Ok(Dialect::Vllm),
+        "openai" => Ok(Dialect::OpenAi),
+        other => Err(format!(
+            "unknown dialect {other:?}: expected vllm or openai"
+        )),
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.trim() == "0" {
         return Ok(Duration::ZERO);
@@ -201,5 +225,34 @@ mod tests {
 
         let half = Cli::try_parse_from(["sim", "--tls-cert", "a.pem"]).unwrap();
         assert!(matches!(half.sim.into_config(), Err(SimError::TlsPair)));
+    }
+
+    #[test]
+    fn dialect_flags() {
+        let d = Cli::try_parse_from(["sim"])
+            .unwrap()
+            .sim
+            .into_config()
+            .unwrap();
+        assert_eq!((d.dialect, d.openai_rates), (Dialect::Vllm, vec![24_000]));
+        let o = Cli::try_parse_from([
+            "sim",
+            "--dialect",
+            "openai",
+            "--openai-rate",
+            "16000",
+            "--openai-rate",
+            "24000",
+            "--fault-from-utterance",
+            "1",
+        ])
+        .unwrap()
+        .sim
+        .into_config()
+        .unwrap();
+        assert_eq!(o.dialect, Dialect::OpenAi);
+        assert_eq!(o.openai_rates, vec![16_000, 24_000]);
+        assert_eq!(o.fault_from_utterance, 1);
+        assert!(Cli::try_parse_from(["sim", "--dialect", "grpc"]).is_err());
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::config::Secret;
+use crate::config::{Dialect, Secret};
 
 /// PEM files for serving `wss://`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +178,9 @@ pub struct SimConfig {
     pub faults: Vec<Fault>,
     /// k of "after k words" for the faults that fire mid-stream.
     pub fault_after_words: usize,
+    /// The 0-based utterance of a connection from which the mid-stream faults (and
+    /// `never_done`) fire; earlier utterances are healthy. 0 = every utterance.
+    pub fault_from_utterance: u32,
     pub slow_session_delay: Duration,
     pub oversized_frame_bytes: usize,
     pub flood_events: usize,
@@ -186,6 +189,10 @@ pub struct SimConfig {
     pub max_records: usize,
     /// Deadline for the TLS handshake plus the HTTP request head.
     pub head_timeout: Duration,
+    /// The wire dialect served: vLLM's own, or OpenAI's transcription sessions (super::openai).
+    pub dialect: Dialect,
+    /// OpenAI dialect: the `audio/pcm` rates `session.update` may declare (OpenAI: 24000 only).
+    pub openai_rates: Vec<u32>,
     /// uvicorn's keepalive: a ping this often, and close 1011 when the previous ping got no
     /// pong by the next one. `None` disables it.
     pub keepalive: Option<Duration>,
@@ -211,6 +218,7 @@ impl Default for SimConfig {
             fault: Fault::None,
             faults: Vec::new(),
             fault_after_words: 2,
+            fault_from_utterance: 0,
             slow_session_delay: Duration::from_secs(30),
             oversized_frame_bytes: 20 * 1024 * 1024,
             flood_events: 1000,
@@ -218,6 +226,8 @@ impl Default for SimConfig {
             max_records: 4096,
             head_timeout: Duration::from_secs(10),
             keepalive: Some(Duration::from_secs(20)),
+            dialect: Dialect::Vllm,
+            openai_rates: vec![24_000],
         }
     }
 }

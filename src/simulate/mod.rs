@@ -1,4 +1,5 @@
-//! The built-in vLLM 0.33-compatible realtime server, for demos, dashboards and tests.
+//! The built-in realtime server, for demos, dashboards and tests: vLLM 0.33's own dialect, or
+//! OpenAI's transcription sessions (`openai.rs`, `SimConfig::dialect`).
 //!
 //! One TCP listener serves plain HTTP (`/health`, `/v1/models`) and the WebSocket upgrade on
 //! `/v1/realtime`, optionally behind TLS. Each connection runs in its own task, so a failing
@@ -8,6 +9,7 @@
 mod args;
 mod config;
 mod http;
+mod openai;
 mod record;
 mod schedule;
 mod session;
@@ -271,15 +273,23 @@ fn authorized(head: &RequestHead, cfg: &SimConfig) -> bool {
     let Some(key) = &cfg.api_key else {
         return true;
     };
-    let expected = format!("Bearer {}", key.expose());
-    let got = head.header("authorization").unwrap_or("");
     // Length and content compared without an early exit.
-    got.len() == expected.len()
-        && got
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    let same = |got: &str, expected: &str| {
+        got.len() == expected.len()
+            && got
+                .bytes()
+                .zip(expected.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    };
+    let bearer = same(
+        head.header("authorization").unwrap_or(""),
+        &format!("Bearer {}", key.expose()),
+    );
+    // Azure OpenAI's `api-key` header, in the OpenAI dialect.
+    let api_key = cfg.dialect == crate::config::Dialect::OpenAi
+        && same(head.header("api-key").unwrap_or(""), key.expose());
+    bearer || api_key
 }
 
 fn models_json(cfg: &SimConfig) -> String {
@@ -402,12 +412,21 @@ async fn handle_conn<S>(
     let ws =
         WebSocketStream::from_raw_socket(Prefixed::new(rest, io), Role::Server, Some(ws_config))
             .await;
+    let intent_transcription = head
+        .target
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|kv| kv == "intent=transcription"));
+    let dialect = cfg.dialect;
     let ctx = session::SessionCtx {
         cfg,
+        intent_transcription,
         fault,
         record,
         shutdown: stop,
         realtime_index: index,
     };
-    session::run(ws, ctx).await;
+    match dialect {
+        crate::config::Dialect::Vllm => session::run(ws, ctx).await,
+        crate::config::Dialect::OpenAi => openai::run(ws, ctx).await,
+    }
 }

@@ -23,6 +23,8 @@ pub enum ClientFrameKind {
     },
     /// An event of another type (`None` when `type` was missing).
     Unknown(Option<String>),
+    /// OpenAI dialect: `input_audio_buffer.clear`.
+    Clear,
     InvalidJson,
     NotObject,
     Binary,
@@ -60,6 +62,15 @@ pub enum EmitKind {
     DropTcp,
     /// A keepalive ping.
     Ping,
+    /// OpenAI dialect: `session.updated`.
+    SessionUpdated,
+    /// OpenAI dialect: `input_audio_buffer.committed` (after the client's commit, or the
+    /// server VAD's own).
+    Committed,
+    /// OpenAI dialect, server VAD: `input_audio_buffer.speech_started`.
+    SpeechStarted,
+    /// OpenAI dialect, server VAD: `input_audio_buffer.speech_stopped`.
+    SpeechStopped,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,15 +86,19 @@ pub struct Emission {
     pub at: Instant,
 }
 
-/// One generation, started by `commit final:false`.
+/// One generation, started by `commit final:false` (vLLM) or by the first append of an item
+/// (OpenAI dialect).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UtteranceRecord {
     /// Receipt of the start commit.
     pub started_at: Instant,
     /// Receipt of the first audio chunk the generation consumed.
     pub first_audio_at: Option<Instant>,
-    /// Receipt of the final commit whose sentinel the generation consumed.
+    /// Receipt of the final commit whose sentinel the generation consumed (OpenAI server VAD:
+    /// the send of `speech_stopped`).
     pub end_at: Option<Instant>,
+    /// OpenAI dialect: the item's id.
+    pub item_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +135,14 @@ impl SessionRecord {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Emit time of the first emission of `kind` for one utterance.
+    pub fn emitted_at(&self, utterance: u32, kind: &EmitKind) -> Option<Instant> {
+        self.emissions
+            .iter()
+            .find(|e| e.utterance == utterance && e.kind == *kind)
+            .map(|e| e.at)
     }
 
     /// Emit time of the `done` of one utterance.

@@ -35,10 +35,12 @@ const NOT_VALIDATED: &str =
 /// How long to wait for the peer's close reply after we sent a close frame.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
-type Sink<S> = Arc<Mutex<SplitSink<WebSocketStream<S>, Message>>>;
+pub(crate) type Sink<S> = Arc<Mutex<SplitSink<WebSocketStream<S>, Message>>>;
 
 pub(crate) struct SessionCtx {
     pub(crate) cfg: Arc<SimConfig>,
+    /// The upgrade asked for a transcription session (`?intent=transcription`; OpenAI dialect).
+    pub(crate) intent_transcription: bool,
     pub(crate) fault: Fault,
     pub(crate) record: RecordHandle,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -47,19 +49,19 @@ pub(crate) struct SessionCtx {
 
 /// One entry of the connection's single FIFO queue, stamped with the receipt of its event.
 #[derive(Debug)]
-enum Item {
+pub(crate) enum Item {
     Audio { at: Instant },
     End { at: Instant },
 }
 
 /// What the generation asks the connection to do to the transport.
 #[derive(Debug)]
-enum Control {
+pub(crate) enum Control {
     DropTcp,
     Close(u16),
 }
 
-struct AbortOnDrop(JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -107,7 +109,7 @@ struct ErrorEvent<'a> {
     code: &'a str,
 }
 
-fn to_json<T: Serialize>(v: &T) -> String {
+pub(crate) fn to_json<T: Serialize>(v: &T) -> String {
     // These shapes hold only strings and integers, which always serialize.
     serde_json::to_string(v).unwrap_or_default()
 }
@@ -315,7 +317,7 @@ pub(crate) fn interpret(
     }
 }
 
-async fn send<S>(sink: &Sink<S>, msg: Message) -> Result<Instant, WsError>
+pub(crate) async fn send<S>(sink: &Sink<S>, msg: Message) -> Result<Instant, WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -324,20 +326,20 @@ where
     Ok(Instant::now())
 }
 
-async fn send_text<S>(sink: &Sink<S>, text: String) -> Result<Instant, WsError>
+pub(crate) async fn send_text<S>(sink: &Sink<S>, text: String) -> Result<Instant, WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     send(sink, Message::Text(text.into())).await
 }
 
-async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
+pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
     // A dropped sender also means the server is going away.
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// Send a close frame, then read until the peer's reply (or the linger bound) so it is flushed.
-async fn close_and_linger<S>(
+pub(crate) async fn close_and_linger<S>(
     sink: &Sink<S>,
     stream: &mut SplitStream<WebSocketStream<S>>,
     code: u16,
@@ -516,6 +518,7 @@ where
                                         started_at: at,
                                         first_audio_at: None,
                                         end_at: None,
+                                        item_id: None,
                                     }));
                                     let g = Generation {
                                         cfg: cfg.clone(),
@@ -526,6 +529,7 @@ where
                                         record: record.clone(),
                                         utterance,
                                         seed: utterance_seed(cfg.seed, ctx.realtime_index, utterance),
+                                        wire: Wire::Vllm,
                                     };
                                     generation = Some(AbortOnDrop(tokio::spawn(g.run())));
                                 }
@@ -538,16 +542,45 @@ where
     }
 }
 
+/// The shape of the events a generation emits.
+#[derive(Debug, Clone)]
+pub(crate) enum Wire {
+    /// `transcription.delta/done`; the rest of the queue is discarded after `done`.
+    Vllm,
+    /// `conversation.item.input_audio_transcription.*` of this item; the queue is kept for the
+    /// next item (super::openai).
+    OpenAi { item_id: String },
+}
+
+impl Wire {
+    fn delta(&self, delta: &str) -> String {
+        match self {
+            Wire::Vllm => delta_json(delta),
+            Wire::OpenAi { item_id } => super::openai::delta_json(item_id, delta),
+        }
+    }
+
+    fn done(&self, text: &str, prompt_tokens: u32, completion_tokens: u64) -> String {
+        match self {
+            Wire::Vllm => done_json(text, prompt_tokens, completion_tokens),
+            Wire::OpenAi { item_id } => {
+                super::openai::completed_json(item_id, text, prompt_tokens, completion_tokens)
+            }
+        }
+    }
+}
+
 /// One utterance's generation task.
-struct Generation<S> {
-    cfg: Arc<SimConfig>,
-    fault: Fault,
-    sink: Sink<S>,
-    queue: Arc<Mutex<mpsc::UnboundedReceiver<Item>>>,
-    ctl: mpsc::UnboundedSender<Control>,
-    record: RecordHandle,
-    utterance: u32,
-    seed: u64,
+pub(crate) struct Generation<S> {
+    pub(crate) cfg: Arc<SimConfig>,
+    pub(crate) fault: Fault,
+    pub(crate) sink: Sink<S>,
+    pub(crate) queue: Arc<Mutex<mpsc::UnboundedReceiver<Item>>>,
+    pub(crate) ctl: mpsc::UnboundedSender<Control>,
+    pub(crate) record: RecordHandle,
+    pub(crate) utterance: u32,
+    pub(crate) seed: u64,
+    pub(crate) wire: Wire,
 }
 
 impl<S> Generation<S>
@@ -580,9 +613,19 @@ where
     async fn fire_fault(&self) -> bool {
         match self.fault {
             Fault::ErrorMidStream => {
-                let msg = error_json(ENGINE_FAILURE, "processing_error");
+                let (msg, code) = match &self.wire {
+                    Wire::Vllm => (
+                        error_json(ENGINE_FAILURE, "processing_error"),
+                        "processing_error",
+                    ),
+                    // The OpenAI dialect fails the item instead (Dynamo's code).
+                    Wire::OpenAi { item_id } => (
+                        super::openai::failed_json(item_id, ENGINE_FAILURE),
+                        "transcription_error",
+                    ),
+                };
                 if let Ok(at) = send_text(&self.sink, msg).await {
-                    let code = "processing_error".to_string();
+                    let code = code.to_string();
                     self.emitted(EmitKind::Error { code }, None, 0, at);
                 }
                 false
@@ -643,7 +686,10 @@ where
         }
     }
 
-    async fn run(self) {
+    pub(crate) async fn run(mut self) {
+        if self.utterance < self.cfg.fault_from_utterance {
+            self.fault = Fault::None;
+        }
         let queue = self.queue.clone();
         let mut queue = queue.lock().await;
         let cfg = self.cfg.clone();
@@ -657,10 +703,14 @@ where
                 if self.fault == Fault::NeverDone {
                     std::future::pending::<()>().await;
                 }
-                if let Ok(sent) = send_text(&self.sink, done_json("", cfg.prompt_tokens, 0)).await {
+                if let Ok(sent) =
+                    send_text(&self.sink, self.wire.done("", cfg.prompt_tokens, 0)).await
+                {
                     self.emitted(EmitKind::Done, None, 0, sent);
                 }
-                while queue.try_recv().is_ok() {}
+                if matches!(self.wire, Wire::Vllm) {
+                    while queue.try_recv().is_ok() {}
+                }
                 return;
             }
             None => return,
@@ -728,12 +778,15 @@ where
                         if self.fault == Fault::NeverDone {
                             std::future::pending::<()>().await;
                         }
-                        let msg = done_json(&text, cfg.prompt_tokens, next as u64);
+                        let msg = self.wire.done(&text, cfg.prompt_tokens, next as u64);
                         if let Ok(at) = send_text(&self.sink, msg).await {
                             self.emitted(EmitKind::Done, Some(deadline), jitter, at);
                         }
-                        // vLLM discards whatever is left in the queue after `done`.
-                        while queue.try_recv().is_ok() {}
+                        // vLLM discards whatever is left in the queue after `done`; the OpenAI
+                        // dialect keeps it: it is the next item's audio.
+                        if matches!(self.wire, Wire::Vllm) {
+                            while queue.try_recv().is_ok() {}
+                        }
                         return;
                     }
                     let (delta, nonempty) = match &plan.tokens[next] {
@@ -743,7 +796,7 @@ where
                     next += 1;
                     text.push_str(delta);
                     if self.fault != Fault::DoneOnly {
-                        match send_text(&self.sink, delta_json(delta)).await {
+                        match send_text(&self.sink, self.wire.delta(delta)).await {
                             Ok(at) => self.emitted(EmitKind::Delta { nonempty }, Some(deadline), jitter, at),
                             Err(_) => return,
                         }
@@ -761,7 +814,7 @@ where
     }
 }
 
-async fn tick(pinger: &mut Option<tokio::time::Interval>) {
+pub(crate) async fn tick(pinger: &mut Option<tokio::time::Interval>) {
     match pinger {
         Some(p) => {
             p.tick().await;

@@ -38,6 +38,8 @@ pub fn spec(name: &str) -> ProbeSpec {
         timeout: Duration::from_secs(20),
         concurrency: 1,
         jitter: 0.0,
+        dialect: Default::default(),
+        utterances: Vec::new(),
     }
 }
 

@@ -39,7 +39,28 @@ pub fn silence(total: Duration, chunk: Duration) -> PreparedAudio {
         chunk,
         chunks: chunks.into(),
         total_samples,
+        rate: SAMPLE_RATE,
     }
+}
+
+/// `PreparedAudio` at `rate`, framed by the audio loader's own chunker: `total` of a constant
+/// `level` (0 = silence; above the simulator's VAD threshold = "speech").
+pub fn constant_at(total: Duration, chunk: Duration, rate: u32, level: i16) -> PreparedAudio {
+    let n = (total.as_secs_f64() * f64::from(rate)).round() as usize;
+    rtprobe::audio::prepare_pcm_at(&vec![level; n], chunk, rate)
+}
+
+/// A spec for the OpenAI dialect against a simulator serving it (URL through the config's
+/// own rules, so it carries `?intent=transcription`).
+pub fn openai_spec(sim: &SimHandle) -> ProbeSpec {
+    let mut s = spec(sim);
+    s.dialect = rtprobe::config::DialectSpec::of(rtprobe::config::Dialect::OpenAi);
+    s.target = rtprobe::config::parse_target_for(
+        &format!("http://127.0.0.1:{}", sim.addr().port()),
+        rtprobe::config::Dialect::OpenAi,
+    )
+    .expect("target");
+    s
 }
 
 /// A spec for `host:port` over ws:// (or wss:// when `secure`), with short deadlines.
@@ -81,6 +102,8 @@ pub fn spec_for(host: &str, port: u16, secure: bool) -> ProbeSpec {
         timeout: Duration::from_secs(30),
         concurrency: 1,
         jitter: 0.0,
+        dialect: Default::default(),
+        utterances: Vec::new(),
     }
 }
 

@@ -45,6 +45,8 @@ pub fn spec(name: &str, interval: Duration) -> ProbeSpec {
         timeout: interval,
         concurrency: 1,
         jitter: 0.0,
+        dialect: Default::default(),
+        utterances: Vec::new(),
     }
 }
 
@@ -134,6 +136,7 @@ impl Runner for FakeRunner {
                 },
                 timeline: None,
                 trace_id: None,
+                later_utterances: Vec::new(),
             }
         })
     }

@@ -1,0 +1,835 @@
+//! The simulator's OpenAI dialect: transcription sessions as docs/protocol-openai.md describes
+//! them. `session.created` at once, `session.update` validated (type `transcription`, `audio/pcm`
+//! at an accepted rate, the served model, `turn_detection` null or `server_vad`) and answered
+//! with `session.updated` or an `error` echoing the client's `event_id`. The first append opens
+//! an item; a commit (or the server VAD hearing `silence_duration_ms` of silence) closes it with
+//! `input_audio_buffer.committed{item_id, previous_item_id}` chained to the previous item. Each
+//! item's text comes from the same generation task and timing knobs as the vLLM dialect
+//! (`session::Generation` with `Wire::OpenAi`), so injected values and faults are shared.
+//! Items are transcribed serially (SGLang's and Dynamo's order).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Mutex, mpsc};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::config::{Fault, SimConfig};
+use super::record::{
+    ClientFrame, ClientFrameKind, Emission, EmitKind, RecordHandle, UtteranceRecord,
+};
+use super::schedule::{SplitMix64, utterance_seed};
+use super::session::{
+    AbortOnDrop, Control, Generation, Item, SessionCtx, Sink, Wire, close_and_linger, decode_audio,
+    send, send_text, shutdown_requested, tick,
+};
+
+/// A sample at or above this magnitude is speech to the simulated VAD.
+pub(crate) const VAD_THRESHOLD: i32 = 500;
+/// OpenAI refuses to commit less audio than this (`input_audio_buffer_commit_empty`).
+const MIN_COMMIT: Duration = Duration::from_millis(100);
+/// The default server VAD silence (OpenAI's `silence_duration_ms` default).
+const DEFAULT_VAD_SILENCE_MS: u64 = 500;
+
+static EVENT_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn event_id() -> String {
+    format!("event_{:012x}", EVENT_SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+pub(crate) fn delta_json(item_id: &str, delta: &str) -> String {
+    json!({
+        "type": "conversation.item.input_audio_transcription.delta",
+        "event_id": event_id(),
+        "item_id": item_id,
+        "content_index": 0,
+        "delta": delta,
+    })
+    .to_string()
+}
+
+pub(crate) fn completed_json(item_id: &str, text: &str, prompt: u32, completion: u64) -> String {
+    let prompt = u64::from(prompt);
+    json!({
+        "type": "conversation.item.input_audio_transcription.completed",
+        "event_id": event_id(),
+        "item_id": item_id,
+        "content_index": 0,
+        "transcript": text,
+        "usage": {
+            "type": "tokens",
+            "input_tokens": prompt,
+            "output_tokens": completion,
+            "total_tokens": prompt + completion,
+            "input_token_details": {"audio_tokens": prompt, "text_tokens": 0},
+        },
+    })
+    .to_string()
+}
+
+pub(crate) fn failed_json(item_id: &str, message: &str) -> String {
+    json!({
+        "type": "conversation.item.input_audio_transcription.failed",
+        "event_id": event_id(),
+        "item_id": item_id,
+        "content_index": 0,
+        "error": {"type": "transcription_error", "code": "transcription_error", "message": message, "param": null},
+    })
+    .to_string()
+}
+
+/// An `error` event; `client_event_id` echoes the refused event's `event_id`.
+pub(crate) fn error_json(
+    code: &str,
+    message: &str,
+    param: Option<&str>,
+    client_event_id: Option<&str>,
+) -> String {
+    json!({
+        "type": "error",
+        "event_id": event_id(),
+        "error": {
+            "type": "invalid_request_error",
+            "code": code,
+            "message": message,
+            "param": param,
+            "event_id": client_event_id,
+        },
+    })
+    .to_string()
+}
+
+/// Who ends a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Turn {
+    Manual,
+    ServerVad { silence_ms: u64 },
+}
+
+/// The session's effective configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Settings {
+    pub(crate) rate: u32,
+    pub(crate) model: Option<String>,
+    pub(crate) turn: Turn,
+}
+
+impl Default for Settings {
+    /// OpenAI's defaults: 24 kHz PCM, server VAD on.
+    fn default() -> Self {
+        Settings {
+            rate: 24_000,
+            model: None,
+            turn: Turn::ServerVad {
+                silence_ms: DEFAULT_VAD_SILENCE_MS,
+            },
+        }
+    }
+}
+
+fn session_json(kind: &str, id: &str, s: &Settings) -> String {
+    let turn_detection = match s.turn {
+        Turn::Manual => Value::Null,
+        Turn::ServerVad { silence_ms } => json!({
+            "type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300,
+            "silence_duration_ms": silence_ms,
+        }),
+    };
+    let transcription = match &s.model {
+        Some(m) => json!({"model": m, "language": null, "prompt": ""}),
+        None => Value::Null,
+    };
+    json!({
+        "type": kind,
+        "event_id": event_id(),
+        "session": {
+            "type": "transcription",
+            "object": "realtime.transcription_session",
+            "id": id,
+            "audio": {"input": {
+                "format": {"type": "audio/pcm", "rate": s.rate},
+                "transcription": transcription,
+                "turn_detection": turn_detection,
+                "noise_reduction": null,
+            }},
+            "include": null,
+        },
+    })
+    .to_string()
+}
+
+/// A refusal: (code, message, param).
+type Refusal = (&'static str, String, Option<&'static str>);
+
+/// Validate a `session.update` against the served model and accepted rates; fields left out
+/// keep their current value (as OpenAI does).
+pub(crate) fn validate_update(
+    event: &serde_json::Map<String, Value>,
+    current: &Settings,
+    cfg: &SimConfig,
+    intent_transcription: bool,
+    fault: Fault,
+) -> Result<Settings, Refusal> {
+    let invalid = |msg: String, param: &'static str| ("invalid_value", msg, Some(param));
+    let Some(Value::Object(session)) = event.get("session") else {
+        return Err(invalid(
+            "Missing required parameter: 'session'.".into(),
+            "session",
+        ));
+    };
+    match session.get("type").and_then(Value::as_str) {
+        Some("transcription") if intent_transcription => {}
+        Some("transcription") => {
+            return Err(invalid(
+                "This is a realtime conversation session; connect with ?intent=transcription for a transcription session.".into(),
+                "session.type",
+            ));
+        }
+        other => {
+            return Err(invalid(
+                format!("Invalid value: {other:?}. Supported values are: 'transcription'."),
+                "session.type",
+            ));
+        }
+    }
+    let mut next = current.clone();
+    let input = session
+        .get("audio")
+        .and_then(|a| a.get("input"))
+        .and_then(Value::as_object);
+    let Some(input) = input else {
+        return Ok(next);
+    };
+    if let Some(format) = input.get("format") {
+        if format.get("type").and_then(Value::as_str) != Some("audio/pcm") {
+            return Err(invalid(
+                "Only 'audio/pcm' is supported by this server.".into(),
+                "session.audio.input.format.type",
+            ));
+        }
+        let rate = format.get("rate").and_then(Value::as_u64).unwrap_or(24_000);
+        match u32::try_from(rate) {
+            Ok(r) if cfg.openai_rates.contains(&r) => next.rate = r,
+            _ => {
+                return Err(invalid(
+                    format!(
+                        "Invalid rate {rate}: supported rates are {:?}.",
+                        cfg.openai_rates
+                    ),
+                    "session.audio.input.format.rate",
+                ));
+            }
+        }
+    }
+    if let Some(t) = input.get("transcription").filter(|t| !t.is_null()) {
+        let model = t.get("model").and_then(Value::as_str).unwrap_or_default();
+        if fault == Fault::RejectModel || model != cfg.model {
+            return Err(invalid(
+                format!(
+                    "Invalid model {model:?}: this server transcribes with {:?}.",
+                    cfg.model
+                ),
+                "session.audio.input.transcription.model",
+            ));
+        }
+        next.model = Some(model.to_string());
+    }
+    match input.get("turn_detection") {
+        None => {}
+        Some(Value::Null) => next.turn = Turn::Manual,
+        Some(td) if td.get("type").and_then(Value::as_str) == Some("server_vad") => {
+            let silence_ms = td
+                .get("silence_duration_ms")
+                .and_then(Value::as_u64)
+                .unwrap_or(DEFAULT_VAD_SILENCE_MS);
+            next.turn = Turn::ServerVad { silence_ms };
+        }
+        Some(_) => {
+            return Err(invalid(
+                "Only null or server_vad turn detection is supported by this server.".into(),
+                "session.audio.input.turn_detection",
+            ));
+        }
+    }
+    Ok(next)
+}
+
+/// The simulated VAD of one item: speech is a sample at or above `VAD_THRESHOLD`; the turn
+/// ends after `silence` samples below it that follow speech.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Vad {
+    speaking: bool,
+    started: bool,
+    silence_run: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VadEvent {
+    /// Speech began at this sample of the item's audio.
+    Started(u64),
+    /// Speech ended: `silence` quiet samples were heard; the sample where the silence began.
+    Stopped(u64),
+}
+
+impl Vad {
+    /// Feed `samples` that start at sample `offset` of the item. At most one `Started` and one
+    /// `Stopped`; samples after a `Stopped` are the caller's to discard.
+    pub(crate) fn feed(&mut self, samples: &[i16], offset: u64, silence: u64) -> Vec<VadEvent> {
+        let mut out = Vec::new();
+        for (i, s) in samples.iter().enumerate() {
+            let at = offset + i as u64;
+            if i32::from(*s).abs() >= VAD_THRESHOLD {
+                if !self.started {
+                    self.started = true;
+                    out.push(VadEvent::Started(at));
+                }
+                self.speaking = true;
+                self.silence_run = 0;
+            } else if self.speaking {
+                self.silence_run += 1;
+                if self.silence_run >= silence {
+                    self.speaking = false;
+                    out.push(VadEvent::Stopped(at + 1 - self.silence_run));
+                    return out;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The item that is receiving audio.
+struct OpenItem {
+    id: String,
+    samples: u64,
+    vad: Vad,
+}
+
+fn pcm(bytes: &[u8]) -> Vec<i16> {
+    bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+fn ms(samples: u64, rate: u32) -> u64 {
+    samples * 1000 / u64::from(rate.max(1))
+}
+
+struct Session<S> {
+    cfg: Arc<SimConfig>,
+    fault: Fault,
+    record: RecordHandle,
+    sink: Sink<S>,
+    realtime_index: u64,
+    intent_transcription: bool,
+    settings: Settings,
+    ids: SplitMix64,
+    item: Option<OpenItem>,
+    previous: Option<String>,
+    utterances: u32,
+    queue_tx: mpsc::UnboundedSender<Item>,
+    queue: Arc<Mutex<mpsc::UnboundedReceiver<Item>>>,
+    ctl_tx: mpsc::UnboundedSender<Control>,
+    generations: Vec<AbortOnDrop>,
+}
+
+impl<S> Session<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn last_utterance(&self) -> u32 {
+        self.utterances.saturating_sub(1)
+    }
+
+    async fn emit(&self, text: String, kind: EmitKind) -> Option<Instant> {
+        let at = send_text(&self.sink, text).await.ok()?;
+        let utterance = self.last_utterance();
+        self.record.update(|r| {
+            r.emissions.push(Emission {
+                utterance,
+                kind,
+                deadline: None,
+                jitter_ns: 0,
+                at,
+            })
+        });
+        Some(at)
+    }
+
+    async fn refuse(&self, (code, message, param): Refusal, client_event_id: Option<&str>) {
+        let frame = error_json(code, &message, param, client_event_id);
+        let kind = EmitKind::Error {
+            code: code.to_string(),
+        };
+        self.emit(frame, kind).await;
+    }
+
+    /// Open an item at the first append after the previous commit and start its generation.
+    fn open_item(&mut self, at: Instant) {
+        let id = format!("item_{:016x}", self.ids.next_u64());
+        let utterance = self.utterances;
+        self.utterances += 1;
+        let item_id = id.clone();
+        self.record.update(|r| {
+            r.utterances.push(UtteranceRecord {
+                started_at: at,
+                first_audio_at: None,
+                end_at: None,
+                item_id: Some(item_id),
+            })
+        });
+        let g = Generation {
+            cfg: self.cfg.clone(),
+            fault: self.fault,
+            sink: self.sink.clone(),
+            queue: self.queue.clone(),
+            ctl: self.ctl_tx.clone(),
+            record: self.record.clone(),
+            utterance,
+            seed: utterance_seed(self.cfg.seed, self.realtime_index, utterance),
+            wire: Wire::OpenAi {
+                item_id: id.clone(),
+            },
+        };
+        self.generations.push(AbortOnDrop(tokio::spawn(g.run())));
+        self.item = Some(OpenItem {
+            id,
+            samples: 0,
+            vad: Vad::default(),
+        });
+    }
+
+    /// Close the open item: `committed`, chained to the previous one; `end` is the instant the
+    /// generation counts the end of audio from.
+    async fn commit(&mut self, end: Instant) {
+        let Some(item) = self.item.take() else { return };
+        let _ = self.queue_tx.send(Item::End { at: end });
+        let frame = json!({
+            "type": "input_audio_buffer.committed",
+            "event_id": event_id(),
+            "previous_item_id": self.previous,
+            "item_id": item.id,
+        })
+        .to_string();
+        self.emit(frame, EmitKind::Committed).await;
+        self.previous = Some(item.id);
+    }
+
+    async fn on_text(&mut self, text: &str, at: Instant) {
+        let note = |kind: ClientFrameKind| {
+            self.record
+                .update(|r| r.client_frames.push(ClientFrame { at, kind }))
+        };
+        let Ok(value) = serde_json::from_str::<Value>(text) else {
+            note(ClientFrameKind::InvalidJson);
+            let r = (
+                "invalid_json",
+                "The event is not valid JSON.".to_string(),
+                None,
+            );
+            return self.refuse(r, None).await;
+        };
+        let Value::Object(event) = value else {
+            note(ClientFrameKind::NotObject);
+            let r = (
+                "invalid_json",
+                "The event must be a JSON object.".to_string(),
+                None,
+            );
+            return self.refuse(r, None).await;
+        };
+        let client_id = event.get("event_id").and_then(Value::as_str);
+        match event.get("type").and_then(Value::as_str) {
+            Some("session.update") => {
+                note(ClientFrameKind::SessionUpdate);
+                match validate_update(
+                    &event,
+                    &self.settings,
+                    &self.cfg,
+                    self.intent_transcription,
+                    self.fault,
+                ) {
+                    Ok(next) => {
+                        self.settings = next;
+                        let id = format!("sess_{:016x}", self.realtime_index);
+                        let frame = session_json("session.updated", &id, &self.settings);
+                        self.emit(frame, EmitKind::SessionUpdated).await;
+                    }
+                    Err(r) => self.refuse(r, client_id).await,
+                }
+            }
+            Some("input_audio_buffer.append") => {
+                let bytes = event
+                    .get("audio")
+                    .and_then(Value::as_str)
+                    .and_then(decode_audio)
+                    .filter(|b| !b.is_empty() && b.len() % 2 == 0);
+                note(ClientFrameKind::Append {
+                    bytes: bytes.as_ref().map(Vec::len),
+                });
+                let Some(bytes) = bytes else {
+                    let r = (
+                        "invalid_audio_format",
+                        "Audio must be base64 PCM16 with an even, non-zero byte count.".to_string(),
+                        Some("audio"),
+                    );
+                    return self.refuse(r, client_id).await;
+                };
+                if self.item.is_none() {
+                    self.open_item(at);
+                }
+                let _ = self.queue_tx.send(Item::Audio { at });
+                let rate = self.settings.rate;
+                let Some(item) = self.item.as_mut() else {
+                    return;
+                };
+                let offset = item.samples;
+                item.samples += (bytes.len() / 2) as u64;
+                let Turn::ServerVad { silence_ms } = self.settings.turn else {
+                    return;
+                };
+                // Samples are only looked at by the VAD.
+                let samples = pcm(&bytes);
+                let silence = silence_ms * u64::from(rate) / 1000;
+                let events = item.vad.feed(&samples, offset, silence.max(1));
+                let id = item.id.clone();
+                for e in events {
+                    match e {
+                        VadEvent::Started(s) => {
+                            let frame = json!({
+                                "type": "input_audio_buffer.speech_started",
+                                "event_id": event_id(),
+                                "audio_start_ms": ms(s, rate),
+                                "item_id": id,
+                            })
+                            .to_string();
+                            self.emit(frame, EmitKind::SpeechStarted).await;
+                        }
+                        VadEvent::Stopped(s) => {
+                            let frame = json!({
+                                "type": "input_audio_buffer.speech_stopped",
+                                "event_id": event_id(),
+                                "audio_end_ms": ms(s, rate),
+                                "item_id": id,
+                            })
+                            .to_string();
+                            let end = self
+                                .emit(frame, EmitKind::SpeechStopped)
+                                .await
+                                .unwrap_or(at);
+                            self.commit(end).await;
+                        }
+                    }
+                }
+            }
+            Some("input_audio_buffer.commit") => {
+                note(ClientFrameKind::Commit { final_: None });
+                let min = MIN_COMMIT.as_secs_f64() * f64::from(self.settings.rate);
+                let enough = self.item.as_ref().is_some_and(|i| i.samples as f64 >= min);
+                if !enough {
+                    let buffered = self
+                        .item
+                        .as_ref()
+                        .map_or(0, |i| ms(i.samples, self.settings.rate));
+                    let r = (
+                        "input_audio_buffer_commit_empty",
+                        format!(
+                            "Error committing input audio buffer: buffer too small. Expected at least 100ms of audio, but buffer only has {buffered}.00ms of audio."
+                        ),
+                        None,
+                    );
+                    return self.refuse(r, client_id).await;
+                }
+                self.commit(at).await;
+            }
+            Some("input_audio_buffer.clear") => {
+                note(ClientFrameKind::Clear);
+                if self.item.take().is_some() {
+                    // The cleared item's generation would wait forever for its end.
+                    self.generations.pop();
+                }
+                let frame = json!({"type": "input_audio_buffer.cleared", "event_id": event_id()})
+                    .to_string();
+                let _ = send_text(&self.sink, frame).await;
+            }
+            other => {
+                note(ClientFrameKind::Unknown(other.map(str::to_owned)));
+                let r = (
+                    "unknown_event",
+                    format!("Unknown event type: {}", other.unwrap_or("None")),
+                    Some("type"),
+                );
+                self.refuse(r, client_id).await;
+            }
+        }
+    }
+}
+
+/// Serve one upgraded connection in the OpenAI dialect.
+pub(crate) async fn run<S>(ws: WebSocketStream<S>, mut ctx: SessionCtx)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let cfg = ctx.cfg.clone();
+    let record = ctx.record.clone();
+    let (sink, mut stream) = ws.split();
+    let sink: Sink<S> = Arc::new(Mutex::new(sink));
+    let delay = if ctx.fault == Fault::SlowSession {
+        cfg.slow_session_delay
+    } else {
+        cfg.session_created_delay
+    };
+    if !delay.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown_requested(&mut ctx.shutdown) => return,
+        }
+    }
+    let (queue_tx, queue_rx) = mpsc::unbounded_channel::<Item>();
+    let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<Control>();
+    let mut s = Session {
+        cfg: cfg.clone(),
+        fault: ctx.fault,
+        record: record.clone(),
+        sink: sink.clone(),
+        realtime_index: ctx.realtime_index,
+        intent_transcription: ctx.intent_transcription,
+        settings: Settings::default(),
+        ids: SplitMix64::new(utterance_seed(cfg.seed, ctx.realtime_index, u32::MAX)),
+        item: None,
+        previous: None,
+        utterances: 0,
+        queue_tx,
+        queue: Arc::new(Mutex::new(queue_rx)),
+        ctl_tx,
+        generations: Vec::new(),
+    };
+    let id = format!("sess_{:016x}", s.ids.next_u64());
+    match send_text(&sink, session_json("session.created", &id, &s.settings)).await {
+        Ok(at) => record.update(|r| r.session_created_at = Some(at)),
+        Err(_) => return,
+    }
+    let keepalive = cfg.keepalive.filter(|k| !k.is_zero());
+    let mut pinger = keepalive.map(|k| tokio::time::interval_at((Instant::now() + k).into(), k));
+    let mut awaiting_pong = false;
+    loop {
+        tokio::select! {
+            _ = shutdown_requested(&mut ctx.shutdown) => {
+                s.generations.clear();
+                close_and_linger(&sink, &mut stream, 1012, &record, s.last_utterance()).await;
+                return;
+            }
+            _ = tick(&mut pinger) => {
+                if awaiting_pong {
+                    s.generations.clear();
+                    close_and_linger(&sink, &mut stream, 1011, &record, s.last_utterance()).await;
+                    return;
+                }
+                awaiting_pong = true;
+                if let Ok(at) = send(&sink, Message::Ping(b"rtprobe-sim".as_slice().into())).await {
+                    let utterance = s.last_utterance();
+                    record.update(|r| r.emissions.push(Emission {
+                        utterance, kind: EmitKind::Ping, deadline: None, jitter_ns: 0, at,
+                    }));
+                }
+            }
+            Some(ctl) = ctl_rx.recv() => {
+                s.generations.clear();
+                match ctl {
+                    Control::DropTcp => return,
+                    Control::Close(code) => {
+                        close_and_linger(&sink, &mut stream, code, &record, s.last_utterance()).await;
+                        return;
+                    }
+                }
+            }
+            msg = stream.next() => {
+                let at = Instant::now();
+                let note = |kind: ClientFrameKind| {
+                    record.update(|r| r.client_frames.push(ClientFrame { at, kind }))
+                };
+                match msg {
+                    None => return,
+                    Some(Err(WsError::Capacity(_))) => {
+                        s.generations.clear();
+                        close_and_linger(&sink, &mut stream, 1009, &record, s.last_utterance()).await;
+                        return;
+                    }
+                    Some(Err(WsError::Utf8(_))) => {
+                        s.generations.clear();
+                        close_and_linger(&sink, &mut stream, 1007, &record, s.last_utterance()).await;
+                        return;
+                    }
+                    Some(Err(_)) => return,
+                    Some(Ok(Message::Binary(_))) => {
+                        note(ClientFrameKind::Binary);
+                        let r = ("invalid_payload", "Binary frames are not supported.".to_string(), None);
+                        s.refuse(r, None).await;
+                    }
+                    Some(Ok(Message::Ping(_))) => note(ClientFrameKind::Ping),
+                    Some(Ok(Message::Pong(_))) => {
+                        awaiting_pong = false;
+                        note(ClientFrameKind::Pong);
+                    }
+                    Some(Ok(Message::Close(_))) => {
+                        note(ClientFrameKind::Close);
+                        s.generations.clear();
+                    }
+                    Some(Ok(Message::Frame(_))) => {}
+                    Some(Ok(Message::Text(text))) => s.on_text(text.as_str(), at).await,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(v: Value) -> serde_json::Map<String, Value> {
+        match v {
+            Value::Object(o) => o,
+            _ => unreachable!(),
+        }
+    }
+
+    fn ga(rate: u32, model: &str, td: Value) -> serde_json::Map<String, Value> {
+        update(
+            json!({"type":"session.update","session":{"type":"transcription","audio":{"input":{
+            "format":{"type":"audio/pcm","rate":rate},"transcription":{"model":model},"turn_detection":td}}}}),
+        )
+    }
+
+    #[test]
+    fn updates_are_validated() {
+        let cfg = SimConfig::default();
+        let cur = Settings::default();
+        let ok = validate_update(
+            &ga(24_000, "demo-realtime", Value::Null),
+            &cur,
+            &cfg,
+            true,
+            Fault::None,
+        );
+        assert_eq!(
+            ok,
+            Ok(Settings {
+                rate: 24_000,
+                model: Some("demo-realtime".into()),
+                turn: Turn::Manual
+            })
+        );
+        let vad = json!({"type":"server_vad","silence_duration_ms":300});
+        let ok = validate_update(
+            &ga(24_000, "demo-realtime", vad),
+            &cur,
+            &cfg,
+            true,
+            Fault::None,
+        );
+        assert_eq!(ok.unwrap().turn, Turn::ServerVad { silence_ms: 300 });
+        let param = |r: Result<Settings, Refusal>| r.unwrap_err().2;
+        assert_eq!(
+            param(validate_update(
+                &ga(16_000, "demo-realtime", Value::Null),
+                &cur,
+                &cfg,
+                true,
+                Fault::None
+            )),
+            Some("session.audio.input.format.rate")
+        );
+        assert_eq!(
+            param(validate_update(
+                &ga(24_000, "other", Value::Null),
+                &cur,
+                &cfg,
+                true,
+                Fault::None
+            )),
+            Some("session.audio.input.transcription.model")
+        );
+        assert_eq!(
+            param(validate_update(
+                &ga(24_000, "demo-realtime", Value::Null),
+                &cur,
+                &cfg,
+                true,
+                Fault::RejectModel
+            )),
+            Some("session.audio.input.transcription.model")
+        );
+        assert_eq!(
+            param(validate_update(
+                &ga(24_000, "demo-realtime", Value::Null),
+                &cur,
+                &cfg,
+                false,
+                Fault::None
+            )),
+            Some("session.type"),
+            "no ?intent=transcription"
+        );
+        assert_eq!(
+            param(validate_update(
+                &update(json!({"type":"session.update","model":"m"})),
+                &cur,
+                &cfg,
+                true,
+                Fault::None
+            )),
+            Some("session"),
+            "a vLLM-shaped update"
+        );
+        let sixteen = SimConfig {
+            openai_rates: vec![16_000, 24_000],
+            ..SimConfig::default()
+        };
+        assert_eq!(
+            validate_update(
+                &ga(16_000, "demo-realtime", Value::Null),
+                &cur,
+                &sixteen,
+                true,
+                Fault::None
+            )
+            .unwrap()
+            .rate,
+            16_000
+        );
+    }
+
+    #[test]
+    fn vad_finds_speech_and_the_silence_after_it() {
+        let mut v = Vad::default();
+        let mut audio = vec![0i16; 100];
+        audio.extend(std::iter::repeat_n(1000i16, 50));
+        audio.extend(std::iter::repeat_n(10i16, 30));
+        assert_eq!(v.feed(&audio, 0, 40), vec![VadEvent::Started(100)]);
+        assert_eq!(v.feed(&[0; 5], 180, 40), vec![]);
+        assert_eq!(v.feed(&[0; 20], 185, 40), vec![VadEvent::Stopped(150)]);
+    }
+
+    #[test]
+    fn wire_shapes() {
+        let c: Value = serde_json::from_str(&completed_json("item_1", " a b", 39, 2)).unwrap();
+        assert_eq!(
+            c["type"],
+            "conversation.item.input_audio_transcription.completed"
+        );
+        assert_eq!(c["usage"]["total_tokens"], 41);
+        assert_eq!(c["usage"]["type"], "tokens");
+        let e: Value =
+            serde_json::from_str(&error_json("invalid_value", "m", Some("p"), Some("c1"))).unwrap();
+        assert_eq!(e["error"]["event_id"], "c1");
+        assert_eq!(e["error"]["param"], "p");
+        assert!(e["event_id"].as_str().unwrap().starts_with("event_"));
+    }
+}
