@@ -2,7 +2,8 @@
 //! field path, its line and column, and what is allowed. Secrets are read (env or file) and
 //! wrapped in `Secret` here and nowhere else.
 
-use std::collections::{BTreeMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ struct Ctx<'a> {
     loc: Locator<'a>,
     dir: PathBuf,
     env: EnvLookup<'a>,
+    /// Clip durations by (file, chunk), so probes sharing a clip decode it once per load.
+    clips: RefCell<HashMap<(PathBuf, Duration), Duration>>,
 }
 
 impl Ctx<'_> {
@@ -44,6 +47,23 @@ impl Ctx<'_> {
             message: message.into(),
             pos: self.loc.top(section, path),
         }
+    }
+
+    /// Prepares the clip exactly as `serve` will (`audio::prepare`, the same decoder,
+    /// resampler and chunker), so a file `serve` could not use fails here, and returns the
+    /// length of audio a run sends.
+    fn clip(&self, audio: &Path, chunk: Duration) -> Result<Duration, String> {
+        let key = (audio.to_path_buf(), chunk);
+        if let Some(d) = self.clips.borrow().get(&key) {
+            return Ok(*d);
+        }
+        let prepared = crate::audio::prepare(audio, chunk)
+            .map_err(|e| format!("cannot use {}: {}", e.file, e.reason))?;
+        let d = Duration::from_secs_f64(
+            prepared.total_samples as f64 / f64::from(crate::audio::SAMPLE_RATE),
+        );
+        self.clips.borrow_mut().insert(key, d);
+        Ok(d)
     }
 
     fn resolve(&self, p: &Path) -> PathBuf {
@@ -272,6 +292,7 @@ pub fn validate(
         loc: Locator::new(text),
         dir: origin.parent().map(Path::to_path_buf).unwrap_or_default(),
         env,
+        clips: RefCell::new(HashMap::new()),
     };
     let raw_server = raw.server.unwrap_or_default();
     let admin_token = match raw_server.admin_token {
@@ -687,6 +708,20 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
     labels.extend(p.labels);
     for k in labels.keys() {
         check_label(k).map_err(|m| cx.probe_err(i, &["labels", k], m))?;
+    }
+    let clip = cx
+        .clip(&audio, chunk)
+        .map_err(|m| cx.probe_err(i, &["audio"], m))?;
+    if pacing == Pacing::Realtime && timeout < clip {
+        return Err(cx.probe_err(
+            i,
+            &["timeout"],
+            format!(
+                "timeout {} is shorter than the clip ({:.2}s of audio, sent in real time): no run could finish; raise timeout above the clip's length plus the server's reply time",
+                crate::config::format_duration(timeout),
+                clip.as_secs_f64()
+            ),
+        ));
     }
     Ok(ProbeSpec {
         name,

@@ -22,15 +22,18 @@ pub struct Derived {
     pub itl_guidellm: Option<f64>,
     /// Last text − final commit sent (Time To Last Round Trip).
     pub rtt_last: Option<f64>,
-    /// Mean receive time of non-empty deltas − mean send time of all frames (Avg RTT).
+    /// Mean receive time of non-empty deltas − mean send time of all frames (Avg RTT). Signed:
+    /// negative when the text led the audio (trailing audio after the last word); reports show
+    /// it as measured, the recorder counts such runs instead of observing a negative latency.
     pub rtt_mean: Option<f64>,
     /// t_done − final commit sent.
     pub finalize: Option<f64>,
     /// Phase durations: (phase name, seconds) for `dns`, `connect`, `tls`, `upgrade`, `session`.
     pub phases: Vec<(&'static str, f64)>,
-    /// Audio seconds sent after the first append ÷ (last append − first append): exactly 1.0
-    /// when paced in real time. (All audio ÷ window would read N/(N−1): the first chunk leaves
-    /// at the window's start, so its audio does not belong to the window.)
+    /// Audio seconds sent before the last append ÷ (last append − first append): exactly 1.0
+    /// when paced in real time, whatever the last chunk's length. Chunk i leaves at i·chunk, so
+    /// the window holds the N−1 gaps that the chunks before the last one filled; the last
+    /// chunk (often shorter) leaves at the window's end and fills none of it.
     pub send_window_audio_rate: Option<f64>,
     /// Output tokens ÷ send window.
     pub send_window_output_tokens: Option<f64>,
@@ -39,7 +42,8 @@ pub struct Derived {
     pub usage: Option<Usage>,
     /// Word error rate against the reference, when one is configured.
     pub wer: Option<f64>,
-    /// Pacing lateness of each append against its schedule (seconds, ≥ 0 when late).
+    /// Pacing lateness of each append against its schedule (seconds, ≥ 0: the pacer never
+    /// sends early, and an early send would count as on time).
     pub pacing_lateness: Vec<f64>,
     /// Non-empty deltas received.
     pub text_deltas: usize,
@@ -126,13 +130,15 @@ pub fn derive(t: &Timeline, reference: Option<&str>) -> Derived {
             .and_then(|(d, c)| diff(d.at, c)),
         phases: phases(t),
         send_window_audio_rate: send_window.map(|w| {
-            let first_chunk = t
+            let before_last = t
                 .sent
                 .iter()
-                .find(|s| s.kind == SentKind::Append)
+                .filter(|s| s.kind == SentKind::Append)
+                .rev()
+                .nth(1)
                 .and_then(|s| s.audio_end)
                 .unwrap_or_default();
-            secs(t.audio_sent.saturating_sub(first_chunk)) / w
+            secs(before_last) / w
         }),
         send_window_output_tokens: send_window
             .zip(usage)
@@ -147,7 +153,7 @@ pub fn derive(t: &Timeline, reference: Option<&str>) -> Derived {
             .sent
             .iter()
             .filter(|s| s.kind == SentKind::Append)
-            .filter_map(|s| s.scheduled.map(|sch| secs(s.at) - secs(sch)))
+            .filter_map(|s| s.scheduled.map(|sch| secs(s.at.saturating_sub(sch))))
             .collect(),
         text_deltas: text_times.len(),
         deltas: t.deltas.len(),
@@ -283,7 +289,7 @@ mod tests {
         for (got, want) in d.phases.iter().zip(want) {
             assert!(close(got.1, want), "{got:?} vs {want}");
         }
-        // 0.2 s of audio after the first chunk over a 0.203 s send window
+        // 0.2 s of audio before the last chunk over a 0.203 s send window
         assert_close(d.send_window_audio_rate, 0.200 / 0.203);
         assert_close(d.send_window_output_tokens, 11.0 / 0.203);
         // (3 − 1) / 0.3 s
@@ -353,6 +359,53 @@ mod tests {
         assert_close(d.finalize, 0.521);
         // Every reference word deleted.
         assert_close(d.wer, 1.0);
+    }
+
+    #[test]
+    fn perfect_pacing_with_a_partial_last_chunk_is_exactly_real_time() {
+        let mut t = paced();
+        // 100 ms chunks at 0/100/200 ms after the first, the last one 37.5 ms of audio.
+        t.sent = vec![
+            sent(SentKind::SessionUpdate, 23),
+            sent(SentKind::StartCommit, 24),
+            append(25, 25, 100),
+            append(125, 125, 200),
+            append(225, 225, 237),
+            sent(SentKind::FinalCommit, 226),
+        ];
+        t.sent[4].audio_end = Some(Duration::from_micros(237_500));
+        t.audio_sent = Duration::from_micros(237_500);
+        let d = derive(&t, None);
+        assert_eq!(d.send_window_audio_rate, Some(1.0));
+        // Twice as slow as real time reads 0.5, still independent of the last chunk.
+        t.sent[3].at = ms(225);
+        t.sent[4].at = ms(425);
+        assert_eq!(derive(&t, None).send_window_audio_rate, Some(0.5));
+    }
+
+    #[test]
+    fn text_that_leads_the_audio_gives_a_negative_avg_rtt() {
+        // A clip with 0.5 s of trailing silence: every word came back before the last appends.
+        let mut t = paced();
+        t.sent = vec![
+            sent(SentKind::SessionUpdate, 0),
+            sent(SentKind::StartCommit, 0),
+            append(0, 0, 100),
+            append(100, 100, 200),
+            append(200, 200, 300),
+            append(300, 300, 400),
+            append(400, 400, 500),
+            append(500, 500, 600),
+            sent(SentKind::FinalCommit, 500),
+        ];
+        t.deltas = vec![delta(50, true), delta(150, true)];
+        t.done.as_mut().unwrap().at = ms(560);
+        let d = derive(&t, None);
+        // mean(0.05, 0.15) − mean(0, 0, 0, .1, .2, .3, .4, .5, .5) = 0.1 − 2.0/9
+        assert_close(d.rtt_mean, 0.1 - 2.0 / 9.0);
+        // The last text came before the final commit: no last round trip either.
+        assert_eq!(d.rtt_last, None);
+        assert_close(d.finalize, 0.060);
     }
 
     #[test]

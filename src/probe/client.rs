@@ -111,6 +111,8 @@ pub async fn run_observed(
 fn pending_timeout(tl: &Timeline) -> ErrorType {
     if tl.phases.session_created.is_none() {
         ErrorType::TimeoutConnect
+    } else if !tl.sent.iter().any(|s| s.kind == SentKind::FinalCommit) {
+        ErrorType::TimeoutSending
     } else if tl.done.is_none() && !tl.deltas.iter().any(|d| d.nonempty) {
         ErrorType::TimeoutFirstText
     } else {
@@ -575,13 +577,7 @@ async fn read_all(
                 let server_code = code
                     .as_deref()
                     .map_or(ServerCode::Other, ServerCode::from_wire);
-                let setup = matches!(
-                    server_code,
-                    ServerCode::ModelNotFound
-                        | ServerCode::InvalidEvent
-                        | ServerCode::ModelNotValidated
-                );
-                if setup || flags.start_sent.load(Ordering::Acquire) {
+                if fails_run(server_code, flags.start_sent.load(Ordering::Acquire)) {
                     return Err(ProbeError::new(
                         ErrorType::ServerError(server_code),
                         format!(
@@ -596,6 +592,21 @@ async fn read_all(
             ServerEvent::SessionCreated | ServerEvent::Other => ignore(ignored_events)?,
         }
     }
+}
+
+/// Whether a server `error` event fails the run. Set-up errors and a rejected chunk always do
+/// (a dropped chunk leaves a gap in the audio, so the transcript no longer answers the clip,
+/// also in burst mode where every append precedes the start commit); anything else only once
+/// the start commit was sent.
+fn fails_run(code: ServerCode, start_sent: bool) -> bool {
+    let always = matches!(
+        code,
+        ServerCode::ModelNotFound
+            | ServerCode::InvalidEvent
+            | ServerCode::ModelNotValidated
+            | ServerCode::InvalidAudio
+    );
+    always || start_sent
 }
 
 fn ignore(count: &mut u64) -> Result<(), ProbeError> {
@@ -616,4 +627,58 @@ fn truncate_chars(s: &str, max: usize) -> String {
         out.push('…');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::timeline::Delta;
+
+    fn at(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    fn sent(kind: SentKind, ms: u64) -> Sent {
+        Sent {
+            kind,
+            at: at(ms),
+            scheduled: None,
+            audio_end: None,
+        }
+    }
+
+    #[test]
+    fn run_timeout_is_named_after_the_pending_stage() {
+        let mut tl = Timeline::new(SystemTime::UNIX_EPOCH);
+        assert_eq!(pending_timeout(&tl), ErrorType::TimeoutConnect);
+        tl.phases.session_created = Some(at(20));
+        tl.sent = vec![
+            sent(SentKind::SessionUpdate, 21),
+            sent(SentKind::StartCommit, 22),
+            sent(SentKind::Append, 23),
+            sent(SentKind::Append, 123),
+        ];
+        // Audio still going out, with or without text: the clip was not delivered in time.
+        assert_eq!(pending_timeout(&tl), ErrorType::TimeoutSending);
+        tl.deltas.push(Delta {
+            at: at(110),
+            nonempty: true,
+        });
+        assert_eq!(pending_timeout(&tl), ErrorType::TimeoutSending);
+        tl.sent.push(sent(SentKind::FinalCommit, 124));
+        assert_eq!(pending_timeout(&tl), ErrorType::TimeoutDone);
+        tl.deltas.clear();
+        assert_eq!(pending_timeout(&tl), ErrorType::TimeoutFirstText);
+    }
+
+    #[test]
+    fn rejected_audio_fails_the_run_before_the_start_commit() {
+        assert!(fails_run(ServerCode::InvalidAudio, false));
+        assert!(fails_run(ServerCode::ModelNotFound, false));
+        assert!(!fails_run(ServerCode::ProcessingError, false));
+        assert!(!fails_run(ServerCode::Other, false));
+        for code in ServerCode::ALL {
+            assert!(fails_run(code, true), "{code:?}");
+        }
+    }
 }

@@ -46,9 +46,10 @@ impl GenerationRunner {
             if audio.contains_key(&key) {
                 continue;
             }
-            let prepared = crate::audio::prepare(&p.audio, p.chunk).map_err(|e| {
-                format!("probes[{i}] ({}): audio {}: {e}", p.name, p.audio.display())
-            })?;
+            // `config::load` already prepared this file the same way; it can only fail here if
+            // the file changed in between. `e` names the file.
+            let prepared = crate::audio::prepare(&p.audio, p.chunk)
+                .map_err(|e| format!("probes[{i}] ({}): {e}", p.name))?;
             audio.insert(key, Arc::new(prepared));
         }
         Ok(GenerationRunner { audio })
