@@ -10,7 +10,7 @@ use anyhow::{Context, anyhow};
 use clap::Parser;
 use rtprobe::cli::{Cli, Command, DemoArgs, ProbeArgs};
 use rtprobe::config::{self, ProbeSpec};
-use rtprobe::metrics::derive::derive;
+use rtprobe::metrics::derive::{apply_max_wer, derive};
 use rtprobe::probe::{self, ProgressEvent};
 use rtprobe::report::{self, RunHeader};
 use rtprobe::serve::ServeArgs;
@@ -295,7 +295,9 @@ async fn probe_once(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     if progress {
         eprint!("\r\x1b[2K");
     }
+    let mut timeline = timeline;
     let derived = derive(&timeline, spec.reference.as_deref());
+    apply_max_wer(&mut timeline, &derived, spec.max_wer);
     let model = match &spec.model {
         config::ModelChoice::Named(m) => m.as_str(),
         config::ModelChoice::Auto => "auto",

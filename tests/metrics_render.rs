@@ -426,3 +426,25 @@ fn an_impossible_observation_stops_a_debug_build() {
     t.recorder()
         .record_run(&ProbeLabels::new(&spec("nan"), "m"), &d, Ok(()));
 }
+
+#[tokio::test]
+async fn a_wer_failure_still_records_its_wer() {
+    let t = Telemetry::new(&buckets(), None).unwrap();
+    let l = ProbeLabels::new(&spec("w"), "m");
+    let d = Derived {
+        ttft: Some(0.25),
+        wer: Some(0.75),
+        ..Derived::default()
+    };
+    t.recorder().record_run(&l, &d, Err(ErrorType::Wer));
+    let (_, samples) = parse(&render(&t));
+    let find = |name: &str| samples.iter().find(|s| s.name == name);
+    let runs = find("rtprobe_probe_runs_total").expect("runs");
+    assert_eq!(runs.labels["error_type"], "wer");
+    assert_eq!(
+        find("rtprobe_transcript_word_error_rate_ratio_sum").map(|s| s.value),
+        Some(0.75)
+    );
+    // Everything else follows the failed-run rule.
+    assert!(find("gen_ai_client_operation_time_to_first_chunk_seconds_count").is_none());
+}

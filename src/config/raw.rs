@@ -87,6 +87,7 @@ pub struct RawProbeDefaults {
     pub concurrency: Option<u32>,
     pub jitter: Option<f64>,
     pub model: Option<String>,
+    pub max_wer: Option<f64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -119,6 +120,7 @@ pub struct RawProbe {
     pub audio: Option<PathBuf>,
     pub reference: Option<String>,
     pub reference_file: Option<PathBuf>,
+    pub max_wer: Option<f64>,
     pub chunk: Option<DurationText>,
     pub pacing: Option<String>,
     pub interval: Option<DurationText>,

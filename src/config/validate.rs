@@ -560,6 +560,37 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
         }
         (None, None) => None,
     };
+    let max_wer = match (p.max_wer, d.max_wer) {
+        (Some(v), _) => Some((v, cx.probe_err(i, &["max_wer"], ""))),
+        (None, Some(v)) => Some((
+            v,
+            Problem {
+                field: "defaults.max_wer".into(),
+                message: String::new(),
+                pos: cx.loc.top("defaults", &["max_wer"]),
+            },
+        )),
+        (None, None) => None,
+    };
+    let max_wer = match max_wer {
+        None => None,
+        Some((v, at)) if !(v.is_finite() && v >= 0.0) => {
+            return Err(Problem {
+                message: format!(
+                    "max_wer {v} out of range: expected a word error rate ≥ 0, e.g. 0.25"
+                ),
+                ..at
+            });
+        }
+        Some(_) if reference.is_none() => {
+            return Err(cx.probe_err(
+                i,
+                &["max_wer"],
+                "max_wer needs a reference (or reference_file) to compare the transcript with",
+            ));
+        }
+        Some((v, _)) => Some(v),
+    };
     let pd = |key: &'static str, v: &Option<DurationText>| dur(v, |m| cx.probe_err(i, &[key], m));
     let dd = |key: &'static str, v: &Option<DurationText>| {
         dur(v, |m| Problem {
@@ -729,6 +760,7 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
         model,
         audio,
         reference,
+        max_wer,
         chunk,
         pacing,
         deadlines,

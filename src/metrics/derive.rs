@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::metrics::wer::word_error_rate;
+use crate::probe::error::{ErrorType, ProbeError};
 use crate::probe::timeline::{SentKind, Timeline, Usage};
 
 /// Everything recorded for one run. Seconds are `f64`.
@@ -161,6 +162,20 @@ pub fn derive(t: &Timeline, reference: Option<&str>) -> Derived {
     }
 }
 
+/// Transcript quality as success: a run that completed but whose WER exceeds `max_wer` becomes
+/// a failure with `error.type="wer"` (equal passes). A run that already failed, or has no WER,
+/// is left as it is.
+pub fn apply_max_wer(t: &mut Timeline, d: &Derived, max_wer: Option<f64>) {
+    if let (Ok(()), Some(wer), Some(max)) = (&t.outcome, d.wer, max_wer)
+        && wer > max
+    {
+        t.outcome = Err(ProbeError::new(
+            ErrorType::Wer,
+            format!("word error rate {wer:.3} exceeds max_wer {max}"),
+        ));
+    }
+}
+
 /// Each recorded phase lasts from the end of the previous recorded one (or `t0`) to its own end;
 /// a phase that did not happen (dns for an IP literal, tls for ws://) is skipped, not zero.
 fn phases(t: &Timeline) -> Vec<(&'static str, f64)> {
@@ -187,7 +202,6 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::probe::error::{ErrorType, ProbeError};
     use crate::probe::timeline::{Delta, Done, Phases, Sent};
 
     fn ms(v: u64) -> Duration {
@@ -406,6 +420,29 @@ mod tests {
         // The last text came before the final commit: no last round trip either.
         assert_eq!(d.rtt_last, None);
         assert_close(d.finalize, 0.060);
+    }
+
+    #[test]
+    fn wer_over_max_wer_fails_the_run() {
+        let mut t = paced();
+        // "a b c" against "a b d": one substitution in three words.
+        let d = derive(&t, Some("a b d"));
+        assert_close(d.wer, 1.0 / 3.0);
+        apply_max_wer(&mut t, &d, Some(0.25));
+        let err = t.outcome.clone().unwrap_err();
+        assert_eq!(err.kind, ErrorType::Wer);
+        assert_eq!(err.detail, "word error rate 0.333 exceeds max_wer 0.25");
+        // At or under the bound, or without one, the run stays a success.
+        for max in [Some(0.5), Some(1.0 / 3.0), None] {
+            let mut t = paced();
+            apply_max_wer(&mut t, &d, max);
+            assert_eq!(t.outcome, Ok(()), "{max:?}");
+        }
+        // A run that failed for another reason keeps its own error.
+        let mut t = paced();
+        t.outcome = Err(ProbeError::new(ErrorType::TimeoutDone, "late"));
+        apply_max_wer(&mut t, &d, Some(0.25));
+        assert_eq!(t.outcome.unwrap_err().kind, ErrorType::TimeoutDone);
     }
 
     #[test]

@@ -419,6 +419,11 @@ impl Recorder {
         if let Err(e) = outcome {
             i.runs.add(1, &labels.failure(e));
             i.success.record(0, &labels.base);
+            // A run failed for its transcript still measured it: the WER histogram keeps the
+            // values that crossed `max_wer`, or it would only ever show the good ones.
+            if e == ErrorType::Wer {
+                observe_opt(&i.wer, derived.wer, &labels.base);
+            }
             return;
         }
         i.runs.add(1, &labels.success);

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::audio::PreparedAudio;
 use crate::config::{Config, ModelChoice, ProbeSpec};
-use crate::metrics::derive::derive;
+use crate::metrics::derive::{apply_max_wer, derive};
 use crate::metrics::{ProbeLabels, Recorder, Telemetry};
 use crate::probe::ErrorType;
 use crate::scheduler::{BoxFuture, Runner, SchedulerEvents, StreamResult};
@@ -88,8 +88,9 @@ impl Runner for Arc<GenerationRunner> {
                     );
                 }
             };
-            let timeline = crate::probe::run(&probe, &audio).await;
+            let mut timeline = crate::probe::run(&probe, &audio).await;
             let derived = derive(&timeline, probe.reference.as_deref());
+            apply_max_wer(&mut timeline, &derived, probe.max_wer);
             StreamResult {
                 started: timeline.started,
                 elapsed: t.elapsed(),
@@ -106,8 +107,9 @@ impl Runner for Arc<GenerationRunner> {
                 Ok(a) => a,
                 Err(e) => return serde_json::json!({ "probe": probe.name, "error": e }),
             };
-            let timeline = crate::probe::run(&probe, &audio).await;
+            let mut timeline = crate::probe::run(&probe, &audio).await;
             let derived = derive(&timeline, probe.reference.as_deref());
+            apply_max_wer(&mut timeline, &derived, probe.max_wer);
             serde_json::json!({
                 "probe": probe.name,
                 "target": probe.target.ws_url,
