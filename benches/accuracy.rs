@@ -209,7 +209,47 @@ impl Truth {
     }
 }
 
+/// Send and receive stamps of both processes for one direction, on their own clocks (seconds).
+#[derive(Default)]
+struct Transits {
+    /// (rtprobe's send stamp, simulator's receipt) of every append and the final commit.
+    up: Vec<(f64, f64)>,
+    /// (simulator's emit, rtprobe's receive stamp) of every delta.
+    down: Vec<(f64, f64)>,
+}
+
+impl Transits {
+    /// The two clocks share no origin; their offset θ (simulator − rtprobe) is bounded by every
+    /// message, NTP-style: θ ≤ receipt − send for each up message, θ ≥ emit − receive for each
+    /// down message, and θ is taken midway between the tightest bounds. Measured once, on a
+    /// single quiet stream (θ is constant: both processes read the same monotonic clock).
+    /// Both sides stamp a send after the write returned, and the peer may read the bytes
+    /// before that, so the bounds can cross by about a write: the half-width returned is then
+    /// negative. Returns (θ, half-width).
+    fn offset(&self) -> Option<(f64, f64)> {
+        let hi = self
+            .up
+            .iter()
+            .map(|(c, s)| s - c)
+            .fold(f64::INFINITY, f64::min);
+        let lo = self
+            .down
+            .iter()
+            .map(|(s, c)| s - c)
+            .fold(f64::NEG_INFINITY, f64::max);
+        (hi.is_finite() && lo.is_finite()).then(|| ((lo + hi) / 2.0, (hi - lo) / 2.0))
+    }
+
+    /// One-way transits (up, down) in seconds, given the clock offset θ.
+    fn at(&self, theta: f64) -> (Vec<f64>, Vec<f64>) {
+        let up = self.up.iter().map(|(c, s)| s - c - theta).collect();
+        let down = self.down.iter().map(|(s, c)| c + theta - s).collect();
+        (up, down)
+    }
+}
+
 struct Errors {
+    transits: Transits,
     ttft: Vec<f64>,
     itl: Vec<f64>,
     rtt_last: Vec<f64>,
@@ -229,16 +269,18 @@ struct Footprint {
     rss: f64,
 }
 
-async fn run_n(n: usize, jitter: Duration) -> (Errors, Footprint) {
-    let sim = start_sim(jitter);
+/// N streams against the running simulator; `run` tags their sessions (the simulator keeps
+/// every run's records) and `epoch` is the origin of rtprobe-side seconds.
+async fn run_n(sim: &SimProcess, run: usize, n: usize, epoch: Instant) -> (Errors, Footprint) {
     let sim_pid = sim.child.id().to_string();
+    let sim_addr = sim.addr;
     let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio/quick-brown-fox.flac");
     let mut probes = Vec::new();
     for i in 0..n {
         // The simulator ignores the query string, and records it: it pairs runs with sessions.
         let yaml = format!(
-            "probes:\n  - name: b{i}\n    target: ws://{}/v1/realtime?stream={i}\n    model: demo-realtime\n    audio: {}\n    timeout: 30s\n    interval: 60s\n    deadlines: {{connect: 10s, first_text: 10s, done: 10s}}\n",
-            sim.addr,
+            "probes:\n  - name: b{i}\n    target: ws://{}/v1/realtime?run={run}&stream={i}\n    model: demo-realtime\n    audio: {}\n    timeout: 30s\n    interval: 60s\n    deadlines: {{connect: 10s, first_text: 10s, done: 10s}}\n",
+            sim_addr,
             clip.display()
         );
         probes.push(
@@ -251,6 +293,7 @@ async fn run_n(n: usize, jitter: Duration) -> (Errors, Footprint) {
     let audio = Arc::new(rtprobe::audio::prepare(&clip, Duration::from_millis(100)).expect("clip"));
     let (cpu0, sim_cpu0) = (cpu_seconds("self"), cpu_seconds(&sim_pid));
     let wall0 = Instant::now();
+    let bench_secs = |at: Instant| at.saturating_duration_since(epoch).as_secs_f64();
     let handles: Vec<_> = probes
         .into_iter()
         .map(|spec| {
@@ -271,10 +314,11 @@ async fn run_n(n: usize, jitter: Duration) -> (Errors, Footprint) {
         sim_cpu: (cpu_seconds(&sim_pid) - sim_cpu0) / stream_minutes.max(1e-9),
         rss: proc_status("self", "VmHWM:") as f64 / 1024.0,
     };
-    let records = tokio::task::spawn_blocking(move || truths(sim.addr))
+    let records = tokio::task::spawn_blocking(move || truths(sim_addr))
         .await
         .expect("records");
     let mut e = Errors {
+        transits: Transits::default(),
         ttft: vec![],
         itl: vec![],
         rtt_last: vec![],
@@ -322,6 +366,32 @@ async fn run_n(n: usize, jitter: Duration) -> (Errors, Footprint) {
             e.finalize.push((m - (done - fin)).abs());
         }
         e.pacing.extend(d.pacing_lateness.iter().copied());
+        // Pair the stamps of both sides message by message (both keep wire order).
+        let t0 = tl.t0.expect("a run that succeeded has its origin");
+        let c = |offset: Duration| bench_secs(t0 + offset);
+        let sim_appends = rec
+            .frames
+            .iter()
+            .filter(|(_, k)| k.get("append").is_some() || k["commit"] == Value::Bool(true))
+            .map(|(at, _)| *at);
+        let rt_appends = tl.sent.iter().filter(|s| {
+            matches!(
+                s.kind,
+                rtprobe::probe::timeline::SentKind::Append
+                    | rtprobe::probe::timeline::SentKind::FinalCommit
+            )
+        });
+        e.transits
+            .up
+            .extend(rt_appends.zip(sim_appends).map(|(s, at)| (c(s.at), at)));
+        let sim_deltas = rec
+            .emits
+            .iter()
+            .filter(|(_, _, k)| k.get("delta").is_some())
+            .map(|(at, _, _)| *at);
+        e.transits
+            .down
+            .extend(sim_deltas.zip(&tl.deltas).map(|(at, dl)| (at, c(dl.at))));
         for (at, deadline, kind) in &rec.emits {
             if let Some(dl) = deadline
                 && (kind.get("delta").is_some() || kind == "done")
@@ -411,8 +481,16 @@ fn main() {
         "| N | failed | TTFT (audio) | ITL gaps | last RTT | Avg RTT | finalize | pacing lateness | simulator emit lateness | rtprobe CPU s per stream-min | simulator CPU s per stream-min | rtprobe peak RSS MB |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for n in streams {
-        let (e, f) = rt.block_on(run_n(n, jitter));
+    // One simulator process for the whole bench, so one clock offset holds for every N; it is
+    // measured on a single stream first, while both processes are quiet.
+    let epoch = Instant::now();
+    let sim = start_sim(jitter);
+    let (calibration, _) = rt.block_on(run_n(&sim, 0, 1, epoch));
+    let offset = calibration.transits.offset();
+    let mut splits = Vec::new();
+    for (run, n) in streams.into_iter().enumerate() {
+        let (e, f) = rt.block_on(run_n(&sim, run + 1, n, epoch));
+        splits.push((n, offset.map(|(theta, _)| e.transits.at(theta))));
         println!(
             "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.1} |",
             e.failed,
@@ -428,6 +506,19 @@ fn main() {
             f.rss
         );
     }
+    let half_width = offset.map_or("-".into(), |(_, w)| format!("{:.3}", w * 1e3));
+    println!(
+        "\none-way transits, ms, p50 / p99 / max (clock offset from one calibration stream, half-width {half_width} ms): up = rtprobe's send stamp → simulator's receipt (the simulator's read delay), down = simulator's emit → rtprobe's receive stamp (rtprobe's own receive delay)"
+    );
+    println!("| N | up (appends, final commit) | down (every delta) |");
+    println!("|---|---|---|");
+    for (n, split) in splits {
+        match split {
+            Some((up, down)) => println!("| {n} | {} | {} |", fmt_ms(&up), fmt_ms(&down)),
+            None => println!("| {n} | - | - |"),
+        }
+    }
+    drop(sim);
     for probes in [10, 100] {
         let (t, size) = render_bench(probes);
         println!(
