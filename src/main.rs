@@ -10,7 +10,7 @@ use anyhow::{Context, anyhow};
 use clap::Parser;
 use rtprobe::cli::{Cli, Command, DemoArgs, ProbeArgs};
 use rtprobe::config::{self, ProbeSpec};
-use rtprobe::metrics::derive::derive;
+use rtprobe::metrics::derive::derive_session;
 use rtprobe::probe::{self, ProgressEvent};
 use rtprobe::report::{self, RunHeader};
 use rtprobe::serve::ServeArgs;
@@ -313,8 +313,10 @@ async fn probe_once(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     }
     // A multi-utterance session's table shows its first utterance; `--json` carries the whole
     // timeline with every utterance's slice.
-    let first = timeline.utterance(0).unwrap_or_else(|| timeline.clone());
-    let derived = derive(&first, spec.reference.as_deref());
+    let mut timeline = timeline;
+    let clips = spec.clips();
+    let references: Vec<Option<&str>> = clips.iter().map(|c| c.reference.as_deref()).collect();
+    let derived = derive_session(&mut timeline, &references, spec.max_wer).remove(0);
     let model = match &spec.model {
         config::ModelChoice::Named(m) => m.as_str(),
         config::ModelChoice::Auto => "auto",

@@ -100,3 +100,15 @@ fn targets_without_a_usable_host_are_rejected() {
         );
     }
 }
+
+#[test]
+fn max_wer_comes_from_defaults_unless_the_probe_sets_it() {
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio/quick-brown-fox.flac");
+    let text = format!(
+        "defaults:\n  max_wer: 0.25\nprobes:\n  - {{name: a, target: 'http://127.0.0.1:8000', model: m, audio: '{c}', reference: x}}\n  - {{name: b, target: 'http://127.0.0.1:8000', model: m, audio: '{c}', reference: x, max_wer: 0.5}}\n",
+        c = clip.display()
+    );
+    let cfg = parse_with_env(&text, Path::new("x.yaml"), &env).expect("valid");
+    let got: Vec<Option<f64>> = cfg.probes.iter().map(|p| p.max_wer).collect();
+    assert_eq!(got, vec![Some(0.25), Some(0.5)]);
+}

@@ -74,7 +74,7 @@ fn parse(text: &str) -> (BTreeMap<String, String>, Vec<Sample>) {
 }
 
 /// The catalogue's Prometheus names (docs/metrics.md) with their types, plus rtprobe's extras.
-const EXPECTED: [(&str, &str); 23] = [
+const EXPECTED: [(&str, &str); 24] = [
     ("gen_ai_client_operation_duration_seconds", "histogram"),
     (
         "gen_ai_client_operation_time_to_first_chunk_seconds",
@@ -105,6 +105,7 @@ const EXPECTED: [(&str, &str); 23] = [
     ("rtprobe_scheduler_skipped_total", "counter"),
     ("rtprobe_pacing_lateness_seconds", "histogram"),
     ("rtprobe_otlp_export_failures_total", "counter"),
+    ("rtprobe_round_trip_mean_negative_total", "counter"),
 ];
 
 fn record_everything(t: &Telemetry) {
@@ -112,6 +113,12 @@ fn record_everything(t: &Telemetry) {
     let l = ProbeLabels::new(&spec("p1"), "whisper-tiny");
     r.record_run(&l, &derived(), Ok(()));
     r.record_run(&l, &derived(), Err(ErrorType::TimeoutFirstText));
+    let text_led = Derived {
+        rtt_mean: Some(-0.25),
+        usage: None,
+        ..derived()
+    };
+    r.record_run(&l, &text_led, Ok(()));
     r.record_skipped(&l);
     r.in_flight(&l, 2);
     r.in_flight(&l, -1);
@@ -333,7 +340,7 @@ async fn none_is_never_recorded_as_zero() {
         finalize: Some(0.2),
         ttft: None,
         rtt_last: None,
-        wer: Some(f64::NAN), // never poisons a sum
+        wer: None,
         ..Derived::default()
     };
     r.record_run(&l, &d, Ok(()));
@@ -376,4 +383,68 @@ async fn invalid_buckets_are_a_typed_error() {
     b.ratio = vec![0.5, 0.5];
     let err = Telemetry::new(&b, None).unwrap_err().to_string();
     assert!(err.contains("ratio"), "{err}");
+}
+
+#[tokio::test]
+async fn negative_avg_rtt_is_counted_not_observed() {
+    let t = Telemetry::new(&buckets(), None).unwrap();
+    let r = t.recorder();
+    let l = ProbeLabels::new(&spec("lead"), "m");
+    let mut d = Derived {
+        rtt_mean: Some(0.5),
+        ..Derived::default()
+    };
+    r.record_run(&l, &d, Ok(()));
+    d.rtt_mean = Some(-0.656);
+    r.record_run(&l, &d, Ok(()));
+    r.record_run(&l, &d, Ok(()));
+    let (_, samples) = parse(&render(&t));
+    let value = |name: &str| {
+        samples
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.value)
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    assert_eq!(value("rtprobe_round_trip_mean_seconds_count"), 1.0);
+    assert_eq!(value("rtprobe_round_trip_mean_seconds_sum"), 0.5);
+    assert_eq!(value("rtprobe_round_trip_mean_negative_total"), 2.0);
+    assert_eq!(value("rtprobe_probe_runs_total"), 3.0);
+}
+
+/// `derive` never produces a NaN or negative value for a histogram; if a bug ever did, a debug
+/// build stops at the one place that records (release builds drop the value).
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "impossible histogram observation")]
+fn an_impossible_observation_stops_a_debug_build() {
+    let t = Telemetry::new(&buckets(), None).unwrap();
+    let d = Derived {
+        wer: Some(f64::NAN),
+        ..Derived::default()
+    };
+    t.recorder()
+        .record_run(&ProbeLabels::new(&spec("nan"), "m"), &d, Ok(()));
+}
+
+#[tokio::test]
+async fn a_wer_failure_still_records_its_wer() {
+    let t = Telemetry::new(&buckets(), None).unwrap();
+    let l = ProbeLabels::new(&spec("w"), "m");
+    let d = Derived {
+        ttft: Some(0.25),
+        wer: Some(0.75),
+        ..Derived::default()
+    };
+    t.recorder().record_run(&l, &d, Err(ErrorType::Wer));
+    let (_, samples) = parse(&render(&t));
+    let find = |name: &str| samples.iter().find(|s| s.name == name);
+    let runs = find("rtprobe_probe_runs_total").expect("runs");
+    assert_eq!(runs.labels["error_type"], "wer");
+    assert_eq!(
+        find("rtprobe_transcript_word_error_rate_ratio_sum").map(|s| s.value),
+        Some(0.75)
+    );
+    // Everything else follows the failed-run rule.
+    assert!(find("gen_ai_client_operation_time_to_first_chunk_seconds_count").is_none());
 }

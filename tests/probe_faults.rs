@@ -9,6 +9,7 @@ use probe_support::{silence, spec, spec_for, start};
 use rtprobe::audio::PreparedAudio;
 use rtprobe::config::{BearerToken, ProbeSpec, Secret, SecretSource};
 use rtprobe::metrics::derive::derive;
+use rtprobe::probe::timeline::SentKind;
 use rtprobe::probe::{MAX_IGNORED_EVENTS, Timeline, run};
 use rtprobe::simulate::{Fault, SimConfig};
 
@@ -244,6 +245,15 @@ async fn whole_run_timeout_maps_to_the_pending_stage() {
     )
     .await;
     assert!(tl.outcome.unwrap_err().detail.contains("run timeout"));
+    // The bound passes while the 0.6 s clip is still going out: the clip was not delivered.
+    let tl = expect(
+        SimConfig::default(),
+        |s| s.timeout = Duration::from_millis(300),
+        "timeout_sending",
+        Duration::from_millis(300),
+    )
+    .await;
+    assert!(!tl.sent.iter().any(|s| s.kind == SentKind::FinalCommit));
     // No text ever: the same bound is a first-text timeout.
     let cfg = SimConfig {
         first_text_delay: Duration::from_secs(10),

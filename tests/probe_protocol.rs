@@ -117,3 +117,43 @@ async fn transcript_cap_is_a_limit() {
     assert_eq!(tl.outcome.unwrap_err().kind.as_str(), "limit");
     assert_eq!(tl.delta_text.len(), piece.len());
 }
+
+/// vLLM drops an append it cannot decode and says `invalid_audio`; in burst mode every append
+/// precedes the start commit. The run must fail, not "succeed" with a gap in the audio.
+#[tokio::test]
+async fn invalid_audio_before_the_start_commit_fails_a_burst_run() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        ws.send(text(CREATED)).await.unwrap();
+        let mut rejected = false;
+        while let Some(Ok(m)) = ws.next().await {
+            let Message::Text(t) = &m else { continue };
+            let reply = if t.contains("input_audio_buffer.append") && !rejected {
+                rejected = true;
+                r#"{"type":"error","error":"Invalid audio data","code":"invalid_audio"}"#
+            } else if t.contains(r#""final":true"#) {
+                // Everything else as a healthy server would: the run must still fail.
+                r#"{"type":"transcription.done","text":" hi","usage":null}"#
+            } else if t.contains(r#""final":false"#) {
+                r#"{"type":"transcription.delta","delta":" hi"}"#
+            } else {
+                continue;
+            };
+            if ws.send(text(reply)).await.is_err() {
+                return;
+            }
+        }
+    };
+    let mut spec = spec_for("127.0.0.1", port, false);
+    spec.pacing = rtprobe::config::Pacing::Burst;
+    spec.deadlines.done = Duration::from_millis(500);
+    let audio = silence(Duration::from_millis(300), Duration::from_millis(100));
+    let (tl, ()) = tokio::join!(run(&spec, &audio), server);
+    let err = tl.outcome.unwrap_err();
+    assert_eq!(err.kind.as_str(), "server_error.invalid_audio", "{err}");
+    // The error came first on the wire, so the run ended there, before `done`.
+    assert!(tl.done.is_none());
+}

@@ -492,3 +492,47 @@ async fn keepalive_pings_and_closes_1011_without_pongs() {
     assert!(pongs >= 3, "{pongs} pongs");
     sim.shutdown().await;
 }
+
+/// `GET /debug/records` hands the ground truth to a client in another process (the accuracy
+/// bench); times are nanoseconds on the simulator's clock. Without records it is a plain 404.
+#[tokio::test]
+async fn debug_records_serve_the_ground_truth_as_json() {
+    let sim = start(SimConfig {
+        max_records: 16,
+        ..SimConfig::default()
+    })
+    .await;
+    let mut c = Client::connect_url(&format!("{}?stream=9", sim.ws_url())).await;
+    c.hello().await;
+    c.send(UPDATE).await;
+    c.utterance(3).await;
+    c.close().await;
+    let reply = raw_http(sim.addr(), "GET /debug/records HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
+    let body: serde_json::Value =
+        serde_json::from_str(reply.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let sessions = body["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "only WebSocket sessions: {body}");
+    let s = &sessions[0];
+    assert_eq!(s["target"], "/v1/realtime?stream=9");
+    let frames = s["client_frames"].as_array().unwrap();
+    let appends = frames.iter().filter(|f| f["kind"].get("append").is_some());
+    assert_eq!(appends.count(), 3);
+    let words = SimConfig::default().words().len();
+    let emits = s["emissions"].as_array().unwrap();
+    let deltas = emits.iter().filter(|e| e["kind"]["delta"] == true).count();
+    assert_eq!(deltas, words);
+    let at = |v: &serde_json::Value| v["at_ns"].as_u64().unwrap();
+    assert!(frames.windows(2).all(|w| at(&w[0]) <= at(&w[1])));
+    assert!(at(&frames[0]) > 0);
+    sim.shutdown().await;
+
+    let off = start(SimConfig {
+        max_records: 0,
+        ..SimConfig::default()
+    })
+    .await;
+    let reply = raw_http(off.addr(), "GET /debug/records HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(reply.starts_with("HTTP/1.1 404 "), "{reply}");
+    off.shutdown().await;
+}

@@ -210,6 +210,8 @@ pub struct ProbeSpec {
     pub audio: PathBuf,
     /// Reference transcript for WER, if configured (inline or from a file).
     pub reference: Option<String>,
+    /// A complete run whose WER exceeds this fails with `error.type="wer"` (needs `reference`).
+    pub max_wer: Option<f64>,
     #[serde(with = "crate::config::duration::serde_secs")]
     pub chunk: Duration,
     pub pacing: Pacing,

@@ -93,6 +93,7 @@ pub struct RawProbeDefaults {
     pub dialect: Option<String>,
     /// `gen_ai.provider.name` (default: the dialect's name).
     pub provider: Option<String>,
+    pub max_wer: Option<f64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -125,6 +126,7 @@ pub struct RawProbe {
     pub audio: Option<PathBuf>,
     pub reference: Option<String>,
     pub reference_file: Option<PathBuf>,
+    pub max_wer: Option<f64>,
     pub chunk: Option<DurationText>,
     pub pacing: Option<String>,
     pub interval: Option<DurationText>,

@@ -2,7 +2,8 @@
 //! field path, its line and column, and what is allowed. Secrets are read (env or file) and
 //! wrapped in `Secret` here and nowhere else.
 
-use std::collections::{BTreeMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ struct Ctx<'a> {
     loc: Locator<'a>,
     dir: PathBuf,
     env: EnvLookup<'a>,
+    /// Clip durations by (file, chunk), so probes sharing a clip decode it once per load.
+    clips: RefCell<HashMap<(PathBuf, Duration, u32), Duration>>,
 }
 
 impl Ctx<'_> {
@@ -44,6 +47,21 @@ impl Ctx<'_> {
             message: message.into(),
             pos: self.loc.top(section, path),
         }
+    }
+
+    /// Prepares the clip exactly as `serve` will (`audio::prepare_at`, the same decoder,
+    /// resampler and chunker, at the probe's rate), so a file `serve` could not use fails here,
+    /// and returns the length of audio a run sends.
+    fn clip(&self, audio: &Path, chunk: Duration, rate: u32) -> Result<Duration, String> {
+        let key = (audio.to_path_buf(), chunk, rate);
+        if let Some(d) = self.clips.borrow().get(&key) {
+            return Ok(*d);
+        }
+        let prepared = crate::audio::prepare_at(audio, chunk, rate)
+            .map_err(|e| format!("cannot use {}: {}", e.file, e.reason))?;
+        let d = Duration::from_secs_f64(prepared.total_samples as f64 / f64::from(rate));
+        self.clips.borrow_mut().insert(key, d);
+        Ok(d)
     }
 
     fn resolve(&self, p: &Path) -> PathBuf {
@@ -302,6 +320,7 @@ pub fn validate(
         loc: Locator::new(text),
         dir: origin.parent().map(Path::to_path_buf).unwrap_or_default(),
         env,
+        clips: RefCell::new(HashMap::new()),
     };
     let raw_server = raw.server.unwrap_or_default();
     let admin_token = match raw_server.admin_token {
@@ -506,6 +525,7 @@ fn otlp(cx: &Ctx<'_>, raw: Option<RawOtlp>) -> Res<Option<OtlpSettings>> {
 fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<ProbeSpec> {
     let dialect = dialect_spec(cx, i, &p, d)?;
     let clips = utterance_clips(cx, i, &p);
+    let listed = matches!(p.utterances, Some(RawUtterances::List(_)));
     let name = p
         .name
         .ok_or_else(|| cx.probe_err(i, &["name"], "name is required"))?;
@@ -537,6 +557,37 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
         Some(m) => ModelChoice::Named(m),
     };
     let (audio, reference, utterances) = clips?;
+    let max_wer = match (p.max_wer, d.max_wer) {
+        (Some(v), _) => Some((v, cx.probe_err(i, &["max_wer"], ""))),
+        (None, Some(v)) => Some((
+            v,
+            Problem {
+                field: "defaults.max_wer".into(),
+                message: String::new(),
+                pos: cx.loc.top("defaults", &["max_wer"]),
+            },
+        )),
+        (None, None) => None,
+    };
+    let max_wer = match max_wer {
+        None => None,
+        Some((v, at)) if !(v.is_finite() && v >= 0.0) => {
+            return Err(Problem {
+                message: format!(
+                    "max_wer {v} out of range: expected a word error rate ≥ 0, e.g. 0.25"
+                ),
+                ..at
+            });
+        }
+        Some(_) if reference.is_none() || utterances.iter().any(|u| u.reference.is_none()) => {
+            return Err(cx.probe_err(
+                i,
+                &["max_wer"],
+                "max_wer needs a reference (or reference_file) for every utterance to compare the transcript with",
+            ));
+        }
+        Some((v, _)) => Some(v),
+    };
     let pd = |key: &'static str, v: &Option<DurationText>| dur(v, |m| cx.probe_err(i, &[key], m));
     let dd = |key: &'static str, v: &Option<DurationText>| {
         dur(v, |m| Problem {
@@ -697,12 +748,42 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
     for k in labels.keys() {
         check_label(k).map_err(|m| cx.probe_err(i, &["labels", k], m))?;
     }
+    // A session streams every utterance's clip, one after another, within one timeout.
+    let mut clip = Duration::ZERO;
+    if utterances.is_empty() {
+        clip = cx
+            .clip(&audio, chunk, dialect.sample_rate)
+            .map_err(|m| cx.probe_err(i, &["audio"], m))?;
+    }
+    for (k, u) in utterances.iter().enumerate() {
+        let idx = k.to_string();
+        let path: &[&str] = if listed {
+            &["utterances", &idx, "audio"]
+        } else {
+            &["audio"]
+        };
+        clip += cx
+            .clip(&u.audio, chunk, dialect.sample_rate)
+            .map_err(|m| cx.probe_err(i, path, m))?;
+    }
+    if pacing == Pacing::Realtime && timeout < clip {
+        return Err(cx.probe_err(
+            i,
+            &["timeout"],
+            format!(
+                "timeout {} is shorter than the clip ({:.2}s of audio, sent in real time): no run could finish; raise timeout above the clip's length plus the server's reply time",
+                crate::config::format_duration(timeout),
+                clip.as_secs_f64()
+            ),
+        ));
+    }
     Ok(ProbeSpec {
         name,
         target,
         model,
         audio,
         reference,
+        max_wer,
         chunk,
         pacing,
         deadlines,

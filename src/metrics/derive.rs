@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::metrics::wer::word_error_rate;
+use crate::probe::error::{ErrorType, ProbeError};
 use crate::probe::timeline::{SentKind, Timeline, Usage};
 
 /// Everything recorded for one run. Seconds are `f64`.
@@ -22,15 +23,18 @@ pub struct Derived {
     pub itl_guidellm: Option<f64>,
     /// Last text − final commit sent (Time To Last Round Trip).
     pub rtt_last: Option<f64>,
-    /// Mean receive time of non-empty deltas − mean send time of all frames (Avg RTT).
+    /// Mean receive time of non-empty deltas − mean send time of all frames (Avg RTT). Signed:
+    /// negative when the text led the audio (trailing audio after the last word); reports show
+    /// it as measured, the recorder counts such runs instead of observing a negative latency.
     pub rtt_mean: Option<f64>,
     /// t_done − final commit sent.
     pub finalize: Option<f64>,
     /// Phase durations: (phase name, seconds) for `dns`, `connect`, `tls`, `upgrade`, `session`.
     pub phases: Vec<(&'static str, f64)>,
-    /// Audio seconds sent after the first append ÷ (last append − first append): exactly 1.0
-    /// when paced in real time. (All audio ÷ window would read N/(N−1): the first chunk leaves
-    /// at the window's start, so its audio does not belong to the window.)
+    /// Audio seconds sent before the last append ÷ (last append − first append): exactly 1.0
+    /// when paced in real time, whatever the last chunk's length. Chunk i leaves at i·chunk, so
+    /// the window holds the N−1 gaps that the chunks before the last one filled; the last
+    /// chunk (often shorter) leaves at the window's end and fills none of it.
     pub send_window_audio_rate: Option<f64>,
     /// Output tokens ÷ send window.
     pub send_window_output_tokens: Option<f64>,
@@ -39,7 +43,8 @@ pub struct Derived {
     pub usage: Option<Usage>,
     /// Word error rate against the reference, when one is configured.
     pub wer: Option<f64>,
-    /// Pacing lateness of each append against its schedule (seconds, ≥ 0 when late).
+    /// Pacing lateness of each append against its schedule (seconds, ≥ 0: the pacer never
+    /// sends early, and an early send would count as on time).
     pub pacing_lateness: Vec<f64>,
     /// Non-empty deltas received.
     pub text_deltas: usize,
@@ -123,13 +128,15 @@ pub fn derive(t: &Timeline, reference: Option<&str>) -> Derived {
             .and_then(|(d, c)| diff(d.at, c)),
         phases: phases(t),
         send_window_audio_rate: send_window.map(|w| {
-            let first_chunk = t
+            let before_last = t
                 .sent
                 .iter()
-                .find(|s| s.kind == SentKind::Append)
+                .filter(|s| s.kind == SentKind::Append)
+                .rev()
+                .nth(1)
                 .and_then(|s| s.audio_end)
                 .unwrap_or_default();
-            secs(t.audio_sent.saturating_sub(first_chunk)) / w
+            secs(before_last) / w
         }),
         send_window_output_tokens: send_window
             .zip(usage)
@@ -144,11 +151,53 @@ pub fn derive(t: &Timeline, reference: Option<&str>) -> Derived {
             .sent
             .iter()
             .filter(|s| s.kind == SentKind::Append)
-            .filter_map(|s| s.scheduled.map(|sch| secs(s.at) - secs(sch)))
+            .filter_map(|s| s.scheduled.map(|sch| secs(s.at.saturating_sub(sch))))
             .collect(),
         text_deltas: text_times.len(),
         deltas: t.deltas.len(),
         truncated: t.truncated,
+    }
+}
+
+/// The derived values of every utterance a session reached, first first (at least one, so a
+/// run that failed before any utterance still records its phases and outcome), with `max_wer`
+/// applied to each: the first utterance over it fails the run as `wer` and is named in
+/// `failed_utterance` when the session has several. `references[k]` is utterance k's reference.
+pub fn derive_session(
+    t: &mut Timeline,
+    references: &[Option<&str>],
+    max_wer: Option<f64>,
+) -> Vec<Derived> {
+    let reference = |k: usize| references.get(k).copied().flatten();
+    let mut out: Vec<Derived> = (0..t.utterance_count())
+        .filter_map(|k| Some(derive(&t.utterance(k)?, reference(k))))
+        .collect();
+    if out.is_empty() {
+        out.push(derive(t, reference(0)));
+    }
+    for (k, d) in out.iter().enumerate() {
+        if t.outcome.is_err() {
+            break;
+        }
+        apply_max_wer(t, d, max_wer);
+        if t.outcome.is_err() && t.utterance_count() > 1 {
+            t.failed_utterance = Some(k);
+        }
+    }
+    out
+}
+
+/// Transcript quality as success: a run that completed but whose WER exceeds `max_wer` becomes
+/// a failure with `error.type="wer"` (equal passes). A run that already failed, or has no WER,
+/// is left as it is.
+pub fn apply_max_wer(t: &mut Timeline, d: &Derived, max_wer: Option<f64>) {
+    if let (Ok(()), Some(wer), Some(max)) = (&t.outcome, d.wer, max_wer)
+        && wer > max
+    {
+        t.outcome = Err(ProbeError::new(
+            ErrorType::Wer,
+            format!("word error rate {wer:.3} exceeds max_wer {max}"),
+        ));
     }
 }
 
@@ -187,7 +236,6 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::probe::error::{ErrorType, ProbeError};
     use crate::probe::timeline::{Delta, Done, Phases, Sent};
 
     fn ms(v: u64) -> Duration {
@@ -290,7 +338,7 @@ mod tests {
         for (got, want) in d.phases.iter().zip(want) {
             assert!(close(got.1, want), "{got:?} vs {want}");
         }
-        // 0.2 s of audio after the first chunk over a 0.203 s send window
+        // 0.2 s of audio before the last chunk over a 0.203 s send window
         assert_close(d.send_window_audio_rate, 0.200 / 0.203);
         assert_close(d.send_window_output_tokens, 11.0 / 0.203);
         // (3 − 1) / 0.3 s
@@ -360,6 +408,76 @@ mod tests {
         assert_close(d.finalize, 0.521);
         // Every reference word deleted.
         assert_close(d.wer, 1.0);
+    }
+
+    #[test]
+    fn perfect_pacing_with_a_partial_last_chunk_is_exactly_real_time() {
+        let mut t = paced();
+        // 100 ms chunks at 0/100/200 ms after the first, the last one 37.5 ms of audio.
+        t.sent = vec![
+            sent(SentKind::SessionUpdate, 23),
+            sent(SentKind::StartCommit, 24),
+            append(25, 25, 100),
+            append(125, 125, 200),
+            append(225, 225, 237),
+            sent(SentKind::FinalCommit, 226),
+        ];
+        t.sent[4].audio_end = Some(Duration::from_micros(237_500));
+        t.audio_sent = Duration::from_micros(237_500);
+        let d = derive(&t, None);
+        assert_eq!(d.send_window_audio_rate, Some(1.0));
+        // Twice as slow as real time reads 0.5, still independent of the last chunk.
+        t.sent[3].at = ms(225);
+        t.sent[4].at = ms(425);
+        assert_eq!(derive(&t, None).send_window_audio_rate, Some(0.5));
+    }
+
+    #[test]
+    fn text_that_leads_the_audio_gives_a_negative_avg_rtt() {
+        // A clip with 0.5 s of trailing silence: every word came back before the last appends.
+        let mut t = paced();
+        t.sent = vec![
+            sent(SentKind::SessionUpdate, 0),
+            sent(SentKind::StartCommit, 0),
+            append(0, 0, 100),
+            append(100, 100, 200),
+            append(200, 200, 300),
+            append(300, 300, 400),
+            append(400, 400, 500),
+            append(500, 500, 600),
+            sent(SentKind::FinalCommit, 500),
+        ];
+        t.deltas = vec![delta(50, true), delta(150, true)];
+        t.done.as_mut().unwrap().at = ms(560);
+        let d = derive(&t, None);
+        // mean(0.05, 0.15) − mean(0, 0, 0, .1, .2, .3, .4, .5, .5) = 0.1 − 2.0/9
+        assert_close(d.rtt_mean, 0.1 - 2.0 / 9.0);
+        // The last text came before the final commit: no last round trip either.
+        assert_eq!(d.rtt_last, None);
+        assert_close(d.finalize, 0.060);
+    }
+
+    #[test]
+    fn wer_over_max_wer_fails_the_run() {
+        let mut t = paced();
+        // "a b c" against "a b d": one substitution in three words.
+        let d = derive(&t, Some("a b d"));
+        assert_close(d.wer, 1.0 / 3.0);
+        apply_max_wer(&mut t, &d, Some(0.25));
+        let err = t.outcome.clone().unwrap_err();
+        assert_eq!(err.kind, ErrorType::Wer);
+        assert_eq!(err.detail, "word error rate 0.333 exceeds max_wer 0.25");
+        // At or under the bound, or without one, the run stays a success.
+        for max in [Some(0.5), Some(1.0 / 3.0), None] {
+            let mut t = paced();
+            apply_max_wer(&mut t, &d, max);
+            assert_eq!(t.outcome, Ok(()), "{max:?}");
+        }
+        // A run that failed for another reason keeps its own error.
+        let mut t = paced();
+        t.outcome = Err(ProbeError::new(ErrorType::TimeoutDone, "late"));
+        apply_max_wer(&mut t, &d, Some(0.25));
+        assert_eq!(t.outcome.unwrap_err().kind, ErrorType::TimeoutDone);
     }
 
     #[test]

@@ -14,6 +14,11 @@
 //! | `rtprobe.scheduler.skipped` ({run}, counter) | `rtprobe_scheduler_skipped_total` | scheduled runs skipped because the previous run of the probe still ran |
 //! | `rtprobe.pacing.lateness` (s, histogram) | `rtprobe_pacing_lateness_seconds` | how late each audio append left against its schedule, one observation per append |
 //! | `rtprobe.otlp.export.failures` ({export}, counter) | `rtprobe_otlp_export_failures_total` | OTLP exports that failed after the exporter's own retries (0 when OTLP is off) |
+//! | `rtprobe.round_trip.mean.negative` ({run}, counter) | `rtprobe_round_trip_mean_negative_total` | successful runs whose Avg RTT was negative (text came back, on average, before the audio it answers was sent: a clip with trailing audio after its last word); their Avg RTT is not a latency and stays out of `rtprobe_round_trip_mean_seconds` |
+//!
+//! Histograms only ever receive finite, non-negative values (`observe` is the one place that
+//! records a float, and asserts it in debug builds): a negative observation would corrupt
+//! `_sum` and `histogram_quantile`, and OTel's histogram API expects non-negative values.
 //!
 //! The two boolean gauges (`rtprobe.probe.success`, `rtprobe.config.reload.success`) carry no
 //! unit: the bridge would turn unit `1` into a `_ratio` suffix, and the catalogue's names have none.
@@ -153,6 +158,7 @@ pub(crate) struct Instruments {
     guidellm_itl: Histogram<f64>,
     rtt_last: Histogram<f64>,
     rtt_mean: Histogram<f64>,
+    rtt_mean_negative: Counter<u64>,
     finalize: Histogram<f64>,
     phase: Histogram<f64>,
     audio_rate: Histogram<f64>,
@@ -233,6 +239,13 @@ impl Instruments {
                 "Mean receive time of non-empty deltas minus mean send time of all frames",
                 lat,
             ),
+            rtt_mean_negative: meter
+                .u64_counter("rtprobe.round_trip.mean.negative")
+                .with_unit("{run}")
+                .with_description(
+                    "Successful runs whose Avg RTT was negative (text led the audio); not recorded as a latency",
+                )
+                .build(),
             finalize: hist(
                 "rtprobe.finalize.duration",
                 "s",
@@ -248,7 +261,7 @@ impl Instruments {
             audio_rate: hist(
                 "rtprobe.send_window.audio_rate",
                 "1",
-                "Audio seconds sent divided by the send window",
+                "Audio seconds sent before the last append divided by the send window",
                 &b.ratio,
             ),
             output_tokens_rate: hist(
@@ -387,10 +400,15 @@ impl std::fmt::Debug for Recorder {
     }
 }
 
-/// Histograms only take finite values: a NaN or infinity from a degenerate run is dropped rather
-/// than poisoning the sum.
+/// The one place a float reaches a histogram. Only finite, non-negative values are recorded:
+/// callers pass latencies, rates and ratios that cannot be negative, so anything else is a bug
+/// upstream (debug builds stop on it); a release build drops it rather than poison `_sum`.
 fn observe(h: &Histogram<f64>, v: f64, attrs: &[KeyValue]) {
-    if v.is_finite() {
+    debug_assert!(
+        v.is_finite() && v >= 0.0,
+        "impossible histogram observation {v}"
+    );
+    if v.is_finite() && v >= 0.0 {
         h.record(v, attrs);
     }
 }
@@ -426,6 +444,11 @@ impl Recorder {
         if let Err(e) = outcome {
             i.runs.add(1, &labels.failure(e));
             i.success.record(0, &labels.base);
+            // A run failed for its transcript still measured it: the WER histogram keeps the
+            // values that crossed `max_wer`, or it would only ever show the good ones.
+            if e == ErrorType::Wer {
+                observe_opt(&i.wer, derived.wer, &labels.base);
+            }
             return;
         }
         i.runs.add(1, &labels.success);
@@ -451,7 +474,10 @@ impl Recorder {
         }
         observe_opt(&i.guidellm_itl, derived.itl_guidellm, base);
         observe_opt(&i.rtt_last, derived.rtt_last, base);
-        observe_opt(&i.rtt_mean, derived.rtt_mean, base);
+        match derived.rtt_mean {
+            Some(v) if v < 0.0 => i.rtt_mean_negative.add(1, base),
+            v => observe_opt(&i.rtt_mean, v, base),
+        }
         observe_opt(&i.finalize, derived.finalize, base);
         observe_opt(&i.audio_rate, derived.send_window_audio_rate, base);
         observe_opt(

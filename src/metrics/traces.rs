@@ -362,6 +362,7 @@ mod tests {
             model: crate::config::ModelChoice::Named("m".into()),
             audio: "a.wav".into(),
             reference: None,
+            max_wer: None,
             chunk: ms(100),
             pacing: crate::config::Pacing::Realtime,
             deadlines: crate::config::Deadlines::default(),

@@ -145,8 +145,19 @@ fn pending_timeout(tl: &Timeline) -> ErrorType {
         .min(tl.deltas.len());
     let waiting = tl.utterances.last().is_none_or(|u| u.done.is_none());
     let no_text = waiting && !tl.deltas[from..].iter().any(|d| d.nonempty);
+    // Still sending audio: the utterance in progress has not ended (no ending commit sent, and
+    // no `speech_stopped` from a server that decides turns).
+    let current = tl.utterances.last();
+    let sent_from = current.map_or(0, |u| u.sent_from).min(tl.sent.len());
+    let stopped = current.map_or(tl.acks.speech_stopped, |u| u.acks.speech_stopped);
+    let sending = stopped.is_none()
+        && !tl.sent[sent_from..]
+            .iter()
+            .any(|s| s.kind == SentKind::FinalCommit);
     if tl.phases.session_created.is_none() {
         ErrorType::TimeoutConnect
+    } else if sending {
+        ErrorType::TimeoutSending
     } else if no_text {
         ErrorType::TimeoutFirstText
     } else {
@@ -814,4 +825,61 @@ fn truncate_chars(s: &str, max: usize) -> String {
         out.push('…');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::timeline::Delta;
+
+    fn at(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    fn sent(kind: SentKind, ms: u64) -> Sent {
+        Sent {
+            kind,
+            at: at(ms),
+            scheduled: None,
+            audio_end: None,
+        }
+    }
+
+    #[test]
+    fn run_timeout_is_named_after_the_pending_stage() {
+        let mut tl = Timeline::new(SystemTime::UNIX_EPOCH);
+        assert_eq!(pending_timeout(&tl), ErrorType::TimeoutConnect);
+        tl.phases.session_created = Some(at(20));
+        tl.sent = vec![
+            sent(SentKind::SessionUpdate, 21),
+            sent(SentKind::StartCommit, 22),
+            sent(SentKind::Append, 23),
+            sent(SentKind::Append, 123),
+        ];
+        // Audio still going out, with or without text: the clip was not delivered in time.
+        assert_eq!(pending_timeout(&tl), ErrorType::TimeoutSending);
+        tl.deltas.push(Delta {
+            at: at(110),
+            nonempty: true,
+            text_end: 0,
+        });
+        assert_eq!(pending_timeout(&tl), ErrorType::TimeoutSending);
+        tl.sent.push(sent(SentKind::FinalCommit, 124));
+        assert_eq!(pending_timeout(&tl), ErrorType::TimeoutDone);
+        tl.deltas.clear();
+        assert_eq!(pending_timeout(&tl), ErrorType::TimeoutFirstText);
+    }
+
+    #[test]
+    fn rejected_audio_fails_the_run_before_the_start_commit() {
+        let fails =
+            |code, start_sent| dialect::error_fails(crate::config::Dialect::Vllm, code, start_sent);
+        assert!(fails(ServerCode::InvalidAudio, false));
+        assert!(fails(ServerCode::ModelNotFound, false));
+        assert!(!fails(ServerCode::ProcessingError, false));
+        assert!(!fails(ServerCode::Other, false));
+        for code in ServerCode::ALL {
+            assert!(fails(code, true), "{code:?}");
+        }
+    }
 }

@@ -125,6 +125,9 @@ pub enum ErrorType {
     TimeoutConnect,
     /// No non-empty text within the first-text deadline after the first audio was sent.
     TimeoutFirstText,
+    /// The whole-run `timeout` passed while audio was still being sent (before the final
+    /// commit): the run could not even deliver its clip in time.
+    TimeoutSending,
     /// No `transcription.done` within the done deadline after the final commit.
     TimeoutDone,
     /// The server sent an `error` event that fails the utterance.
@@ -137,6 +140,8 @@ pub enum ErrorType {
     Truncated,
     /// A bound was exceeded: frame size, ignored-event count or transcript length.
     Limit,
+    /// The run completed but its transcript's word error rate exceeded the probe's `max_wer`.
+    Wer,
     /// The run was cancelled (shutdown, reload) before it finished.
     Cancelled,
     /// rtprobe itself failed during the run (a bug: a panic was caught). Never the target's fault.
@@ -157,11 +162,13 @@ impl ErrorType {
             ErrorType::HttpOther,
             ErrorType::TimeoutConnect,
             ErrorType::TimeoutFirstText,
+            ErrorType::TimeoutSending,
             ErrorType::TimeoutDone,
             ErrorType::Protocol,
             ErrorType::ClosedEarly,
             ErrorType::Truncated,
             ErrorType::Limit,
+            ErrorType::Wer,
             ErrorType::Cancelled,
             ErrorType::Internal,
         ];
@@ -183,6 +190,7 @@ impl ErrorType {
             ErrorType::HttpOther => "http_other",
             ErrorType::TimeoutConnect => "timeout_connect",
             ErrorType::TimeoutFirstText => "timeout_first_text",
+            ErrorType::TimeoutSending => "timeout_sending",
             ErrorType::TimeoutDone => "timeout_done",
             ErrorType::ServerError(c) => match c {
                 ServerCode::InvalidJson => "server_error.invalid_json",
@@ -205,6 +213,7 @@ impl ErrorType {
             ErrorType::ClosedEarly => "closed_early",
             ErrorType::Truncated => "truncated",
             ErrorType::Limit => "limit",
+            ErrorType::Wer => "wer",
             ErrorType::Cancelled => "cancelled",
             ErrorType::Internal => "internal",
         }
@@ -269,7 +278,7 @@ mod tests {
                 "{s}"
             );
         }
-        assert_eq!(all.len(), 32);
+        assert_eq!(all.len(), 34);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::audio::PreparedAudio;
 use crate::config::{Config, ModelChoice, ProbeSpec};
-use crate::metrics::derive::derive;
+use crate::metrics::derive::derive_session;
 use crate::metrics::traces::{TraceExporter, run_spans, trace_id};
 use crate::metrics::{ProbeLabels, Recorder, Telemetry};
 use crate::probe::ErrorType;
@@ -63,16 +63,11 @@ impl GenerationRunner {
                 if audio.contains_key(&key) {
                     continue;
                 }
+                // `config::load` already prepared this file the same way; it can only fail here
+                // if the file changed in between. `e` names the file.
                 let prepared =
-                    crate::audio::prepare_at(&clip.audio, p.chunk, p.dialect.sample_rate).map_err(
-                        |e| {
-                            format!(
-                                "probes[{i}] ({}): audio {}: {e}",
-                                p.name,
-                                clip.audio.display()
-                            )
-                        },
-                    )?;
+                    crate::audio::prepare_at(&clip.audio, p.chunk, p.dialect.sample_rate)
+                        .map_err(|e| format!("probes[{i}] ({}): {e}", p.name))?;
                 audio.insert(key, Arc::new(prepared));
             }
         }
@@ -122,8 +117,8 @@ impl Runner for Arc<GenerationRunner> {
                     );
                 }
             };
-            let timeline = session(&probe, &audio).await;
-            let mut derived = derive_utterances(&probe, &timeline);
+            let mut timeline = session(&probe, &audio).await;
+            let mut derived = derive_utterances(&probe, &mut timeline);
             let first = derived.remove(0);
             let trace_id = this.traces.as_ref().and_then(|traces| {
                 let spans = run_spans(&labels(&probe), &timeline, &first);
@@ -160,8 +155,8 @@ impl Runner for Arc<GenerationRunner> {
                     };
                 }
             };
-            let timeline = session(&probe, &audio).await;
-            let mut all = derive_utterances(&probe, &timeline);
+            let mut timeline = session(&probe, &audio).await;
+            let mut all = derive_utterances(&probe, &mut timeline);
             let derived = all.remove(0);
             let mut json = serde_json::json!({
                 "probe": probe.name,
@@ -194,24 +189,14 @@ async fn session(probe: &ProbeSpec, audio: &[Arc<PreparedAudio>]) -> crate::prob
     crate::probe::run_session(probe, &clips, &mut |_: &crate::probe::ProgressEvent| {}).await
 }
 
-/// The derived values of every utterance the session reached, first first (at least one, so a
-/// run that failed before any utterance still records its phases and outcome).
+/// The derived values of every utterance the session reached, first first; `max_wer` applied.
 fn derive_utterances(
     probe: &ProbeSpec,
-    timeline: &crate::probe::Timeline,
+    timeline: &mut crate::probe::Timeline,
 ) -> Vec<crate::metrics::derive::Derived> {
     let clips = probe.clips();
-    let mut out: Vec<_> = (0..timeline.utterance_count())
-        .filter_map(|k| {
-            let view = timeline.utterance(k)?;
-            let reference = clips.get(k).and_then(|c| c.reference.as_deref());
-            Some(derive(&view, reference))
-        })
-        .collect();
-    if out.is_empty() {
-        out.push(derive(timeline, probe.reference.as_deref()));
-    }
-    out
+    let references: Vec<Option<&str>> = clips.iter().map(|c| c.reference.as_deref()).collect();
+    derive_session(timeline, &references, probe.max_wer)
 }
 
 /// The label identity of a probe: two specs with the same identity share every series.

@@ -545,6 +545,7 @@ mod tests {
             model: ModelChoice::Auto,
             audio: "a.wav".into(),
             reference: None,
+            max_wer: None,
             chunk: Duration::from_millis(100),
             pacing: crate::config::Pacing::Realtime,
             deadlines: crate::config::Deadlines::default(),

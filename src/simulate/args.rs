@@ -82,7 +82,10 @@ pub struct SimArgs {
     /// Keepalive ping period (close 1011 when a ping gets no pong by the next); 0 disables.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub keepalive: Duration,
-    /// PEM certificate chain for wss:// (with --tls-key).
+    /// Keep the ground-truth records of the last N connections and serve them as JSON at
+    /// `GET /debug/records` (for accuracy benchmarks in another process); 0 keeps none.
+    #[arg(long, default_value_t = 0)]
+    pub records: usize,
     /// Wire dialect served: `vllm` (vLLM 0.33's own) or `openai` (OpenAI GA transcription
     /// sessions: `?intent=transcription`, `session.update{session:{type:"transcription"}}`).
     #[arg(long, default_value = "vllm", value_parser = parse_dialect)]
@@ -91,6 +94,7 @@ pub struct SimArgs {
     /// itself takes 24000 only).
     #[arg(long = "openai-rate", value_name = "HZ", default_values_t = [24_000u32])]
     pub openai_rates: Vec<u32>,
+    /// PEM certificate chain for wss:// (with --tls-key).
     #[arg(long, value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for wss:// (with --tls-cert).
@@ -99,8 +103,8 @@ pub struct SimArgs {
 }
 
 impl SimArgs {
-    /// Build the configuration; reads the API key from the named variable. Records are off:
-    /// a long-running demo server must not grow.
+    /// Build the configuration; reads the API key from the named variable. Records are off
+    /// unless `--records` asks for them: a long-running demo server must not grow.
     pub fn into_config(self) -> Result<SimConfig, SimError> {
         let api_key = match self.api_key_env {
             None => None,
@@ -142,7 +146,7 @@ impl SimArgs {
             flood_events: self.flood_events,
             tls,
             keepalive: Some(self.keepalive).filter(|k| !k.is_zero()),
-            max_records: 0,
+            max_records: self.records,
             dialect: self.dialect,
             openai_rates: self.openai_rates,
             ..SimConfig::default()
@@ -211,6 +215,8 @@ mod tests {
         assert_eq!(cfg.faults, vec![Fault::DropTcp, Fault::HttpStatus(503)]);
         assert_eq!(cfg.max_records, 0);
         assert_eq!(cfg.keepalive, Some(Duration::from_secs(20)));
+        let kept = Cli::try_parse_from(["sim", "--records", "300"]).unwrap();
+        assert_eq!(kept.sim.into_config().unwrap().max_records, 300);
         let off = Cli::try_parse_from(["sim", "--keepalive", "0"]).unwrap();
         assert_eq!(off.sim.into_config().unwrap().keepalive, None);
         assert!(Cli::try_parse_from(["sim", "--fault", "nope"]).is_err());

@@ -4,10 +4,12 @@
 //! One TCP listener serves plain HTTP (`/health`, `/v1/models`) and the WebSocket upgrade on
 //! `/v1/realtime`, optionally behind TLS. Each connection runs in its own task, so a failing
 //! or panicking connection never touches the others or the accept loop. Every connection's
-//! receive and emit times are recorded as ground truth (`RecordStore`).
+//! receive and emit times are recorded as ground truth (`RecordStore`); `GET /debug/records`
+//! serves them as JSON to a client in another process when records are kept.
 
 mod args;
 mod config;
+mod export;
 mod http;
 mod openai;
 mod record;
@@ -72,6 +74,8 @@ pub struct Simulator {
 struct Shared {
     cfg: Arc<SimConfig>,
     records: RecordStore,
+    /// Origin of the times `GET /debug/records` reports.
+    epoch: Instant,
     connections: AtomicU64,
     realtime: AtomicU64,
 }
@@ -173,6 +177,7 @@ impl Simulator {
             shared: Arc::new(Shared {
                 cfg: Arc::new(cfg),
                 records,
+                epoch: Instant::now(),
                 connections: AtomicU64::new(0),
                 realtime: AtomicU64::new(0),
             }),
@@ -354,6 +359,14 @@ async fn handle_conn<S>(
         let (status, body) = match (head.method.as_str(), path.as_str()) {
             ("GET", "/health") => (200, None),
             ("GET", "/v1/models") => (200, Some(models_json(&cfg))),
+            // Ground truth for a client in another process; absent unless records are kept.
+            ("GET", "/debug/records") if cfg.max_records > 0 => {
+                let sessions = shared.records.sessions();
+                (
+                    200,
+                    Some(export::records_json(&sessions, shared.epoch).to_string()),
+                )
+            }
             _ => (404, Some(r#"{"detail":"Not Found"}"#.to_string())),
         };
         answer(status);

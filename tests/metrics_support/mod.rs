@@ -27,6 +27,7 @@ pub fn spec(name: &str) -> ProbeSpec {
         model: ModelChoice::Named("whisper-tiny".into()),
         audio: PathBuf::from("clip.wav"),
         reference: None,
+        max_wer: None,
         chunk: Duration::from_millis(100),
         pacing: Pacing::Realtime,
         deadlines: Deadlines::default(),

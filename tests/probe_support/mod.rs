@@ -87,6 +87,7 @@ pub fn spec_for(host: &str, port: u16, secure: bool) -> ProbeSpec {
         model: ModelChoice::Named("demo-realtime".into()),
         audio: PathBuf::from("clip.wav"),
         reference: None,
+        max_wer: None,
         chunk: Duration::from_millis(100),
         pacing: Pacing::Realtime,
         deadlines: Deadlines {

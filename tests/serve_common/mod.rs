@@ -34,6 +34,7 @@ pub fn spec(name: &str, interval: Duration) -> ProbeSpec {
         model: ModelChoice::Named("fake-model".into()),
         audio: PathBuf::from("clip.wav"),
         reference: None,
+        max_wer: None,
         chunk: Duration::from_millis(100),
         pacing: Pacing::Realtime,
         deadlines: Deadlines::default(),
