@@ -580,11 +580,12 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
             });
         }
         Some(_) if reference.is_none() || utterances.iter().any(|u| u.reference.is_none()) => {
-            return Err(cx.probe_err(
-                i,
-                &["max_wer"],
-                "max_wer needs a reference (or reference_file) for every utterance to compare the transcript with",
-            ));
+            let m = if utterances.len() > 1 {
+                "max_wer needs a reference (or reference_file) on every utterance to compare its transcript with"
+            } else {
+                "max_wer needs a reference (or reference_file) to compare the transcript with"
+            };
+            return Err(cx.probe_err(i, &["max_wer"], m));
         }
         Some((v, _)) => Some(v),
     };
