@@ -87,7 +87,13 @@ impl Runner for Arc<GenerationRunner> {
                     );
                 }
             };
-            let timeline = crate::probe::run(&probe, &audio).await;
+            // Text as it arrives feeds the live token rate of `serve --duration` and `load`.
+            let mut count = |e: &crate::probe::ProgressEvent| {
+                if let crate::probe::ProgressEvent::Text { .. } = e {
+                    crate::load::count_text_delta();
+                }
+            };
+            let timeline = crate::probe::run_observed(&probe, &audio, &mut count).await;
             let derived = derive(&timeline, probe.reference.as_deref());
             StreamResult {
                 started: timeline.started,
