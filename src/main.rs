@@ -53,6 +53,7 @@ fn live_table(command: &Command) -> bool {
     use rtprobe::load::display::Mode;
     match command {
         Command::Serve(a) => a.duration.is_some() && Mode::detect(a.quiet) == Mode::Live,
+        Command::Load(a) => Mode::detect(a.quiet) == Mode::Live,
         _ => false,
     }
 }
@@ -80,6 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve(args).await,
+        Command::Load(args) => load(args).await,
         Command::Demo(args) => demo(args).await,
     }
 }
@@ -99,6 +101,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             rtprobe::load::render::table(&summary).join("\n") + "\n"
         };
         let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn load(args: rtprobe::load::run::LoadArgs) -> anyhow::Result<ExitCode> {
+    use rtprobe::load::{display::Mode, run, sweep};
+    let result = run::run(&args, Mode::detect(args.quiet)).await?;
+    let written = match &args.out {
+        Some(dir) => run::write_outputs(dir, &result, &args)?,
+        None => Vec::new(),
+    };
+    let out = if args.json {
+        serde_json::to_string_pretty(&result.doc(&args))? + "\n"
+    } else {
+        sweep::table(&result.levels, &result.slo, &result.verdict).join("\n") + "\n"
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
+    for path in written {
+        eprintln!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

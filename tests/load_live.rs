@@ -40,7 +40,7 @@ async fn terminal_gets_a_table_redrawn_in_place() {
         .unwrap()
         .spawn();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), sim.addr(), 1.0, "1500ms");
+    let config = write_config(dir.path(), sim.addr(), 1.0, "1500ms", "3s");
     let line = format!(
         "{BIN} serve --config {} --duration 3s --no-watch",
         config.display()
@@ -106,7 +106,7 @@ async fn pipes_get_plain_lines_and_json_the_same_numbers() {
         .unwrap()
         .spawn();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), sim.addr(), 1.0, "1500ms");
+    let config = write_config(dir.path(), sim.addr(), 1.0, "1500ms", "3s");
     let c = config.clone();
     let out = tokio::task::spawn_blocking(move || {
         let mut cmd = Command::new(BIN);

@@ -145,6 +145,15 @@ impl LoadStats {
         self.open += delta;
     }
 
+    /// Count afresh (the end of a warm-up): everything is forgotten except the streams open
+    /// now, whose end is still to come.
+    pub fn restart(&mut self) {
+        *self = LoadStats {
+            open: self.open,
+            ..LoadStats::default()
+        };
+    }
+
     pub fn skipped(&mut self) {
         self.skipped += 1;
     }
@@ -355,5 +364,14 @@ mod tests {
             s.in_flight(-1);
         }
         assert_eq!(s.live_history.len(), LIVE_HISTORY);
+        s.in_flight(3);
+        s.skipped();
+        s.restart();
+        let r = s.report();
+        assert_eq!(
+            (r.runs.open, r.runs.started, r.runs.skipped_ticks),
+            (3, 0, 0)
+        );
+        assert_eq!(r.throughput.live_token_rate_high, None);
     }
 }

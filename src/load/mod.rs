@@ -5,9 +5,12 @@
 //! rendering (`render`, pure) and the terminal I/O (`display`).
 
 pub mod aggregate;
+pub mod chart;
 pub mod display;
 pub mod render;
+pub mod run;
 pub mod sketch;
+pub mod sweep;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
