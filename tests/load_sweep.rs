@@ -16,8 +16,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_rtprobe");
 const K_MS: f64 = 20.0;
 const FIRST_TEXT_MS: f64 = 300.0;
 const TAIL_MS: f64 = 120.0;
-/// Client and simulator scheduling on a shared machine (observed: 0–6 ms).
+/// Client and simulator scheduling on a shared machine (observed: 0–6 ms at the median).
 const SLACK_MS: f64 = 20.0;
+/// How late a p90 may be: one emission delayed by a busy CPU (observed up to 27 ms).
+const LATE_P90_MS: f64 = 60.0;
 
 fn attr(n: roxmltree::Node, name: &str) -> f64 {
     n.attribute(name)
@@ -83,23 +85,30 @@ async fn sweep_finds_the_breaking_level_and_charts_it() {
         let n = l["concurrency"].as_f64().unwrap();
         let ms = |v: &serde_json::Value| v.as_f64().expect("a reading") * 1000.0;
         let lat = &l["latency"];
-        let near = |got: f64, want: f64, what: &str| {
+        // Within the slack either way; a p90 may be later still (one late emission on a busy
+        // machine), never earlier.
+        let near = |got: f64, want: f64, late: f64, what: &str| {
             assert!(
-                (got - want).abs() <= SLACK_MS,
+                got >= want - SLACK_MS && got <= want + late,
                 "{n} streams: {what} {got:.1} ms, injected {want} ms\n{l:#}"
             );
         };
-        near(
-            ms(&lat["time_to_first_text"]["p90"]),
-            FIRST_TEXT_MS + K_MS * n,
-            "first text p90",
-        );
-        near(
-            ms(&lat["rtt_last"]["p90"]),
-            TAIL_MS + K_MS * n,
-            "RTT last p90",
-        );
-        near(ms(&lat["itl"]["p50"]), 20.0, "ITL p50");
+        for q in ["p50", "p90"] {
+            let late = if q == "p90" { LATE_P90_MS } else { SLACK_MS };
+            near(
+                ms(&lat["time_to_first_text"][q]),
+                FIRST_TEXT_MS + K_MS * n,
+                late,
+                &format!("first text {q}"),
+            );
+            near(
+                ms(&lat["rtt_last"][q]),
+                TAIL_MS + K_MS * n,
+                late,
+                &format!("RTT last {q}"),
+            );
+        }
+        near(ms(&lat["itl"]["p50"]), 20.0, SLACK_MS, "ITL p50");
         let runs = &l["runs"];
         let ok = runs["succeeded"].as_u64().unwrap();
         assert_eq!(runs["failed"], 0, "{l:#}");
