@@ -54,6 +54,7 @@ fn live_table(command: &Command) -> bool {
     match command {
         Command::Serve(a) => a.duration.is_some() && Mode::detect(a.quiet) == Mode::Live,
         Command::Load(a) => Mode::detect(a.quiet) == Mode::Live,
+        Command::Demo(a) => a.duration.is_some() && Mode::detect(false) == Mode::Live,
         _ => false,
     }
 }
