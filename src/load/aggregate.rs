@@ -41,6 +41,8 @@ pub struct LoadStats {
     last_send: Option<f64>,
     /// Last (time, text deltas counter) reading, for the live rate.
     live_prev: Option<(f64, u64)>,
+    /// Streams open at that reading.
+    live_prev_open: i64,
     live_now: Option<f64>,
     live_history: VecDeque<f64>,
 }
@@ -193,13 +195,17 @@ impl LoadStats {
     }
 
     /// A reading of the process-wide text-delta counter at `now`: the live rate is the deltas
-    /// since the previous reading per second per open stream (none while no stream is open).
+    /// since the previous reading per second per stream open in that interval (the larger of
+    /// the open counts at its two ends, so text from streams that just ended is not spread over
+    /// too few); none while no stream was open.
     pub fn observe_live(&mut self, now: f64, text_deltas_total: u64) {
+        let open = self.open.max(0);
         if let Some((t, n)) = self.live_prev
             && now > t
         {
-            self.live_now = (self.open > 0)
-                .then(|| text_deltas_total.saturating_sub(n) as f64 / (now - t) / self.open as f64);
+            let streams = open.max(self.live_prev_open);
+            self.live_now = (streams > 0)
+                .then(|| text_deltas_total.saturating_sub(n) as f64 / (now - t) / streams as f64);
             if let Some(r) = self.live_now {
                 if self.live_history.len() == LIVE_HISTORY {
                     self.live_history.pop_front();
@@ -208,6 +214,7 @@ impl LoadStats {
             }
         }
         self.live_prev = Some((now, text_deltas_total));
+        self.live_prev_open = open;
     }
 
     pub fn report(&self) -> LoadReport {
@@ -355,12 +362,18 @@ mod tests {
         assert_eq!(r.live_token_rate, Some(4.0));
         assert_eq!(r.live_token_rate_high, Some(10.0));
         assert_eq!(r.live_token_rate_low, Some(4.0));
-        s.in_flight(-4);
-        s.observe_live(1.5, 128);
+        // Streams that end during the interval still count for the text they sent in it.
+        s.in_flight(-2);
+        s.observe_live(1.5, 136); // 8 / 0.5 / max(4, 2)
+        assert_eq!(s.report().throughput.live_token_rate, Some(4.0));
+        s.in_flight(-2);
+        s.observe_live(2.0, 136); // open 2 → 0: a quiet interval
+        assert_eq!(s.report().throughput.live_token_rate, Some(0.0));
+        s.observe_live(2.5, 136);
         assert_eq!(s.report().throughput.live_token_rate, None);
         for i in 0..(LIVE_HISTORY as u64 + 5) {
             s.in_flight(1);
-            s.observe_live(2.0 + i as f64, 128 + i);
+            s.observe_live(3.0 + i as f64, 136 + i);
             s.in_flight(-1);
         }
         assert_eq!(s.live_history.len(), LIVE_HISTORY);
