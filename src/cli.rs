@@ -43,6 +43,9 @@ pub enum Command {
         /// The config file to check.
         config: PathBuf,
     },
+    /// Concurrency sweep of one probe: each level in turn, per-level figures, the highest level
+    /// within the SLO, the first with server errors, charts.
+    Load(crate::load::run::LoadArgs),
     /// Run the built-in vLLM-compatible realtime server (demos, dashboards, tests).
     Simulate(SimArgs),
     /// The simulator and `serve` wired together on an embedded config: live metrics, no vLLM.

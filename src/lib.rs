@@ -7,6 +7,7 @@ pub mod audio;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod load;
 pub mod logging;
 pub mod metrics;
 pub mod probe;

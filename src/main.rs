@@ -18,7 +18,12 @@ use rtprobe::serve::glue::ProbeBackend;
 use rtprobe::simulate::{SimConfig, Simulator};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // Info lines (one per failed stream) would scroll a live table away: keep warnings only
+    // while one is drawn, unless the user chose a level.
+    if live_table(&cli.command) && cli.log_level == "info" {
+        cli.log_level = "warn".into();
+    }
     if let Err(e) = rtprobe::logging::init(&cli.log_level, cli.log_format) {
         eprintln!("rtprobe: {e}");
         return ExitCode::from(2);
@@ -40,6 +45,17 @@ fn main() -> ExitCode {
             eprintln!("rtprobe: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Whether the command draws a live table on a terminal.
+fn live_table(command: &Command) -> bool {
+    use rtprobe::load::display::Mode;
+    match command {
+        Command::Serve(a) => a.duration.is_some() && Mode::detect(a.quiet) == Mode::Live,
+        Command::Load(a) => Mode::detect(a.quiet) == Mode::Live,
+        Command::Demo(a) => a.duration.is_some() && Mode::detect(false) == Mode::Live,
+        _ => false,
     }
 }
 
@@ -66,11 +82,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve(args).await,
+        Command::Load(args) => load(args).await,
         Command::Demo(args) => demo(args).await,
     }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let json = args.json;
     let outcome = rtprobe::serve::run(
         args,
         |p: &Path| config::load(p).map_err(|e| e.to_string()),
@@ -78,7 +96,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     if let Some(summary) = outcome.summary {
-        println!("{summary}");
+        let out = if json {
+            serde_json::to_string_pretty(&summary)? + "\n"
+        } else {
+            rtprobe::load::render::table(&summary).join("\n") + "\n"
+        };
+        let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn load(args: rtprobe::load::run::LoadArgs) -> anyhow::Result<ExitCode> {
+    use rtprobe::load::{display::Mode, run, sweep};
+    let result = run::run(&args, Mode::detect(args.quiet)).await?;
+    let written = match &args.out {
+        Some(dir) => run::write_outputs(dir, &result, &args)?,
+        None => Vec::new(),
+    };
+    let out = if args.json {
+        serde_json::to_string_pretty(&result.doc(&args))? + "\n"
+    } else {
+        sweep::table(&result.levels, &result.slo, &result.verdict).join("\n") + "\n"
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
+    for path in written {
+        eprintln!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,8 +12,7 @@
 use std::collections::hash_map::RandomState;
 
 use crate::rng::SplitMix64;
-use crate::stats::quantile;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -516,82 +515,6 @@ pub fn one_line(s: &str, max: usize) -> String {
         t
     } else {
         line.to_string()
-    }
-}
-
-/// Totals for time-bound mode (`--duration`): every stream result seen, by outcome.
-#[derive(Debug, Clone, Default)]
-pub struct Summary {
-    pub runs: u64,
-    pub successes: u64,
-    pub skipped: u64,
-    /// Failures by `error.type` label value.
-    pub failures: BTreeMap<&'static str, u64>,
-    ttft: Vec<f64>,
-    rtt_last: Vec<f64>,
-}
-
-impl Summary {
-    pub fn add(&mut self, result: &StreamResult) {
-        self.runs += 1;
-        match &result.outcome {
-            Ok(()) => self.successes += 1,
-            Err(e) => *self.failures.entry(e.kind.as_str()).or_default() += 1,
-        }
-        if let Some(v) = result.derived.ttft {
-            self.ttft.push(v);
-        }
-        if let Some(v) = result.derived.rtt_last {
-            self.rtt_last.push(v);
-        }
-    }
-
-    pub fn add_skipped(&mut self) {
-        self.skipped += 1;
-    }
-
-    /// Quantile (`stats::quantile`) of the TTFT values seen (seconds).
-    pub fn ttft_quantile(&self, q: f64) -> Option<f64> {
-        quantile(&self.ttft, q)
-    }
-
-    /// Quantile (`stats::quantile`) of the RTT-last values seen (seconds).
-    pub fn rtt_last_quantile(&self, q: f64) -> Option<f64> {
-        quantile(&self.rtt_last, q)
-    }
-}
-
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = |v: Option<f64>| match v {
-            Some(s) => format!("{:.1} ms", s * 1000.0),
-            None => "n/a".to_string(),
-        };
-        writeln!(
-            f,
-            "runs {}  successes {}  failures {}  skipped ticks {}",
-            self.runs,
-            self.successes,
-            self.runs - self.successes,
-            self.skipped
-        )?;
-        for (kind, n) in &self.failures {
-            writeln!(f, "  {kind}: {n}")?;
-        }
-        writeln!(
-            f,
-            "TTFT      p50 {}  p90 {}  (n={})",
-            ms(self.ttft_quantile(0.5)),
-            ms(self.ttft_quantile(0.9)),
-            self.ttft.len()
-        )?;
-        write!(
-            f,
-            "RTT last  p50 {}  p90 {}  (n={})",
-            ms(self.rtt_last_quantile(0.5)),
-            ms(self.rtt_last_quantile(0.9)),
-            self.rtt_last.len()
-        )
     }
 }
 

@@ -1,5 +1,6 @@
 //! Small descriptive statistics over samples (quantiles, mean), shared by the `probe` report,
-//! the `serve --duration` summary and the benchmarks. Pure functions, no allocation beyond the
+//! the status page and the benchmarks. (Time-bound runs, whose samples are unbounded, use the
+//! streaming `load::sketch`.) Pure functions, no allocation beyond the
 //! sort copy.
 
 /// The `q`-quantile (0 ≤ q ≤ 1) of `samples` by linear interpolation between closest ranks

@@ -52,21 +52,28 @@ async fn duration_mode_stops_and_summarises() {
     assert!(outcome.drained);
     let s = outcome.summary.expect("summary in duration mode");
     let recorded = b.events.finished.lock().unwrap().len() as u64;
-    assert_eq!(s.runs, recorded, "summary counts every recorded stream");
+    assert_eq!(
+        s.finished(),
+        recorded,
+        "summary counts every recorded stream"
+    );
+    assert_eq!(s.runs.started, recorded, "every started stream finished");
     let failed_down = b.events.finished_of("down").len() as u64;
     assert!(failed_down >= 1);
-    assert_eq!(s.failures.get("connect").copied(), Some(failed_down));
-    assert_eq!(s.successes, b.events.finished_of("ok").len() as u64);
-    // stats::quantile interpolates between the two middle values (0.25 and 0.26).
-    assert_eq!(s.ttft_quantile(0.5), Some(0.255));
-    assert_eq!(s.ttft_quantile(0.9), Some(0.26));
-    assert_eq!(s.rtt_last_quantile(0.5), Some(0.5));
-    let text = s.to_string();
-    assert!(text.contains("connect: "), "{text}");
+    assert_eq!(s.runs.failures.get("connect").copied(), Some(failed_down));
+    assert_eq!(s.runs.succeeded, b.events.finished_of("ok").len() as u64);
+    // Nearest rank over the fake's TTFTs (0.25 and 0.26): the smallest is exact, the rest
+    // within the sketch's 1 %.
+    assert_eq!(s.latency.ttft.p50, Some(0.25));
+    let p90 = s.latency.ttft.p90.unwrap();
+    assert!((p90 - 0.26).abs() <= 0.26 * 0.01, "{p90}");
+    assert_eq!(s.latency.rtt_last.p50, Some(0.5));
+    let text = rtprobe::load::render::table(&s).join("\n");
     assert!(
-        text.contains("TTFT      p50 255.0 ms  p90 260.0 ms"),
+        text.contains(&format!("  error.type  connect {failed_down}\n")),
         "{text}"
     );
+    assert!(text.contains("  TTFT          250.0 ms "), "{text}");
     assert!(*b.flushed.lock().unwrap(), "metrics flushed at the end");
 }
 

@@ -51,6 +51,10 @@ pub struct Derived {
     /// All deltas received, empty ones included.
     pub deltas: usize,
     pub truncated: bool,
+    /// First and last audio append, seconds from t0 (two appends or more): where this stream's
+    /// send window sits, so a load run can span the send window of all its streams.
+    #[serde(skip)]
+    pub send_span: Option<(f64, f64)>,
 }
 
 /// Derive every value from a timeline. `reference` is the probe's reference transcript.
@@ -156,6 +160,9 @@ pub fn derive(t: &Timeline, reference: Option<&str>) -> Derived {
         text_deltas: text_times.len(),
         deltas: t.deltas.len(),
         truncated: t.truncated,
+        send_span: send_window
+            .and(first_append.zip(appends.last().copied()))
+            .map(|(f, l)| (secs(f), secs(l))),
     }
 }
 
@@ -341,6 +348,8 @@ mod tests {
         // 0.2 s of audio before the last chunk over a 0.203 s send window
         assert_close(d.send_window_audio_rate, 0.200 / 0.203);
         assert_close(d.send_window_output_tokens, 11.0 / 0.203);
+        let (first, last) = d.send_span.expect("a send span");
+        assert!(close(first, 0.025) && close(last, 0.228), "{first} {last}");
         // (3 − 1) / 0.3 s
         assert_close(d.decode_token_rate, 2.0 / 0.300);
         assert_eq!(d.usage.map(|u| u.completion_tokens), Some(11));
@@ -489,6 +498,7 @@ mod tests {
         let d = derive(&t, None);
         assert_eq!(d.send_window_audio_rate, None);
         assert_eq!(d.send_window_output_tokens, None);
+        assert_eq!(d.send_span, None);
         assert_eq!(d.pacing_lateness, vec![0.0]);
     }
 

@@ -186,7 +186,13 @@ impl Runner for Arc<GenerationRunner> {
 /// One session over the probe's clips.
 async fn session(probe: &ProbeSpec, audio: &[Arc<PreparedAudio>]) -> crate::probe::Timeline {
     let clips: Vec<&PreparedAudio> = audio.iter().map(|a| a.as_ref()).collect();
-    crate::probe::run_session(probe, &clips, &mut |_: &crate::probe::ProgressEvent| {}).await
+    // Text as it arrives feeds the live token rate of `serve --duration` and `load`.
+    let mut count = |e: &crate::probe::ProgressEvent| {
+        if let crate::probe::ProgressEvent::Text { .. } = e {
+            crate::load::count_text_delta();
+        }
+    };
+    crate::probe::run_session(probe, &clips, &mut count).await
 }
 
 /// The derived values of every utterance the session reached, first first; `max_wer` applied.

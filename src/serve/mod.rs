@@ -21,8 +21,10 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::{Config, ProbeSpec};
 use crate::http::{App, ConfigFormat, HttpError, HttpServer, ProbeAnswer, ProbeNow};
+use crate::load::display::{self, Mode, SharedStats};
+use crate::load::{LoadReport, LoadStats};
 use crate::scheduler::{
-    BACKSTOP_SLACK, BoxFuture, DebugRun, Runner, Scheduler, SchedulerEvents, StreamResult, Summary,
+    BACKSTOP_SLACK, BoxFuture, DebugRun, Runner, Scheduler, SchedulerEvents, StreamResult,
     process_seed,
 };
 use status::StatusBoard;
@@ -41,9 +43,16 @@ pub struct ServeArgs {
     /// Listen address for /metrics and the status endpoints; overrides `server.listen`.
     #[arg(long)]
     pub listen: Option<String>,
-    /// Run the schedule this long (e.g. 10m), then stop and print a summary.
+    /// Run the schedule this long (e.g. 10m), then stop and print a summary; a live table is
+    /// shown on stderr meanwhile (plain lines when stderr is not a terminal).
     #[arg(long, value_parser = crate::config::parse_duration)]
     pub duration: Option<Duration>,
+    /// With --duration: no live table or progress lines.
+    #[arg(long, short, requires = "duration")]
+    pub quiet: bool,
+    /// With --duration: print the summary as JSON.
+    #[arg(long, requires = "duration")]
+    pub json: bool,
     /// Time in-flight runs get to finish at shutdown before they are cancelled.
     #[arg(long, value_parser = crate::config::parse_duration, default_value = "5s")]
     pub grace_period: Duration,
@@ -59,6 +68,8 @@ impl ServeArgs {
             config: config.into(),
             listen: None,
             duration: None,
+            quiet: false,
+            json: false,
             grace_period: DEFAULT_GRACE,
             no_watch: false,
         }
@@ -114,8 +125,8 @@ pub struct ServeOutcome {
     pub reason: StopReason,
     /// In-flight runs all finished within the grace period (none had to be cancelled).
     pub drained: bool,
-    /// Totals, in `--duration` mode (print it: `println!("{summary}")`).
-    pub summary: Option<Summary>,
+    /// Totals, in `--duration` mode (print them with `load::render::table`).
+    pub summary: Option<LoadReport>,
 }
 
 /// Who asked for a reload (for logs, and to skip no-op file events).
@@ -126,11 +137,12 @@ pub enum ReloadTrigger {
     FileChange,
 }
 
-/// Fans scheduler events out to the backend's metrics, the status board and the summary.
+/// Fans scheduler events out to the backend's metrics, the status board and the totals of a
+/// time-bound run.
 struct Events {
     metrics: Arc<dyn SchedulerEvents>,
     status: Arc<StatusBoard>,
-    summary: Option<Mutex<Summary>>,
+    summary: Option<(SharedStats, tokio::time::Instant)>,
 }
 
 impl SchedulerEvents for Events {
@@ -140,18 +152,24 @@ impl SchedulerEvents for Events {
     }
     fn skipped(&self, probe: &ProbeSpec) {
         self.status.record_skip(&probe.name);
-        if let Some(s) = &self.summary {
-            s.lock().unwrap_or_else(|p| p.into_inner()).add_skipped();
+        if let Some((s, _)) = &self.summary {
+            s.lock().unwrap_or_else(|p| p.into_inner()).skipped();
         }
         self.metrics.skipped(probe);
     }
     fn in_flight(&self, probe: &ProbeSpec, delta: i64) {
+        if let Some((s, _)) = &self.summary {
+            s.lock().unwrap_or_else(|p| p.into_inner()).in_flight(delta);
+        }
         self.metrics.in_flight(probe, delta);
     }
     fn stream_finished(&self, probe: &ProbeSpec, stream: u32, result: &StreamResult) {
         self.status.record(&probe.name, stream, result);
-        if let Some(s) = &self.summary {
-            s.lock().unwrap_or_else(|p| p.into_inner()).add(result);
+        if let Some((s, start)) = &self.summary {
+            let at = start.elapsed().as_secs_f64();
+            s.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .finished(result, at);
         }
         self.metrics.stream_finished(probe, stream, result);
     }
@@ -421,7 +439,12 @@ impl Serve {
         let events = Arc::new(Events {
             metrics: backend.events(),
             status: status.clone(),
-            summary: args.duration.map(|_| Mutex::new(Summary::default())),
+            summary: args.duration.map(|_| {
+                (
+                    Arc::new(Mutex::new(LoadStats::new())),
+                    tokio::time::Instant::now(),
+                )
+            }),
         });
         let specs = specs_of(&first);
         status.set_probes(&specs);
@@ -498,6 +521,16 @@ impl Serve {
             watcher,
             args,
         } = self;
+        let live = match (&state.events.summary, args.duration) {
+            (Some((stats, start)), Some(d)) => Some(display::spawn(
+                stats.clone(),
+                *start,
+                d,
+                Mode::detect(args.quiet),
+                None,
+            )),
+            _ => None,
+        };
         let reason = match args.duration {
             Some(d) => tokio::select! {
                 _ = stop => StopReason::Signal,
@@ -522,11 +555,14 @@ impl Serve {
         // last cancellation is recorded and the server is closed.
         http.shutdown().await;
         state.backend.shutdown(FLUSH_TIMEOUT).await;
+        if let Some(live) = live {
+            live.finish().await;
+        }
         let summary = state
             .events
             .summary
             .as_ref()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone());
+            .map(|(s, _)| s.lock().unwrap_or_else(|p| p.into_inner()).report());
         ServeOutcome {
             reason,
             drained,

@@ -49,6 +49,10 @@ pub struct SimArgs {
     /// `transcription.done` this long after the last delta.
     #[arg(long, default_value = "40ms", value_parser = parse_duration)]
     pub done_delay: Duration,
+    /// Extra first-text and tail delay per open realtime session (a server slowing down with
+    /// concurrency): with 8 sessions open and 5ms, first text and RTT come 40 ms later.
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    pub load_delay_per_stream: Duration,
     /// Uniform ± jitter added to every emission.
     #[arg(long, default_value = "0ms", value_parser = parse_duration)]
     pub jitter: Duration,
@@ -135,6 +139,7 @@ impl SimArgs {
             tail_delay: self.tail_delay,
             done_delay: self.done_delay,
             jitter: self.jitter,
+            load_delay_per_stream: self.load_delay_per_stream,
             seed: self.seed,
             prompt_tokens: self.prompt_tokens,
             fault,
@@ -203,6 +208,8 @@ mod tests {
             "250ms",
             "--token-interval",
             "40ms",
+            "--load-delay-per-stream",
+            "5ms",
             "--fault",
             "drop_tcp",
             "--fault",
@@ -212,6 +219,7 @@ mod tests {
         let cfg = cli.sim.into_config().unwrap();
         assert_eq!(cfg.first_text_delay, Duration::from_millis(250));
         assert_eq!(cfg.token_interval, Duration::from_millis(40));
+        assert_eq!(cfg.load_delay_per_stream, Duration::from_millis(5));
         assert_eq!(cfg.faults, vec![Fault::DropTcp, Fault::HttpStatus(503)]);
         assert_eq!(cfg.max_records, 0);
         assert_eq!(cfg.keepalive, Some(Duration::from_secs(20)));

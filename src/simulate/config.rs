@@ -172,6 +172,10 @@ pub struct SimConfig {
     pub prompt_tokens: u32,
     /// Reported by `GET /v1/models`.
     pub max_model_len: u32,
+    /// Load the server feels: each utterance's first text and its held words come
+    /// `load_delay_per_stream × open realtime sessions` later (counted when the utterance's
+    /// first audio arrives, this session included). Zero: no load effect.
+    pub load_delay_per_stream: Duration,
     /// The fault for every session, unless `faults` is non-empty.
     pub fault: Fault,
     /// Faults cycled over successive `/v1/realtime` upgrade requests (for soak tests).
@@ -215,6 +219,7 @@ impl Default for SimConfig {
             seed: 0,
             prompt_tokens: 39,
             max_model_len: 131_072,
+            load_delay_per_stream: Duration::ZERO,
             fault: Fault::None,
             faults: Vec::new(),
             fault_after_words: 2,

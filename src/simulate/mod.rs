@@ -78,6 +78,8 @@ struct Shared {
     epoch: Instant,
     connections: AtomicU64,
     realtime: AtomicU64,
+    /// Realtime sessions running now.
+    open_sessions: Arc<AtomicU64>,
 }
 
 /// A simulator serving in the background.
@@ -180,6 +182,7 @@ impl Simulator {
                 epoch: Instant::now(),
                 connections: AtomicU64::new(0),
                 realtime: AtomicU64::new(0),
+                open_sessions: Arc::new(AtomicU64::new(0)),
             }),
             tls,
         })
@@ -250,6 +253,22 @@ impl Simulator {
             stop,
             task,
         }
+    }
+}
+
+/// Counts a realtime session as open for as long as it lives (however it ends).
+struct OpenSession(Arc<AtomicU64>);
+
+impl OpenSession {
+    fn enter(open: &Arc<AtomicU64>) -> OpenSession {
+        open.fetch_add(1, Ordering::Relaxed);
+        OpenSession(open.clone())
+    }
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -437,7 +456,9 @@ async fn handle_conn<S>(
         record,
         shutdown: stop,
         realtime_index: index,
+        open_sessions: shared.open_sessions.clone(),
     };
+    let _open = OpenSession::enter(&shared.open_sessions);
     match dialect {
         crate::config::Dialect::Vllm => session::run(ws, ctx).await,
         crate::config::Dialect::OpenAi => openai::run(ws, ctx).await,

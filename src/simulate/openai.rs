@@ -327,6 +327,8 @@ struct Session<S> {
     record: RecordHandle,
     sink: Sink<S>,
     realtime_index: u64,
+    /// Realtime sessions open now (the simulator's load knob reads it).
+    open_sessions: Arc<std::sync::atomic::AtomicU64>,
     intent_transcription: bool,
     settings: Settings,
     ids: SplitMix64,
@@ -396,6 +398,7 @@ where
             wire: Wire::OpenAi {
                 item_id: id.clone(),
             },
+            open_sessions: self.open_sessions.clone(),
         };
         self.generations.push(AbortOnDrop(tokio::spawn(g.run())));
         self.item = Some(OpenItem {
@@ -599,6 +602,7 @@ where
         record: record.clone(),
         sink: sink.clone(),
         realtime_index: ctx.realtime_index,
+        open_sessions: ctx.open_sessions.clone(),
         intent_transcription: ctx.intent_transcription,
         settings: Settings::default(),
         ids: SplitMix64::new(utterance_seed(cfg.seed, ctx.realtime_index, u32::MAX)),

@@ -71,6 +71,13 @@ impl Plan {
         }
     }
 
+    /// Delay the first text (and so the whole token grid) and the held words' release by
+    /// `extra`: the simulator's load knob.
+    pub(crate) fn delay_by(&mut self, extra: Duration) {
+        self.first_text_delay += extra;
+        self.tail += extra;
+    }
+
     fn grid(&self, t_audio: Instant, i: usize) -> Instant {
         t_audio + self.first_text_delay + self.interval * i as u32
     }
@@ -176,6 +183,18 @@ mod tests {
         assert_eq!(p.tokens[0], Token::Word(" a".into()));
         assert_eq!(p.first_held, 6);
         assert_eq!(p.word_count(), 3);
+    }
+
+    #[test]
+    fn load_delay_shifts_first_text_and_tail() {
+        let mut p = Plan::new(&cfg("a b c", 0, 1));
+        p.delay_by(Duration::from_millis(40));
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(p.token_base(0, t0, None), Some(t0 + ms(340)));
+        assert_eq!(p.token_base(1, t0, None), Some(t0 + ms(420)));
+        let end = t0 + ms(2000);
+        assert_eq!(p.token_base(2, t0, Some(end)), Some(end + ms(90)));
     }
 
     #[test]

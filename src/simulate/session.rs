@@ -45,6 +45,8 @@ pub(crate) struct SessionCtx {
     pub(crate) record: RecordHandle,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) realtime_index: u64,
+    /// Realtime sessions open on the whole simulator now (the load knob's multiplier).
+    pub(crate) open_sessions: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One entry of the connection's single FIFO queue, stamped with the receipt of its event.
@@ -530,6 +532,7 @@ where
                                         utterance,
                                         seed: utterance_seed(cfg.seed, ctx.realtime_index, utterance),
                                         wire: Wire::Vllm,
+                                        open_sessions: ctx.open_sessions.clone(),
                                     };
                                     generation = Some(AbortOnDrop(tokio::spawn(g.run())));
                                 }
@@ -581,6 +584,7 @@ pub(crate) struct Generation<S> {
     pub(crate) utterance: u32,
     pub(crate) seed: u64,
     pub(crate) wire: Wire,
+    pub(crate) open_sessions: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<S> Generation<S>
@@ -693,7 +697,7 @@ where
         let queue = self.queue.clone();
         let mut queue = queue.lock().await;
         let cfg = self.cfg.clone();
-        let plan = Plan::new(&cfg);
+        let mut plan = Plan::new(&cfg);
 
         let t_audio = match queue.recv().await {
             Some(Item::Audio { at }) => at,
@@ -716,6 +720,12 @@ where
             None => return,
         };
         self.mark(|u| u.first_audio_at = Some(t_audio));
+        if !cfg.load_delay_per_stream.is_zero() {
+            let open = self
+                .open_sessions
+                .load(std::sync::atomic::Ordering::Relaxed);
+            plan.delay_by(cfg.load_delay_per_stream * open.min(u64::from(u32::MAX)) as u32);
+        }
 
         if self.fault == Fault::UnknownEventFlood {
             for seq in 0..cfg.flood_events {

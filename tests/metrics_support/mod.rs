@@ -80,6 +80,7 @@ pub fn derived() -> Derived {
         text_deltas: 4,
         deltas: 6,
         truncated: false,
+        send_span: Some((0.0, 1.4)),
     }
 }
 
