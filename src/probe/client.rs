@@ -596,8 +596,8 @@ async fn read_all(
 
 /// Whether a server `error` event fails the run. Set-up errors and a rejected chunk always do
 /// (a dropped chunk leaves a gap in the audio, so the transcript no longer answers the clip,
-/// also in burst mode where every append precedes the start commit); anything else only once
-/// the start commit was sent.
+/// also in burst mode where every append precedes the start commit; see
+/// docs/exact-values.md); anything else only once the start commit was sent.
 fn fails_run(code: ServerCode, start_sent: bool) -> bool {
     let always = matches!(
         code,
