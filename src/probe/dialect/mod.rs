@@ -74,7 +74,8 @@ pub fn parse(dialect: Dialect, frame: &str) -> Result<Event<'_>, EventError> {
 
 /// Whether an `error` event with this code fails the run. vLLM's errors are often non-fatal (an
 /// unknown event): before the start commit only a setup failure or rejected audio counts (the
-/// server drops a rejected chunk, so the run would "succeed" with a gap in its audio). In the
+/// server drops a rejected chunk, so the run would "succeed" with a gap in its audio; see
+/// docs/exact-values.md). In the
 /// OpenAI dialect every `error` is about an event this probe sent (an update, an append, a
 /// commit), so each one fails the run.
 pub fn error_fails(dialect: Dialect, code: ServerCode, start_sent: bool) -> bool {
