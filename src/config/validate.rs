@@ -235,9 +235,6 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
 }
 
 fn check_buckets(name: &str, v: &[f64]) -> Result<(), String> {
-    if v.is_empty() {
-        return Err(format!("{name} needs at least one boundary"));
-    }
     if v.iter().any(|x| !x.is_finite()) {
         return Err(format!("{name} boundaries must be finite numbers"));
     }
@@ -297,6 +294,7 @@ pub fn validate(
         ));
     }
     let buckets = buckets(&cx, raw.buckets)?;
+    let metrics = metrics(&cx, raw.metrics)?;
     let otlp = otlp(&cx, raw.otlp)?;
     let defaults = raw.defaults.unwrap_or_default();
     if raw.probes.is_empty() {
@@ -323,8 +321,32 @@ pub fn validate(
         server,
         otlp,
         buckets,
+        metrics,
         probes,
     })
+}
+
+fn metrics(cx: &Ctx<'_>, raw: Option<RawMetrics>) -> Res<MetricsSettings> {
+    let mut m = MetricsSettings::default();
+    let Some(disabled) = raw.and_then(|r| r.disabled) else {
+        return Ok(m);
+    };
+    if let Some(bad) = disabled
+        .iter()
+        .find(|d| !OPTIONAL_HISTOGRAMS.iter().any(|(prom, _)| prom == d))
+    {
+        let allowed: Vec<&str> = OPTIONAL_HISTOGRAMS.iter().map(|(p, _)| *p).collect();
+        return Err(cx.top_err(
+            "metrics",
+            &["disabled"],
+            format!(
+                "{bad:?} is not a histogram that can be switched off; allowed: {}",
+                allowed.join(", ")
+            ),
+        ));
+    }
+    m.disabled = disabled;
+    Ok(m)
 }
 
 fn buckets(cx: &Ctx<'_>, raw: Option<RawBuckets>) -> Res<Buckets> {
@@ -337,6 +359,12 @@ fn buckets(cx: &Ctx<'_>, raw: Option<RawBuckets>) -> Res<Buckets> {
             &mut b.latency_seconds,
         ),
         ("itl_seconds", raw.itl_seconds, &mut b.itl_seconds),
+        ("phase_seconds", raw.phase_seconds, &mut b.phase_seconds),
+        (
+            "lateness_seconds",
+            raw.lateness_seconds,
+            &mut b.lateness_seconds,
+        ),
         ("ratio", raw.ratio, &mut b.ratio),
         (
             "tokens_per_second",

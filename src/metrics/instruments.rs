@@ -218,7 +218,7 @@ impl Instruments {
                 "rtprobe.phase.duration",
                 "s",
                 "Connection phase durations (connect, tls, upgrade, session)",
-                lat,
+                &b.phase_seconds,
             ),
             audio_rate: hist(
                 "rtprobe.send_window.audio_rate",
@@ -254,7 +254,7 @@ impl Instruments {
                 "rtprobe.pacing.lateness",
                 "s",
                 "How late each audio append was sent against its schedule",
-                lat,
+                &b.lateness_seconds,
             ),
             runs: meter
                 .u64_counter("rtprobe.probe.runs")
@@ -274,7 +274,7 @@ impl Instruments {
                 "rtprobe.scheduler.delay",
                 "s",
                 "How late a run started against its schedule",
-                lat,
+                &b.lateness_seconds,
             ),
             skipped: meter
                 .u64_counter("rtprobe.scheduler.skipped")

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use opentelemetry::metrics::MeterProvider;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::metrics::{Instrument, SdkMeterProvider, Stream};
+use opentelemetry_sdk::metrics::{Aggregation, Instrument, SdkMeterProvider, Stream};
 
-use crate::config::model::{Buckets, OtlpSettings};
+use crate::config::model::{Buckets, MetricsSettings, OtlpSettings};
 use crate::metrics::instruments::{Instruments, Recorder, Shared};
 use crate::metrics::{MetricsError, otlp, prom};
 
@@ -54,11 +54,14 @@ fn check_bounds(histogram: &'static str, bounds: &[f64]) -> Result<(), MetricsEr
 
 fn build(
     buckets: &Buckets,
+    metrics: &MetricsSettings,
     otlp: Option<&OtlpSettings>,
     export_failures: &Arc<AtomicU64>,
 ) -> Result<(Pipeline, Instruments), MetricsError> {
     check_bounds("latency_seconds", &buckets.latency_seconds)?;
     check_bounds("itl_seconds", &buckets.itl_seconds)?;
+    check_bounds("phase_seconds", &buckets.phase_seconds)?;
+    check_bounds("lateness_seconds", &buckets.lateness_seconds)?;
     check_bounds("ratio", &buckets.ratio)?;
     check_bounds("tokens_per_second", &buckets.tokens_per_second)?;
     check_bounds("tokens", &buckets.tokens)?;
@@ -75,11 +78,19 @@ fn build(
                 .build(),
         )
         .with_reader(prom_reader)
-        .with_view(|_: &Instrument| {
-            Stream::builder()
-                .with_cardinality_limit(CARDINALITY_LIMIT)
-                .build()
-                .ok()
+        .with_view({
+            let metrics = metrics.clone();
+            move |i: &Instrument| {
+                let stream = Stream::builder().with_cardinality_limit(CARDINALITY_LIMIT);
+                // A switched-off histogram is still recorded into (the recorder does not
+                // know the config) but aggregates nothing and is never exported.
+                let stream = if metrics.is_disabled(i.name()) {
+                    stream.with_aggregation(Aggregation::Drop)
+                } else {
+                    stream
+                };
+                stream.build().ok()
+            }
         });
     if let Some(settings) = otlp {
         builder = builder.with_reader(otlp::reader(settings, Arc::clone(export_failures))?);
@@ -119,8 +130,17 @@ impl Telemetry {
     /// Builds the provider with the Prometheus reader and, if `otlp` is given, one OTLP periodic
     /// reader. Must be called inside a tokio runtime (the tonic exporter needs it).
     pub fn new(buckets: &Buckets, otlp: Option<&OtlpSettings>) -> Result<Telemetry, MetricsError> {
+        Telemetry::with_settings(buckets, &MetricsSettings::default(), otlp)
+    }
+
+    /// [`Telemetry::new`] with the config's `metrics:` section.
+    pub fn with_settings(
+        buckets: &Buckets,
+        metrics: &MetricsSettings,
+        otlp: Option<&OtlpSettings>,
+    ) -> Result<Telemetry, MetricsError> {
         let export_failures = Arc::new(AtomicU64::new(0));
-        let (pipeline, instruments) = build(buckets, otlp, &export_failures)?;
+        let (pipeline, instruments) = build(buckets, metrics, otlp, &export_failures)?;
         Ok(Telemetry {
             pipeline: Mutex::new(pipeline),
             shared: Arc::new(Shared::new(instruments, export_failures)),
@@ -144,7 +164,17 @@ impl Telemetry {
         buckets: &Buckets,
         otlp: Option<&OtlpSettings>,
     ) -> Result<(), MetricsError> {
-        let (pipeline, instruments) = build(buckets, otlp, &self.shared.export_failures)?;
+        self.reconfigure_with(buckets, &MetricsSettings::default(), otlp)
+    }
+
+    /// [`Telemetry::reconfigure`] with the config's `metrics:` section.
+    pub fn reconfigure_with(
+        &self,
+        buckets: &Buckets,
+        metrics: &MetricsSettings,
+        otlp: Option<&OtlpSettings>,
+    ) -> Result<(), MetricsError> {
+        let (pipeline, instruments) = build(buckets, metrics, otlp, &self.shared.export_failures)?;
         self.shared.swap(instruments);
         let old = {
             let mut current = self.pipeline.lock().unwrap_or_else(|p| p.into_inner());
