@@ -6,6 +6,7 @@
 //! a cheap handle safe to clone into every probe task.
 
 pub mod derive;
+mod identity;
 mod instruments;
 mod otlp;
 mod prom;

@@ -7,12 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry::metrics::MeterProvider;
-use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{Aggregation, Instrument, SdkMeterProvider, Stream};
 
 use crate::config::model::{Buckets, MetricsSettings, OtlpSettings};
 use crate::metrics::instruments::{Instruments, Recorder, Shared};
-use crate::metrics::{MetricsError, otlp, prom};
+use crate::metrics::{MetricsError, identity, otlp, prom};
 
 /// Series per instrument before the SDK folds new attribute sets into one
 /// `otel.metric.overflow="true"` series. Labels come from the config only, so this is reached
@@ -68,15 +67,7 @@ fn build(
 
     let (prom_reader, registry) = prom::reader()?;
     let mut builder = SdkMeterProvider::builder()
-        .with_resource(
-            Resource::builder()
-                .with_service_name("rtprobe")
-                .with_attribute(opentelemetry::KeyValue::new(
-                    "service.version",
-                    env!("CARGO_PKG_VERSION"),
-                ))
-                .build(),
-        )
+        .with_resource(identity::resource())
         .with_reader(prom_reader)
         .with_view({
             let metrics = metrics.clone();
