@@ -87,7 +87,10 @@ async fn disabled_histograms_are_not_exported_and_the_defaults_can_be_reenabled(
     assert!(!family(&default, finalize) && !family(&default, guidellm));
     assert!(family(&default, wer));
 
-    let all = MetricsSettings { disabled: vec![] };
+    let all = MetricsSettings {
+        disabled: vec![],
+        ..Default::default()
+    };
     let t = Telemetry::with_settings(&Buckets::default(), &all, None).unwrap();
     record_busy_probe(&t, "d");
     let everything = text(&t);
@@ -95,6 +98,7 @@ async fn disabled_histograms_are_not_exported_and_the_defaults_can_be_reenabled(
 
     let no_wer = MetricsSettings {
         disabled: vec![wer.into()],
+        ..Default::default()
     };
     let t = Telemetry::with_settings(&Buckets::default(), &no_wer, None).unwrap();
     record_busy_probe(&t, "d");

@@ -323,7 +323,10 @@ async fn failed_runs_record_only_what_is_defined() {
 #[tokio::test]
 async fn none_is_never_recorded_as_zero() {
     // Every histogram on, finalize included.
-    let all = rtprobe::config::MetricsSettings { disabled: vec![] };
+    let all = rtprobe::config::MetricsSettings {
+        disabled: vec![],
+        ..Default::default()
+    };
     let t = Telemetry::with_settings(&buckets(), &all, None).unwrap();
     let r = t.recorder();
     let l = ProbeLabels::new(&spec("n"), "m");

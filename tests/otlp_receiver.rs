@@ -99,6 +99,7 @@ async fn receiver_down(protocol: OtlpProtocol) {
         interval: Duration::from_millis(100),
         timeout: Duration::from_millis(300),
         delta_temporality: false,
+        exponential_histograms: false,
     };
     let t = Telemetry::new(&buckets(), Some(&s)).unwrap();
     let r = t.recorder();

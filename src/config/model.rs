@@ -166,6 +166,8 @@ pub struct OtlpSettings {
     pub timeout: Duration,
     /// Export delta temporality instead of cumulative.
     pub delta_temporality: bool,
+    /// Export histograms with Base2 exponential buckets instead of the explicit ones.
+    pub exponential_histograms: bool,
 }
 
 /// Histogram bucket boundaries, per kind of value. Validated strictly increasing and finite;
@@ -255,11 +257,27 @@ pub const OPTIONAL_HISTOGRAMS: [(&str, &str); 14] = [
     ("rtprobe_scheduler_delay_seconds", "rtprobe.scheduler.delay"),
 ];
 
+/// How histograms appear in `/metrics`' protobuf format (the text format always has classic
+/// buckets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistogramFormat {
+    /// Classic buckets only.
+    Classic,
+    /// Native (exponential) buckets only.
+    Native,
+    /// Both: dashboards and rules on classic buckets keep working.
+    #[default]
+    Both,
+}
+
 /// The `metrics:` section: what `/metrics` and OTLP export beyond the bucket boundaries.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MetricsSettings {
     /// Prometheus names (from [`OPTIONAL_HISTOGRAMS`]) of histograms not exported at all.
     pub disabled: Vec<String>,
+    /// Histograms in the protobuf format of `/metrics`.
+    pub histograms: HistogramFormat,
 }
 
 impl Default for MetricsSettings {
@@ -271,6 +289,7 @@ impl Default for MetricsSettings {
                 "rtprobe_finalize_duration_seconds".into(),
                 "rtprobe_guidellm_inter_token_latency_seconds".into(),
             ],
+            histograms: HistogramFormat::Both,
         }
     }
 }

@@ -56,6 +56,8 @@ pub struct RawOtlp {
     pub headers: BTreeMap<String, String>,
     /// `cumulative` (default) or `delta`.
     pub temporality: Option<String>,
+    /// `explicit` (default) or `exponential`.
+    pub histograms: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +77,8 @@ pub struct RawBuckets {
 pub struct RawMetrics {
     /// Prometheus names of histograms to switch off; absent = the defaults.
     pub disabled: Option<Vec<String>>,
+    /// `classic`, `native` or `both` (default): histograms in the protobuf format.
+    pub histograms: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -328,7 +328,20 @@ pub fn validate(
 
 fn metrics(cx: &Ctx<'_>, raw: Option<RawMetrics>) -> Res<MetricsSettings> {
     let mut m = MetricsSettings::default();
-    let Some(disabled) = raw.and_then(|r| r.disabled) else {
+    let Some(raw) = raw else { return Ok(m) };
+    m.histograms = match raw.histograms.as_deref() {
+        None | Some("both") => HistogramFormat::Both,
+        Some("classic") => HistogramFormat::Classic,
+        Some("native") => HistogramFormat::Native,
+        Some(other) => {
+            return Err(cx.top_err(
+                "metrics",
+                &["histograms"],
+                format!("unknown histogram format {other:?}: expected classic, native or both"),
+            ));
+        }
+    };
+    let Some(disabled) = raw.disabled else {
         return Ok(m);
     };
     if let Some(bad) = disabled
@@ -490,6 +503,19 @@ fn otlp(cx: &Ctx<'_>, raw: Option<RawOtlp>) -> Res<Option<OtlpSettings>> {
             ));
         }
     };
+    let exponential_histograms = match raw.histograms.as_deref() {
+        None | Some("explicit") => false,
+        Some("exponential") => true,
+        Some(other) => {
+            return Err(cx.top_err(
+                "otlp",
+                &["histograms"],
+                format!(
+                    "unknown histogram aggregation {other:?}: expected explicit or exponential"
+                ),
+            ));
+        }
+    };
     Ok(Some(OtlpSettings {
         endpoint,
         protocol,
@@ -497,6 +523,7 @@ fn otlp(cx: &Ctx<'_>, raw: Option<RawOtlp>) -> Res<Option<OtlpSettings>> {
         interval,
         timeout,
         delta_temporality,
+        exponential_histograms,
     }))
 }
 

@@ -2,7 +2,7 @@
 //! handle the scheduler records through.
 //!
 //! Names follow DESIGN.md's metric catalogue; units sit on the instrument, so the Prometheus
-//! bridge derives the catalogue's Prometheus names (`s` → `_seconds`, `1` → `_ratio`,
+//! renderer (`prom`) derives the catalogue's Prometheus names (`s` → `_seconds`, `1` → `_ratio`,
 //! `{token}/s` → `_per_second`, annotations such as `{token}` → no suffix, counters → `_total`).
 //! The `rendered_names_match_the_catalogue` test asserts every rendered name.
 //!
@@ -16,7 +16,7 @@
 //! | `rtprobe.otlp.export.failures` ({export}, counter) | `rtprobe_otlp_export_failures_total` | OTLP exports that failed after the exporter's own retries (0 when OTLP is off) |
 //!
 //! The two boolean gauges (`rtprobe.probe.success`, `rtprobe.config.reload.success`) carry no
-//! unit: the bridge would turn unit `1` into a `_ratio` suffix, and the catalogue's names have none.
+//! unit: the renderer would turn unit `1` into a `_ratio` suffix, and the catalogue's names have none.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +27,7 @@ use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, UpDownCounter};
 
 use crate::config::model::{Buckets, ProbeSpec};
 use crate::metrics::derive::Derived;
+use crate::metrics::fanout::on_all;
 use crate::probe::error::ErrorType;
 
 /// Attribute keys rtprobe sets itself; a static label from the config with one of these keys
@@ -46,7 +47,7 @@ const RESERVED_KEYS: [&str; 11] = [
     "otel.metric.overflow",
 ];
 
-/// Prometheus label sanitising, as the bridge does it: anything not alphanumeric or `_` → `_`.
+/// Prometheus label sanitising, as the renderer does it: anything not alphanumeric or `_` → `_`.
 fn prom_label(key: &str) -> String {
     key.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -146,25 +147,35 @@ pub(crate) struct Instruments {
 }
 
 impl Instruments {
-    /// Creates every instrument on `meter`. `export_failures` backs the observable failure
-    /// counter, so the count survives a provider rebuild.
-    pub(crate) fn new(meter: &Meter, b: &Buckets, export_failures: Arc<AtomicU64>) -> Instruments {
+    /// Creates every instrument on each of `meters` (one handle records into all; see
+    /// `fanout`). `export_failures` backs the observable failure counter, so the count survives
+    /// a provider rebuild.
+    pub(crate) fn new(
+        meters: &[Meter],
+        b: &Buckets,
+        export_failures: Arc<AtomicU64>,
+    ) -> Instruments {
         let hist = |name: &'static str, unit: &'static str, desc: &'static str, bounds: &[f64]| {
-            meter
-                .f64_histogram(name)
-                .with_unit(unit)
-                .with_description(desc)
-                .with_boundaries(bounds.to_vec())
-                .build()
+            on_all(meters, |meter| {
+                meter
+                    .f64_histogram(name)
+                    .with_unit(unit)
+                    .with_description(desc)
+                    .with_boundaries(bounds.to_vec())
+                    .build()
+            })
         };
         let lat = &b.latency_seconds;
         // Observable instruments live as long as the provider; the handle itself is not needed.
-        let _ = meter
-            .u64_observable_counter("rtprobe.otlp.export.failures")
-            .with_unit("{export}")
-            .with_description("OTLP exports that failed after the exporter's retries")
-            .with_callback(move |o| o.observe(export_failures.load(Ordering::Relaxed), &[]))
-            .build();
+        for meter in meters {
+            let failures = Arc::clone(&export_failures);
+            let _ = meter
+                .u64_observable_counter("rtprobe.otlp.export.failures")
+                .with_unit("{export}")
+                .with_description("OTLP exports that failed after the exporter's retries")
+                .with_callback(move |o| o.observe(failures.load(Ordering::Relaxed), &[]))
+                .build();
+        }
         Instruments {
             duration: hist(
                 "gen_ai.client.operation.duration",
@@ -238,12 +249,14 @@ impl Instruments {
                 "(non-empty deltas - 1) / (last - first non-empty delta)",
                 &b.tokens_per_second,
             ),
-            token_usage: meter
-                .u64_histogram("gen_ai.client.token.usage")
-                .with_unit("{token}")
-                .with_description("Token usage reported in transcription.done")
-                .with_boundaries(b.tokens.clone())
-                .build(),
+            token_usage: on_all(meters, |meter| {
+                meter
+                    .u64_histogram("gen_ai.client.token.usage")
+                    .with_unit("{token}")
+                    .with_description("Token usage reported in transcription.done")
+                    .with_boundaries(b.tokens.clone())
+                    .build()
+            }),
             wer: hist(
                 "rtprobe.transcript.word_error_rate",
                 "1",
@@ -256,40 +269,52 @@ impl Instruments {
                 "How late each audio append was sent against its schedule",
                 &b.lateness_seconds,
             ),
-            runs: meter
-                .u64_counter("rtprobe.probe.runs")
-                .with_unit("{run}")
-                .with_description("Probe runs, by outcome and error type")
-                .build(),
-            success: meter
-                .u64_gauge("rtprobe.probe.success")
-                .with_description("1 if the last run of the probe succeeded, else 0")
-                .build(),
-            in_flight: meter
-                .i64_up_down_counter("rtprobe.probe.in_flight")
-                .with_unit("{stream}")
-                .with_description("Probe streams open now")
-                .build(),
+            runs: on_all(meters, |meter| {
+                meter
+                    .u64_counter("rtprobe.probe.runs")
+                    .with_unit("{run}")
+                    .with_description("Probe runs, by outcome and error type")
+                    .build()
+            }),
+            success: on_all(meters, |meter| {
+                meter
+                    .u64_gauge("rtprobe.probe.success")
+                    .with_description("1 if the last run of the probe succeeded, else 0")
+                    .build()
+            }),
+            in_flight: on_all(meters, |meter| {
+                meter
+                    .i64_up_down_counter("rtprobe.probe.in_flight")
+                    .with_unit("{stream}")
+                    .with_description("Probe streams open now")
+                    .build()
+            }),
             scheduler_delay: hist(
                 "rtprobe.scheduler.delay",
                 "s",
                 "How late a run started against its schedule",
                 &b.lateness_seconds,
             ),
-            skipped: meter
-                .u64_counter("rtprobe.scheduler.skipped")
-                .with_unit("{run}")
-                .with_description("Runs skipped because the previous run still ran")
-                .build(),
-            reload_success: meter
-                .u64_gauge("rtprobe.config.reload.success")
-                .with_description("1 if the last config reload succeeded, else 0")
-                .build(),
-            reload_timestamp: meter
-                .f64_gauge("rtprobe.config.reload.timestamp")
-                .with_unit("s")
-                .with_description("Unix time of the last config reload attempt")
-                .build(),
+            skipped: on_all(meters, |meter| {
+                meter
+                    .u64_counter("rtprobe.scheduler.skipped")
+                    .with_unit("{run}")
+                    .with_description("Runs skipped because the previous run still ran")
+                    .build()
+            }),
+            reload_success: on_all(meters, |meter| {
+                meter
+                    .u64_gauge("rtprobe.config.reload.success")
+                    .with_description("1 if the last config reload succeeded, else 0")
+                    .build()
+            }),
+            reload_timestamp: on_all(meters, |meter| {
+                meter
+                    .f64_gauge("rtprobe.config.reload.timestamp")
+                    .with_unit("s")
+                    .with_description("Unix time of the last config reload attempt")
+                    .build()
+            }),
         }
     }
 }

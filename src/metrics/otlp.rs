@@ -540,6 +540,7 @@ mod tests {
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             delta_temporality: false,
+            exponential_histograms: false,
         };
         let err = header_map(&s).unwrap_err().to_string();
         assert!(err.contains("authorization"), "{err}");

@@ -245,6 +245,7 @@ pub fn settings(endpoint: String, protocol: OtlpProtocol, interval: Duration) ->
         interval,
         timeout: Duration::from_secs(5),
         delta_temporality: false,
+        exponential_histograms: false,
     }
 }
 
