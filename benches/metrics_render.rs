@@ -2,7 +2,8 @@
 //! config, and render time for 10 and 100 probes in the text and protobuf formats.
 //!
 //! One successful run with every value defined is recorded per probe (what a healthy probe
-//! exports), plus one scheduler delay; then each format is rendered 50 times.
+//! exports), plus one scheduler delay; then each format is rendered 50 times, one after the
+//! other (sequential renders never share a body: each is a full collect and encode).
 //!
 //! `cargo bench --bench metrics_render`
 
@@ -13,6 +14,10 @@ use rtprobe::config::{self, Buckets};
 use rtprobe::metrics::Telemetry;
 use rtprobe::metrics::derive::Derived;
 use rtprobe::stats::quantile;
+
+/// What Prometheus sends with native histograms on.
+const PROTOBUF: &str =
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
 
 /// A successful run with every value defined.
 fn full_run() -> Derived {
@@ -82,21 +87,28 @@ fn main() {
         "one probe, text: {series} series, {bytes} bytes of sample lines, body {} bytes",
         text.len()
     );
+    let (_, proto) = one.render(Some(PROTOBUF));
+    println!(
+        "one probe, protobuf (native + classic): body {} bytes",
+        proto.len()
+    );
     for probes in [10, 100] {
         let t = telemetry(probes);
-        let mut times = Vec::new();
-        let mut size = 0;
-        for _ in 0..50 {
-            let start = Instant::now();
-            let (_, body) = t.render(None);
-            times.push(start.elapsed().as_secs_f64());
-            size = body.len();
+        for (format, accept) in [("text", None), ("protobuf", Some(PROTOBUF))] {
+            let mut times = Vec::new();
+            let mut size = 0;
+            for _ in 0..50 {
+                let start = Instant::now();
+                let (_, body) = t.render(accept);
+                times.push(start.elapsed().as_secs_f64());
+                size = body.len();
+            }
+            println!(
+                "{format}, {probes} probes: p50 {:.2} ms, p99 {:.2} ms, body {} KB",
+                quantile(&times, 0.5).unwrap() * 1e3,
+                quantile(&times, 0.99).unwrap() * 1e3,
+                size / 1024
+            );
         }
-        println!(
-            "text, {probes} probes: p50 {:.2} ms, p99 {:.2} ms, body {} KB",
-            quantile(&times, 0.5).unwrap() * 1e3,
-            quantile(&times, 0.99).unwrap() * 1e3,
-            size / 1024
-        );
     }
 }
