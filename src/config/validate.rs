@@ -349,13 +349,17 @@ fn metrics(cx: &Ctx<'_>, raw: Option<RawMetrics>) -> Res<MetricsSettings> {
         .find(|d| !OPTIONAL_HISTOGRAMS.iter().any(|(prom, _)| prom == d))
     {
         let allowed: Vec<&str> = OPTIONAL_HISTOGRAMS.iter().map(|(p, _)| *p).collect();
+        let why = if bad == "rtprobe_round_trip_last_seconds"
+            || bad == "rtprobe_time_to_first_text_seconds"
+        {
+            "feeds the shipped SLO rules and cannot be switched off"
+        } else {
+            "is not a histogram that can be switched off"
+        };
         return Err(cx.top_err(
             "metrics",
             &["disabled"],
-            format!(
-                "{bad:?} is not a histogram that can be switched off; allowed: {}",
-                allowed.join(", ")
-            ),
+            format!("{bad:?} {why}; allowed: {}", allowed.join(", ")),
         ));
     }
     m.disabled = disabled;
