@@ -479,25 +479,32 @@ impl Families {
             out.push_str(kind);
             out.push('\n');
             for (labels, sample) in Self::sorted(family) {
+                let labels = label_text(labels);
                 match sample {
                     Sample::Counter(v) | Sample::Gauge(v) => {
-                        line(&mut out, name, "", labels, None, *v)
+                        line(&mut out, name, "", &labels, None, *v)
                     }
                     Sample::Histogram(h) => {
                         for (bound, count) in h.classic.iter().flatten() {
-                            let le = bound.to_string();
-                            line(&mut out, name, "_bucket", labels, Some(&le), *count as f64);
+                            line(
+                                &mut out,
+                                name,
+                                "_bucket",
+                                &labels,
+                                Some(Le::Bound(*bound)),
+                                *count as f64,
+                            );
                         }
                         line(
                             &mut out,
                             name,
                             "_bucket",
-                            labels,
-                            Some("+Inf"),
+                            &labels,
+                            Some(Le::Inf),
                             h.count as f64,
                         );
-                        line(&mut out, name, "_sum", labels, None, h.sum);
-                        line(&mut out, name, "_count", labels, None, h.count as f64);
+                        line(&mut out, name, "_sum", &labels, None, h.sum);
+                        line(&mut out, name, "_count", &labels, None, h.count as f64);
                     }
                 }
             }
@@ -621,25 +628,45 @@ fn escape_into(out: &mut String, v: &str, quote: bool) {
     }
 }
 
-fn line(out: &mut String, name: &str, suffix: &str, labels: &Labels, le: Option<&str>, v: f64) {
+/// A series' labels as written in every one of its lines, escaped once: `a="x",b="y"`.
+fn label_text(labels: &Labels) -> String {
+    let mut out = String::with_capacity(labels.len() * 32);
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_into(&mut out, v, true);
+        out.push('"');
+    }
+    out
+}
+
+/// The `le` label of a bucket line.
+#[derive(Clone, Copy)]
+enum Le {
+    Bound(f64),
+    Inf,
+}
+
+fn line(out: &mut String, name: &str, suffix: &str, labels: &str, le: Option<Le>, v: f64) {
     use std::fmt::Write;
     out.push_str(name);
     out.push_str(suffix);
     if !labels.is_empty() || le.is_some() {
-        let mut sep = '{';
-        for (k, val) in labels {
-            out.push(sep);
-            out.push_str(k);
-            out.push_str("=\"");
-            escape_into(out, val, true);
-            out.push('"');
-            sep = ',';
-        }
+        out.push('{');
+        out.push_str(labels);
         if let Some(le) = le {
-            out.push(sep);
-            out.push_str("le=\"");
-            out.push_str(le);
-            out.push('"');
+            if !labels.is_empty() {
+                out.push(',');
+            }
+            match le {
+                Le::Bound(b) => {
+                    let _ = write!(out, "le=\"{b}\"");
+                }
+                Le::Inf => out.push_str("le=\"+Inf\""),
+            }
         }
         out.push('}');
     }
@@ -733,10 +760,18 @@ mod tests {
             ]
         );
         let mut out = String::new();
-        line(&mut out, "m", "_bucket", &l, Some("0.5"), 3.0);
+        line(
+            &mut out,
+            "m",
+            "_bucket",
+            &label_text(&l),
+            Some(Le::Bound(0.5)),
+            3.0,
+        );
+        line(&mut out, "m", "_count", "", None, 3.0);
         assert_eq!(
             out,
-            "m_bucket{a_b=\"x;y\",q=\"say \\\"hi\\\"\",server_port=\"8000\",le=\"0.5\"} 3\n"
+            "m_bucket{a_b=\"x;y\",q=\"say \\\"hi\\\"\",server_port=\"8000\",le=\"0.5\"} 3\nm_count 3\n"
         );
     }
 
