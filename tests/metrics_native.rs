@@ -52,7 +52,7 @@ fn rtt(fams: &[MetricFamily]) -> Histogram {
         .find(|f| f.name.as_deref() == Some("rtprobe_round_trip_last_seconds"))
         .expect("round trip family");
     assert_eq!(f.r#type, Some(MetricType::Histogram as i32));
-    assert_eq!(f.metric.len(), 1);
+    assert_eq!(f.metric.len(), 1, "{:?}", f.metric);
     let labels: Vec<_> = f.metric[0]
         .label
         .iter()
