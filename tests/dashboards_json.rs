@@ -213,7 +213,7 @@ fn dashboards_have_datasource_probe_and_model_variables() {
         let ds = var("datasource");
         assert_eq!(ds["type"], "datasource");
         assert_eq!(ds["query"], "prometheus");
-        for name in ["probe", "model"] {
+        for name in ["probe", "model", "instance"] {
             let v = var(name);
             assert_eq!(v["type"], "query");
             assert_eq!(v["datasource"]["uid"], "${datasource}");

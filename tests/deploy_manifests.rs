@@ -93,6 +93,30 @@ fn check_common(docs: &[Value], deployment: &str, probe_target: &str) {
     assert_eq!(rt["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(rt["readinessProbe"]["httpGet"]["port"], "metrics");
     assert!(rt["resources"]["requests"]["memory"].is_string());
+
+    // OTLP identity: the pod, namespace and node come from the downward API, declared before
+    // OTEL_RESOURCE_ATTRIBUTES refers to them (Kubernetes expands only earlier variables).
+    let env = rt["env"].as_array().expect("rtprobe env");
+    let pos = |name: &str| env.iter().position(|e| e["name"] == name);
+    let attrs = pos("OTEL_RESOURCE_ATTRIBUTES").expect("OTEL_RESOURCE_ATTRIBUTES");
+    for (var, field, attr) in [
+        ("K8S_POD_NAME", "metadata.name", "k8s.pod.name"),
+        (
+            "K8S_NAMESPACE_NAME",
+            "metadata.namespace",
+            "k8s.namespace.name",
+        ),
+        ("K8S_NODE_NAME", "spec.nodeName", "k8s.node.name"),
+    ] {
+        let i = pos(var).unwrap_or_else(|| panic!("{var} not set"));
+        assert!(
+            i < attrs,
+            "{var} is declared after OTEL_RESOURCE_ATTRIBUTES"
+        );
+        assert_eq!(env[i]["valueFrom"]["fieldRef"]["fieldPath"], field);
+        let value = env[attrs]["value"].as_str().expect("value");
+        assert!(value.contains(&format!("{attr}=$({var})")), "{value}");
+    }
     assert!(rt["resources"]["limits"]["memory"].is_string());
 
     // Locked down: non-root, read-only root filesystem, no capabilities.

@@ -100,6 +100,7 @@ async fn receiver_down(protocol: OtlpProtocol) {
         timeout: Duration::from_millis(300),
         delta_temporality: false,
         traces: false,
+        exponential_histograms: false,
     };
     let t = Telemetry::new(&buckets(), Some(&s)).unwrap();
     let r = t.recorder();

@@ -790,3 +790,195 @@ fn check_dashboards_and_grafana(prom: &Prom) {
     }
     assert!(g >= 8, "only {g} Grafana alert queries evaluated");
 }
+
+/// Round trip (`--tail-delay`) injected at the fast and the slow replica of the fleet test.
+const FLEET_RTT_S: [(&str, f64); 2] = [("fast", 0.300), ("slow", 0.900)];
+
+/// Fleet and native histograms: two `rtprobe serve` replicas run the same probe name, each
+/// against its own simulator with a different injected round trip (sidecar mode). A classic
+/// Prometheus scraping both tells them apart with the overview's per-replica panel query; a
+/// second Prometheus with `--enable-feature=native-histograms` negotiates the protobuf format,
+/// stores native series, and their median is within 5 % of each injected round trip.
+#[test]
+fn fleet_replicas_apart_and_native_histograms() {
+    let Some(prometheus) = require_tool("prometheus", "apt-get install prometheus") else {
+        return;
+    };
+    let rtprobe = PathBuf::from(env!("CARGO_BIN_EXE_rtprobe"));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut procs = Procs {
+        dir: tmp.path().to_path_buf(),
+        children: Vec::new(),
+    };
+    let clip = tmp.path().join("clip.wav");
+    write_wav(&clip, CLIP_SECONDS);
+    let mut serve_ports = BTreeMap::new();
+    for (replica, rtt) in FLEET_RTT_S {
+        let sim_port = free_port();
+        let mut args: Vec<String> = ["simulate", "--listen"].map(String::from).to_vec();
+        args.push(format!("127.0.0.1:{sim_port}"));
+        args.extend(["--model", MODEL, "--transcript", TRANSCRIPT].map(String::from));
+        args.extend(["--first-text-delay", "300ms", "--token-interval", "90ms"].map(String::from));
+        args.extend(["--tail-delay".to_string(), format!("{}ms", rtt * 1000.0)]);
+        procs.spawn(&format!("sim-{replica}"), &rtprobe, &args);
+        wait_for(
+            &mut procs,
+            Duration::from_secs(30),
+            "simulator /health",
+            || http_get(sim_port, "/health").is_some_and(|(s, _)| s == 200),
+        );
+        let port = free_port();
+        let config = format!(
+            "server:\n  listen: 127.0.0.1:{port}\nprobes:\n  - name: sidecar\n    target: http://127.0.0.1:{sim_port}\n    model: {MODEL}\n    audio: {}\n    interval: 3s\n    timeout: 2900ms\n    jitter: 0\n",
+            clip.display()
+        );
+        let path = tmp.path().join(format!("{replica}.yaml"));
+        std::fs::write(&path, config).expect("config");
+        procs.spawn(
+            &format!("serve-{replica}"),
+            &rtprobe,
+            &[
+                "serve".into(),
+                "--config".into(),
+                path.display().to_string(),
+            ],
+        );
+        serve_ports.insert(replica, port);
+    }
+    for port in serve_ports.values() {
+        wait_for(
+            &mut procs,
+            Duration::from_secs(60),
+            "rtprobe /readyz",
+            || http_get(*port, "/readyz").is_some_and(|(s, _)| s == 200),
+        );
+    }
+    let instance = |replica: &str| format!("127.0.0.1:{}", serve_ports[replica]);
+
+    // Two Prometheus servers scraping both replicas: classic, and with native histograms.
+    let targets: Vec<String> = serve_ports
+        .values()
+        .map(|p| format!("'127.0.0.1:{p}'"))
+        .collect();
+    let mut proms = Vec::new();
+    for (name, flags) in [
+        ("classic", vec![]),
+        ("native", vec!["--enable-feature=native-histograms"]),
+    ] {
+        let port = free_port();
+        let config = tmp.path().join(format!("prometheus-{name}.yml"));
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: rtprobe\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            ),
+        )
+        .expect("prometheus config");
+        let mut args = vec![
+            format!("--config.file={}", config.display()),
+            format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join(format!("tsdb-{name}")).display()
+            ),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--log.level=warn".into(),
+        ];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        procs.spawn(&format!("prometheus-{name}"), &prometheus, &args);
+        wait_for(
+            &mut procs,
+            Duration::from_secs(60),
+            "prometheus /-/ready",
+            || http_get(port, "/-/ready").is_some_and(|(s, _)| s == 200),
+        );
+        proms.push(Prom { port });
+    }
+    let (classic, native) = (&proms[0], &proms[1]);
+
+    // Enough runs of each replica seen by both, so rate() over 1m has several increases.
+    let runs = |prom: &Prom, replica: &str| -> f64 {
+        prom.query(&format!(
+            "sum(rtprobe_probe_runs_total{{instance=\"{}\",outcome=\"success\"}})",
+            instance(replica)
+        ))
+        .ok()
+        .and_then(|r| r.first().map(value_of))
+        .unwrap_or(0.0)
+    };
+    wait_for(
+        &mut procs,
+        Duration::from_secs(120),
+        "five runs of each replica",
+        || {
+            FLEET_RTT_S
+                .iter()
+                .all(|(r, _)| runs(classic, r) >= 5.0 && runs(native, r) >= 5.0)
+        },
+    );
+
+    // The overview's per-replica round-trip panel, as Grafana would query it.
+    let overview: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("dashboards/rtprobe-overview.json"))
+            .expect("overview"),
+    )
+    .expect("json");
+    let (_, expr) = panel_exprs(&overview)
+        .into_iter()
+        .find(|(title, _)| title.starts_with("Slowest replicas: Time To Last Round Trip"))
+        .expect("the per-replica round-trip panel");
+    let per_replica: BTreeMap<String, f64> = classic
+        .must(&grafana_substitute(&expr))
+        .iter()
+        .map(|s| {
+            (
+                s["metric"]["instance"].as_str().unwrap_or("").to_string(),
+                value_of(s),
+            )
+        })
+        .collect();
+    let lat = rtprobe::config::Buckets::default().latency_seconds;
+    for (replica, rtt) in FLEET_RTT_S {
+        let p90 = per_replica
+            .get(&instance(replica))
+            .unwrap_or_else(|| panic!("{replica} missing from the panel: {per_replica:?}"));
+        let (lo, hi) = bucket_of(rtt, &lat);
+        assert!(
+            *p90 > lo && *p90 <= hi,
+            "{replica}: panel p90 {p90} outside ({lo}, {hi}], the bucket of {rtt}: {per_replica:?}"
+        );
+    }
+    // Without the flag Prometheus scraped text: classic buckets.
+    assert!(has_finite(
+        &classic.must("rtprobe_round_trip_last_seconds_bucket{le=\"0.5\"}")
+    ));
+
+    // With it: native series (a `histogram` sample, no `_bucket` series), whose median is the
+    // injected round trip within 5 %.
+    let series = native.must("rtprobe_round_trip_last_seconds");
+    assert_eq!(series.len(), 2, "one native series per replica: {series:?}");
+    assert!(
+        series.iter().all(|s| s["histogram"].is_array()),
+        "{series:?}"
+    );
+    assert!(
+        native
+            .must("rtprobe_round_trip_last_seconds_bucket")
+            .is_empty()
+    );
+    for (replica, rtt) in FLEET_RTT_S {
+        let q = scalar(
+            native,
+            &format!(
+                "histogram_quantile(0.5, rate(rtprobe_round_trip_last_seconds{{instance=\"{}\"}}[1m]))",
+                instance(replica)
+            ),
+        )
+        .unwrap_or_else(|| panic!("{replica}: no native quantile"));
+        eprintln!("{replica}: injected round trip {rtt} s, native median {q:.4} s");
+        assert!(
+            (q - rtt).abs() <= 0.05 * rtt,
+            "{replica}: native median {q} not within 5 % of the injected {rtt}"
+        );
+    }
+}

@@ -219,16 +219,17 @@ async fn serve_survives_every_fault_at_a_high_rate() {
     assert!(total > 0.0);
     // The p99 bucket is printed; the bound is loose on purpose (a stalled scheduler shows up
     // as seconds), since CI machines are shared.
-    let p99_bucket = [
-        "0.001", "0.005", "0.01", "0.02", "0.04", "0.06", "0.08", "0.1", "0.15", "0.2", "0.25",
-    ]
-    .into_iter()
-    .find(|le| delay_le(le) / total >= 0.99)
-    .unwrap_or("+Inf");
+    // The default `buckets.lateness_seconds` boundaries, as rendered.
+    let p99_bucket = rtprobe::config::Buckets::default()
+        .lateness_seconds
+        .iter()
+        .map(|b| b.to_string())
+        .find(|le| delay_le(le) / total >= 0.99)
+        .unwrap_or_else(|| "+Inf".into());
     println!("scheduler delay p99 ≤ {p99_bucket} s over {total} runs");
     assert!(
-        delay_le("0.25") / total >= 0.99,
-        "scheduler delay p99 above 250 ms"
+        delay_le("0.5") / total >= 0.99,
+        "scheduler delay p99 above 500 ms"
     );
     drop(guard);
     let log = std::fs::read_to_string(&log_path).unwrap();

@@ -276,15 +276,26 @@ pub struct OtlpSettings {
     pub delta_temporality: bool,
     /// Also export one trace per probe run (`otlp.traces`).
     pub traces: bool,
+    /// Export histograms with Base2 exponential buckets instead of the explicit ones.
+    pub exponential_histograms: bool,
 }
 
-/// Histogram bucket boundaries, per kind of value. Validated strictly increasing and finite.
+/// Histogram bucket boundaries, per kind of value. Validated strictly increasing and finite;
+/// an empty list means no buckets: the histogram exports only `_sum`, `_count` and `+Inf`.
+///
+/// The defaults keep one probe within 150 series on `/metrics` (see the README's series
+/// budget): each quantity gets the boundaries its dashboards and rules need, and the SLO
+/// thresholds of `deploy/prometheus` (0.5 s round trip, 1.5 s first text) are boundaries.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Buckets {
-    /// Latencies in seconds (TTFT, RTT, finalize, end-to-end, phases, scheduler delay).
+    /// Latencies in seconds (TTFT, RTT, finalize, end-to-end).
     pub latency_seconds: Vec<f64>,
     /// Inter-token gaps in seconds.
     pub itl_seconds: Vec<f64>,
+    /// Connection phases in seconds (dns, connect, tls, upgrade, session).
+    pub phase_seconds: Vec<f64>,
+    /// rtprobe's own lateness in seconds (scheduler delay, pacing lateness).
+    pub lateness_seconds: Vec<f64>,
     /// Unitless ratios (send-window audio rate, WER).
     pub ratio: Vec<f64>,
     /// Token rates in tokens per second.
@@ -296,29 +307,109 @@ pub struct Buckets {
 impl Default for Buckets {
     fn default() -> Self {
         Buckets {
-            // vLLM's time_to_first_token_seconds boundaries (0.001 … 80) plus SLO-friendly
-            // steps between 50 ms and 10 s.
-            latency_seconds: vec![
-                0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5,
-                0.75, 1.0, 1.5, 2.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
-            ],
-            // vLLM's inter_token_latency_seconds boundaries.
-            itl_seconds: vec![
-                0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
-                10.0, 20.0, 40.0, 80.0,
-            ],
-            ratio: vec![
-                0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0, 1.01,
-                1.02, 1.05, 1.1, 1.25, 1.5, 2.0, 5.0, 10.0, 100.0,
-            ],
-            tokens_per_second: vec![
-                0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0, 500.0,
-                1000.0, 5000.0,
-            ],
-            tokens: vec![
-                1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
-            ],
+            // SLO thresholds 0.5 and 1.5 are boundaries (the rules match le="0.5", le="1.5").
+            latency_seconds: vec![0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0],
+            itl_seconds: vec![0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
+            phase_seconds: vec![0.001, 0.01, 0.05, 0.25, 1.0],
+            lateness_seconds: vec![0.001, 0.005, 0.025, 0.1, 0.5],
+            // Dashboards read only the means of these: `_sum` / `_count`.
+            ratio: Vec::new(),
+            tokens_per_second: Vec::new(),
+            tokens: Vec::new(),
         }
+    }
+}
+
+/// Histograms a config may switch off (`metrics.disabled`), by Prometheus name, with their OTel
+/// instrument names. The two SLO histograms (`rtprobe_round_trip_last_seconds`,
+/// `rtprobe_time_to_first_text_seconds`) feed the shipped rules and cannot be switched off.
+pub const OPTIONAL_HISTOGRAMS: [(&str, &str); 14] = [
+    (
+        "gen_ai_client_operation_duration_seconds",
+        "gen_ai.client.operation.duration",
+    ),
+    (
+        "gen_ai_client_operation_time_to_first_chunk_seconds",
+        "gen_ai.client.operation.time_to_first_chunk",
+    ),
+    (
+        "gen_ai_client_operation_time_per_output_chunk_seconds",
+        "gen_ai.client.operation.time_per_output_chunk",
+    ),
+    (
+        "rtprobe_guidellm_inter_token_latency_seconds",
+        "rtprobe.guidellm.inter_token_latency",
+    ),
+    ("rtprobe_round_trip_mean_seconds", "rtprobe.round_trip.mean"),
+    (
+        "rtprobe_finalize_duration_seconds",
+        "rtprobe.finalize.duration",
+    ),
+    ("rtprobe_phase_duration_seconds", "rtprobe.phase.duration"),
+    (
+        "rtprobe_send_window_audio_rate_ratio",
+        "rtprobe.send_window.audio_rate",
+    ),
+    (
+        "rtprobe_send_window_output_tokens_per_second",
+        "rtprobe.send_window.output_tokens",
+    ),
+    (
+        "rtprobe_decode_token_rate_per_second",
+        "rtprobe.decode.token_rate",
+    ),
+    ("gen_ai_client_token_usage", "gen_ai.client.token.usage"),
+    (
+        "rtprobe_transcript_word_error_rate_ratio",
+        "rtprobe.transcript.word_error_rate",
+    ),
+    ("rtprobe_pacing_lateness_seconds", "rtprobe.pacing.lateness"),
+    ("rtprobe_scheduler_delay_seconds", "rtprobe.scheduler.delay"),
+];
+
+/// How histograms appear in `/metrics`' protobuf format (the text format always has classic
+/// buckets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistogramFormat {
+    /// Classic buckets only.
+    Classic,
+    /// Native (exponential) buckets only.
+    Native,
+    /// Both: dashboards and rules on classic buckets keep working.
+    #[default]
+    Both,
+}
+
+/// The `metrics:` section: what `/metrics` and OTLP export beyond the bucket boundaries.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MetricsSettings {
+    /// Prometheus names (from [`OPTIONAL_HISTOGRAMS`]) of histograms not exported at all.
+    pub disabled: Vec<String>,
+    /// Histograms in the protobuf format of `/metrics`.
+    pub histograms: HistogramFormat,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            // Both repeat another histogram: finalize is the last round trip plus the wait for
+            // `done`; guidellm's ITL is the mean of the per-gap ITL histogram.
+            disabled: vec![
+                "rtprobe_finalize_duration_seconds".into(),
+                "rtprobe_guidellm_inter_token_latency_seconds".into(),
+            ],
+            histograms: HistogramFormat::Both,
+        }
+    }
+}
+
+impl MetricsSettings {
+    /// Whether the OTel instrument `otel_name` is switched off.
+    pub fn is_disabled(&self, otel_name: &str) -> bool {
+        OPTIONAL_HISTOGRAMS
+            .iter()
+            .any(|(prom, otel)| *otel == otel_name && self.disabled.iter().any(|d| d == prom))
     }
 }
 
@@ -351,5 +442,6 @@ pub struct Config {
     pub server: ServerSettings,
     pub otlp: Option<OtlpSettings>,
     pub buckets: Buckets,
+    pub metrics: MetricsSettings,
     pub probes: Vec<ProbeSpec>,
 }

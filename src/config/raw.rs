@@ -23,6 +23,9 @@ pub struct RawConfig {
     /// Histogram bucket boundaries per kind of value.
     #[serde(default)]
     pub buckets: Option<RawBuckets>,
+    /// What `/metrics` and OTLP export (`disabled` histograms).
+    #[serde(default)]
+    pub metrics: Option<RawMetrics>,
     /// Values every probe inherits unless it sets its own.
     #[serde(default)]
     pub defaults: Option<RawProbeDefaults>,
@@ -55,6 +58,8 @@ pub struct RawOtlp {
     pub temporality: Option<String>,
     /// Also export one trace per probe run (default false).
     pub traces: Option<bool>,
+    /// `explicit` (default) or `exponential`.
+    pub histograms: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,9 +67,20 @@ pub struct RawOtlp {
 pub struct RawBuckets {
     pub latency_seconds: Option<Vec<f64>>,
     pub itl_seconds: Option<Vec<f64>>,
+    pub phase_seconds: Option<Vec<f64>>,
+    pub lateness_seconds: Option<Vec<f64>>,
     pub ratio: Option<Vec<f64>>,
     pub tokens_per_second: Option<Vec<f64>>,
     pub tokens: Option<Vec<f64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Prometheus names of histograms to switch off; absent = the defaults.
+    pub disabled: Option<Vec<String>>,
+    /// `classic`, `native` or `both` (default): histograms in the protobuf format.
+    pub histograms: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -283,9 +283,6 @@ fn parse_target_vllm(url: &str) -> Result<Target, String> {
 }
 
 fn check_buckets(name: &str, v: &[f64]) -> Result<(), String> {
-    if v.is_empty() {
-        return Err(format!("{name} needs at least one boundary"));
-    }
     if v.iter().any(|x| !x.is_finite()) {
         return Err(format!("{name} boundaries must be finite numbers"));
     }
@@ -346,6 +343,7 @@ pub fn validate(
         ));
     }
     let buckets = buckets(&cx, raw.buckets)?;
+    let metrics = metrics(&cx, raw.metrics)?;
     let otlp = otlp(&cx, raw.otlp)?;
     let defaults = raw.defaults.unwrap_or_default();
     if raw.probes.is_empty() {
@@ -372,8 +370,49 @@ pub fn validate(
         server,
         otlp,
         buckets,
+        metrics,
         probes,
     })
+}
+
+fn metrics(cx: &Ctx<'_>, raw: Option<RawMetrics>) -> Res<MetricsSettings> {
+    let mut m = MetricsSettings::default();
+    let Some(raw) = raw else { return Ok(m) };
+    m.histograms = match raw.histograms.as_deref() {
+        None | Some("both") => HistogramFormat::Both,
+        Some("classic") => HistogramFormat::Classic,
+        Some("native") => HistogramFormat::Native,
+        Some(other) => {
+            return Err(cx.top_err(
+                "metrics",
+                &["histograms"],
+                format!("unknown histogram format {other:?}: expected classic, native or both"),
+            ));
+        }
+    };
+    let Some(disabled) = raw.disabled else {
+        return Ok(m);
+    };
+    if let Some(bad) = disabled
+        .iter()
+        .find(|d| !OPTIONAL_HISTOGRAMS.iter().any(|(prom, _)| prom == d))
+    {
+        let allowed: Vec<&str> = OPTIONAL_HISTOGRAMS.iter().map(|(p, _)| *p).collect();
+        let why = if bad == "rtprobe_round_trip_last_seconds"
+            || bad == "rtprobe_time_to_first_text_seconds"
+        {
+            "feeds the shipped SLO rules and cannot be switched off"
+        } else {
+            "is not a histogram that can be switched off"
+        };
+        return Err(cx.top_err(
+            "metrics",
+            &["disabled"],
+            format!("{bad:?} {why}; allowed: {}", allowed.join(", ")),
+        ));
+    }
+    m.disabled = disabled;
+    Ok(m)
 }
 
 fn buckets(cx: &Ctx<'_>, raw: Option<RawBuckets>) -> Res<Buckets> {
@@ -386,6 +425,12 @@ fn buckets(cx: &Ctx<'_>, raw: Option<RawBuckets>) -> Res<Buckets> {
             &mut b.latency_seconds,
         ),
         ("itl_seconds", raw.itl_seconds, &mut b.itl_seconds),
+        ("phase_seconds", raw.phase_seconds, &mut b.phase_seconds),
+        (
+            "lateness_seconds",
+            raw.lateness_seconds,
+            &mut b.lateness_seconds,
+        ),
         ("ratio", raw.ratio, &mut b.ratio),
         (
             "tokens_per_second",
@@ -511,6 +556,19 @@ fn otlp(cx: &Ctx<'_>, raw: Option<RawOtlp>) -> Res<Option<OtlpSettings>> {
             ));
         }
     };
+    let exponential_histograms = match raw.histograms.as_deref() {
+        None | Some("explicit") => false,
+        Some("exponential") => true,
+        Some(other) => {
+            return Err(cx.top_err(
+                "otlp",
+                &["histograms"],
+                format!(
+                    "unknown histogram aggregation {other:?}: expected explicit or exponential"
+                ),
+            ));
+        }
+    };
     Ok(Some(OtlpSettings {
         endpoint,
         protocol,
@@ -519,6 +577,7 @@ fn otlp(cx: &Ctx<'_>, raw: Option<RawOtlp>) -> Res<Option<OtlpSettings>> {
         timeout,
         delta_temporality,
         traces: raw.traces.unwrap_or(false),
+        exponential_histograms,
     }))
 }
 

@@ -1,8 +1,8 @@
 //! The OTel instruments rtprobe records, their bounded attribute sets, and the [`Recorder`]
 //! handle the scheduler records through.
 //!
-//! Names follow the metric catalogue in docs/metrics.md; units sit on the instrument, so the Prometheus
-//! bridge derives the catalogue's Prometheus names (`s` → `_seconds`, `1` → `_ratio`,
+//! Names follow the metric catalogue in docs/metrics.md; units sit on the instrument, so the
+//! Prometheus renderer (`prom`) derives the catalogue's Prometheus names (`s` → `_seconds`, `1` → `_ratio`,
 //! `{token}/s` → `_per_second`, annotations such as `{token}` → no suffix, counters → `_total`).
 //! The `rendered_names_match_the_catalogue` test asserts every rendered name.
 //!
@@ -21,7 +21,7 @@
 //! `_sum` and `histogram_quantile`, and OTel's histogram API expects non-negative values.
 //!
 //! The two boolean gauges (`rtprobe.probe.success`, `rtprobe.config.reload.success`) carry no
-//! unit: the bridge would turn unit `1` into a `_ratio` suffix, and the catalogue's names have none.
+//! unit: the renderer would turn unit `1` into a `_ratio` suffix, and the catalogue's names have none.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +32,7 @@ use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, UpDownCounter};
 
 use crate::config::model::{Buckets, ProbeSpec};
 use crate::metrics::derive::Derived;
+use crate::metrics::fanout::on_all;
 use crate::probe::error::ErrorType;
 
 /// Attribute keys rtprobe sets itself; a static label from the config with one of these keys
@@ -52,7 +53,7 @@ const RESERVED_KEYS: [&str; 12] = [
     "otel.metric.overflow",
 ];
 
-/// Prometheus label sanitising, as the bridge does it: anything not alphanumeric or `_` → `_`.
+/// Prometheus label sanitising, as the renderer does it: anything not alphanumeric or `_` → `_`.
 fn prom_label(key: &str) -> String {
     key.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -177,25 +178,35 @@ pub(crate) struct Instruments {
 }
 
 impl Instruments {
-    /// Creates every instrument on `meter`. `export_failures` backs the observable failure
-    /// counter, so the count survives a provider rebuild.
-    pub(crate) fn new(meter: &Meter, b: &Buckets, export_failures: Arc<AtomicU64>) -> Instruments {
+    /// Creates every instrument on each of `meters` (one handle records into all; see
+    /// `fanout`). `export_failures` backs the observable failure counter, so the count survives
+    /// a provider rebuild.
+    pub(crate) fn new(
+        meters: &[Meter],
+        b: &Buckets,
+        export_failures: Arc<AtomicU64>,
+    ) -> Instruments {
         let hist = |name: &'static str, unit: &'static str, desc: &'static str, bounds: &[f64]| {
-            meter
-                .f64_histogram(name)
-                .with_unit(unit)
-                .with_description(desc)
-                .with_boundaries(bounds.to_vec())
-                .build()
+            on_all(meters, |meter| {
+                meter
+                    .f64_histogram(name)
+                    .with_unit(unit)
+                    .with_description(desc)
+                    .with_boundaries(bounds.to_vec())
+                    .build()
+            })
         };
         let lat = &b.latency_seconds;
         // Observable instruments live as long as the provider; the handle itself is not needed.
-        let _ = meter
-            .u64_observable_counter("rtprobe.otlp.export.failures")
-            .with_unit("{export}")
-            .with_description("OTLP exports that failed after the exporter's retries")
-            .with_callback(move |o| o.observe(export_failures.load(Ordering::Relaxed), &[]))
-            .build();
+        for meter in meters {
+            let failures = Arc::clone(&export_failures);
+            let _ = meter
+                .u64_observable_counter("rtprobe.otlp.export.failures")
+                .with_unit("{export}")
+                .with_description("OTLP exports that failed after the exporter's retries")
+                .with_callback(move |o| o.observe(failures.load(Ordering::Relaxed), &[]))
+                .build();
+        }
         Instruments {
             duration: hist(
                 "gen_ai.client.operation.duration",
@@ -239,13 +250,15 @@ impl Instruments {
                 "Mean receive time of non-empty deltas minus mean send time of all frames",
                 lat,
             ),
-            rtt_mean_negative: meter
-                .u64_counter("rtprobe.round_trip.mean.negative")
-                .with_unit("{run}")
-                .with_description(
-                    "Successful runs whose Avg RTT was negative (text led the audio); not recorded as a latency",
-                )
-                .build(),
+            rtt_mean_negative: on_all(meters, |meter| {
+                meter
+                    .u64_counter("rtprobe.round_trip.mean.negative")
+                    .with_unit("{run}")
+                    .with_description(
+                        "Successful runs whose Avg RTT was negative (text led the audio); not recorded as a latency",
+                    )
+                    .build()
+            }),
             finalize: hist(
                 "rtprobe.finalize.duration",
                 "s",
@@ -256,7 +269,7 @@ impl Instruments {
                 "rtprobe.phase.duration",
                 "s",
                 "Connection phase durations (connect, tls, upgrade, session)",
-                lat,
+                &b.phase_seconds,
             ),
             audio_rate: hist(
                 "rtprobe.send_window.audio_rate",
@@ -276,12 +289,14 @@ impl Instruments {
                 "(non-empty deltas - 1) / (last - first non-empty delta)",
                 &b.tokens_per_second,
             ),
-            token_usage: meter
-                .u64_histogram("gen_ai.client.token.usage")
-                .with_unit("{token}")
-                .with_description("Token usage reported in transcription.done")
-                .with_boundaries(b.tokens.clone())
-                .build(),
+            token_usage: on_all(meters, |meter| {
+                meter
+                    .u64_histogram("gen_ai.client.token.usage")
+                    .with_unit("{token}")
+                    .with_description("Token usage reported in transcription.done")
+                    .with_boundaries(b.tokens.clone())
+                    .build()
+            }),
             wer: hist(
                 "rtprobe.transcript.word_error_rate",
                 "1",
@@ -292,42 +307,54 @@ impl Instruments {
                 "rtprobe.pacing.lateness",
                 "s",
                 "How late each audio append was sent against its schedule",
-                lat,
+                &b.lateness_seconds,
             ),
-            runs: meter
-                .u64_counter("rtprobe.probe.runs")
-                .with_unit("{run}")
-                .with_description("Probe runs, by outcome and error type")
-                .build(),
-            success: meter
-                .u64_gauge("rtprobe.probe.success")
-                .with_description("1 if the last run of the probe succeeded, else 0")
-                .build(),
-            in_flight: meter
-                .i64_up_down_counter("rtprobe.probe.in_flight")
-                .with_unit("{stream}")
-                .with_description("Probe streams open now")
-                .build(),
+            runs: on_all(meters, |meter| {
+                meter
+                    .u64_counter("rtprobe.probe.runs")
+                    .with_unit("{run}")
+                    .with_description("Probe runs, by outcome and error type")
+                    .build()
+            }),
+            success: on_all(meters, |meter| {
+                meter
+                    .u64_gauge("rtprobe.probe.success")
+                    .with_description("1 if the last run of the probe succeeded, else 0")
+                    .build()
+            }),
+            in_flight: on_all(meters, |meter| {
+                meter
+                    .i64_up_down_counter("rtprobe.probe.in_flight")
+                    .with_unit("{stream}")
+                    .with_description("Probe streams open now")
+                    .build()
+            }),
             scheduler_delay: hist(
                 "rtprobe.scheduler.delay",
                 "s",
                 "How late a run started against its schedule",
-                lat,
+                &b.lateness_seconds,
             ),
-            skipped: meter
-                .u64_counter("rtprobe.scheduler.skipped")
-                .with_unit("{run}")
-                .with_description("Runs skipped because the previous run still ran")
-                .build(),
-            reload_success: meter
-                .u64_gauge("rtprobe.config.reload.success")
-                .with_description("1 if the last config reload succeeded, else 0")
-                .build(),
-            reload_timestamp: meter
-                .f64_gauge("rtprobe.config.reload.timestamp")
-                .with_unit("s")
-                .with_description("Unix time of the last config reload attempt")
-                .build(),
+            skipped: on_all(meters, |meter| {
+                meter
+                    .u64_counter("rtprobe.scheduler.skipped")
+                    .with_unit("{run}")
+                    .with_description("Runs skipped because the previous run still ran")
+                    .build()
+            }),
+            reload_success: on_all(meters, |meter| {
+                meter
+                    .u64_gauge("rtprobe.config.reload.success")
+                    .with_description("1 if the last config reload succeeded, else 0")
+                    .build()
+            }),
+            reload_timestamp: on_all(meters, |meter| {
+                meter
+                    .f64_gauge("rtprobe.config.reload.timestamp")
+                    .with_unit("s")
+                    .with_description("Unix time of the last config reload attempt")
+                    .build()
+            }),
         }
     }
 }

@@ -1,14 +1,18 @@
 //! Timeline → derived values → OTel instruments; Prometheus rendering; OTLP push.
 //!
-//! One `SdkMeterProvider` per [`Telemetry`] feeds two kinds of readers: the Prometheus bridge
-//! (pulled by `/metrics` through [`Telemetry::render`]) and, when configured, one OTLP
-//! `PeriodicReader` that pushes on its own thread. Callers record through a [`Recorder`], which is
-//! a cheap handle safe to clone into every probe task.
+//! A [`Telemetry`] owns one `SdkMeterProvider` read by `/metrics` through [`Telemetry::render`]
+//! (a `ManualReader`; text 0.0.4 or protobuf with native histograms, see `prom`) and, when
+//! configured, a second one whose OTLP `PeriodicReader` pushes on its own thread (see `fanout`
+//! for why two). Callers record through a [`Recorder`], which is a cheap handle safe to clone
+//! into every probe task.
 
 pub mod derive;
+mod fanout;
+mod identity;
 mod instruments;
 mod otlp;
 mod prom;
+pub mod prom_proto;
 mod telemetry;
 pub mod traces;
 pub mod wer;
@@ -22,12 +26,7 @@ pub use telemetry::{CARDINALITY_LIMIT, Telemetry};
 /// with a count, and `rtprobe_otlp_export_failures_total` counts each one. The logging setup
 /// should therefore cap these targets at `off` by default and open them only at debug verbosity.
 /// (The OTLP crate logs under its package name, with hyphens.)
-pub const SDK_LOG_TARGETS: [&str; 4] = [
-    "opentelemetry",
-    "opentelemetry_sdk",
-    "opentelemetry-otlp",
-    "opentelemetry-prometheus",
-];
+pub const SDK_LOG_TARGETS: [&str; 3] = ["opentelemetry", "opentelemetry_sdk", "opentelemetry-otlp"];
 
 /// Why the metrics pipeline could not be built. Messages never contain header values.
 #[derive(Debug, thiserror::Error)]

@@ -541,6 +541,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             delta_temporality: false,
             traces: false,
+            exponential_histograms: false,
         };
         let err = header_map(&s).unwrap_err().to_string();
         assert!(err.contains("authorization"), "{err}");

@@ -1,47 +1,794 @@
-//! The Prometheus bridge, kept behind two functions (`reader`, `render`) because the upstream
-//! `opentelemetry-prometheus` crate may drop its `prometheus::Registry` API one day; a small
-//! renderer over a `ManualReader` would then replace this file and nothing else.
+//! `/metrics`: one rendering function over the SDK's collected metrics (a `ManualReader`), in the
+//! Prometheus text format 0.0.4 or, when the scraper negotiates it, the protobuf format with
+//! native histograms. This replaced the `opentelemetry-prometheus` bridge, which drops
+//! exponential histograms and has no protobuf encoder.
 //!
-//! Output is the Prometheus text format 0.0.4, whatever the `Accept` header asks for: the
-//! `prometheus` 0.14 crate has no OpenMetrics encoder, and a hand-written one would render
-//! bucket bounds differently (`1.0` instead of `1`), so alert rules would depend on the format a
-//! scraper negotiated. Every Prometheus version accepts 0.0.4.
+//! **Where native buckets come from: two streams of one recording.** Every histogram instrument
+//! gets two SDK views on the Prometheus provider (see `telemetry`): the explicit-bucket stream
+//! under the instrument's name (classic buckets, exact SLO boundaries) and, unless
+//! `metrics.histograms` is `classic`, a Base2 exponential stream named `<name>.native`
+//! ([`NATIVE_SUFFIX`]). A measurement is recorded once and the SDK feeds it to both
+//! aggregators. At render time the two streams of a series merge into one Prometheus histogram:
+//! classic buckets from the first, schema/zero bucket/spans/deltas from the second. OTel's
+//! exponential scale *is* Prometheus's schema (both are base `2^(2^-scale)`); OTel bucket `i`
+//! covers `(base^i, base^(i+1)]` and Prometheus bucket `i` covers `(base^(i-1), base^i]`, so the
+//! Prometheus index is the OTel index plus one. The exponential stream's scale is capped at 8,
+//! Prometheus's finest schema. Computing native buckets from the classic ones instead is not
+//! possible (they are too coarse), and classic buckets from an exponential stream would lose the
+//! exact SLO boundaries (1.5 s is not a power of two).
 //!
-//! `le` strings are Rust's shortest round-trip `f64` formatting: no trailing `.0`, no exponent.
-//! Configured boundaries `0.001, 0.5, 1.0, 2.5, 10.0, 80.0` render as `le="0.001"`, `le="0.5"`,
-//! `le="1"`, `le="2.5"`, `le="10"`, `le="80"`, then `le="+Inf"`. Alert rules written against
-//! `/metrics` must match these strings exactly (Prometheus 3 normalises stored `le` to `"1.0"`).
+//! **Text format** stays as the bridge rendered it, so rules and dashboards keep matching: names
+//! from the OTel name and unit (`s` → `_seconds`, `1` → `_ratio`, `{token}/s` → `_per_second`,
+//! annotations such as `{token}` → no suffix, counters → `_total`), families sorted by name,
+//! series by label count then label values, labels sorted, `le` strings and values as Rust's
+//! shortest round-trip `f64` (`le="0.5"`, `le="1"`, then `le="+Inf"`). Prometheus 3 normalises
+//! stored `le` to `"1.0"`; keep SLO thresholds non-integer.
+//!
+//! **Protobuf** (`application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily;
+//! encoding=delimited`): length-delimited `MetricFamily` messages (see `prom_proto`). Histograms
+//! carry the classic buckets (`classic`, `both`) and the native fields (`native`, `both`).
+//! Note that Prometheus ingests only the native part of a histogram that has both unless its
+//! scrape config sets `scrape_classic_histograms: true`.
 
-use opentelemetry_prometheus::PrometheusExporter;
-use prometheus::{Encoder, Registry, TextEncoder};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use crate::metrics::MetricsError;
+use opentelemetry::Value;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::{
+    AggregatedMetrics, ExponentialBucket, ExponentialHistogramDataPoint, HistogramDataPoint,
+    MetricData, ResourceMetrics,
+};
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::{InstrumentKind, ManualReader, Pipeline, Temporality};
+use prost::Message;
 
-/// Content type of [`render`]'s body.
+use crate::config::model::HistogramFormat;
+use crate::metrics::prom_proto as pb;
+
+/// Content type of the text body.
 pub(crate) const TEXT_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Content type of the protobuf body.
+pub(crate) const PROTOBUF: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+/// Name suffix of the exponential stream that backs a histogram's native buckets.
+pub(crate) const NATIVE_SUFFIX: &str = ".native";
+/// Prometheus's finest native schema; the exponential streams are capped at this scale.
+pub(crate) const MAX_SCHEMA: i8 = 8;
+/// Prometheus's coarsest native schema.
+const MIN_SCHEMA: i8 = -4;
 
-/// A metric reader for the provider and the registry it fills on every gather.
-pub(crate) fn reader() -> Result<(PrometheusExporter, Registry), MetricsError> {
-    let registry = Registry::new();
-    let exporter = opentelemetry_prometheus::exporter()
-        .with_registry(registry.clone())
-        // Defaults add a `target_info` series and `otel_scope_*` labels on every series.
-        .without_target_info()
-        .scope_info_enabled(false)
-        .build()
-        .map_err(|e| MetricsError::Prometheus(e.to_string()))?;
-    Ok((exporter, registry))
+/// The Prometheus provider's reader. `ManualReader` cannot be cloned, so the provider gets this
+/// handle and `/metrics` keeps the other one.
+#[derive(Debug, Clone)]
+pub(crate) struct PromReader(pub(crate) Arc<ManualReader>);
+
+impl PromReader {
+    pub(crate) fn new() -> PromReader {
+        PromReader(Arc::new(
+            ManualReader::builder()
+                .with_temporality(Temporality::Cumulative)
+                .build(),
+        ))
+    }
 }
 
-/// Collects the provider's current state and encodes it as text 0.0.4. `_accept` is read only
-/// to document that negotiation was considered (see the module header).
-pub(crate) fn render(registry: &Registry, _accept: Option<&str>) -> (&'static str, Vec<u8>) {
-    let families = registry.gather();
-    let mut body = Vec::with_capacity(16 * 1024);
-    if let Err(e) = TextEncoder::new().encode(&families, &mut body) {
-        // Only an invalid family (which the bridge does not produce) makes encoding fail;
-        // serve what was written rather than nothing.
-        tracing::warn!(error = %e, "encoding /metrics failed part-way");
+impl MetricReader for PromReader {
+    fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
+        self.0.register_pipeline(pipeline)
     }
-    (TEXT_0_0_4, body)
+    fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
+        self.0.collect(rm)
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+    fn temporality(&self, _kind: InstrumentKind) -> Temporality {
+        // Prometheus only understands cumulative values.
+        Temporality::Cumulative
+    }
+}
+
+/// Output formats of [`render`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Format {
+    Text,
+    Protobuf,
+}
+
+impl Format {
+    pub(crate) fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => TEXT_0_0_4,
+            Format::Protobuf => PROTOBUF,
+        }
+    }
+
+    /// The protobuf format when some media range of `accept` asks for delimited
+    /// `io.prometheus.client.MetricFamily` (and not with `q=0`); text otherwise.
+    pub(crate) fn negotiate(accept: Option<&str>) -> Format {
+        let wants = |range: &str| {
+            let mut params = range.split(';').map(|p| p.trim().to_ascii_lowercase());
+            let media = params.next().unwrap_or_default();
+            let params: Vec<String> = params.map(|p| p.replace(' ', "")).collect();
+            media == "application/vnd.google.protobuf"
+                && params
+                    .iter()
+                    .any(|p| p == "proto=io.prometheus.client.metricfamily")
+                && params.iter().any(|p| p == "encoding=delimited")
+                && !params
+                    .iter()
+                    .any(|p| p.strip_prefix("q=").and_then(|q| q.parse::<f64>().ok()) == Some(0.0))
+        };
+        match accept {
+            Some(a) if a.split(',').any(wants) => Format::Protobuf,
+            _ => Format::Text,
+        }
+    }
+}
+
+/// Native buckets of one sign: Prometheus index of `counts[0]`, then consecutive counts.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct NativeBuckets {
+    first_index: i32,
+    counts: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Native {
+    schema: i32,
+    zero_threshold: f64,
+    zero_count: u64,
+    positive: NativeBuckets,
+    negative: NativeBuckets,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Hist {
+    count: u64,
+    sum: f64,
+    /// `(upper bound, cumulative count)`, without `+Inf`.
+    classic: Option<Vec<(f64, u64)>>,
+    native: Option<Native>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Sample {
+    Counter(f64),
+    Gauge(f64),
+    Histogram(Hist),
+}
+
+type Labels = Vec<(String, String)>;
+
+#[derive(Debug, Default)]
+struct Family {
+    help: String,
+    series: BTreeMap<Labels, Sample>,
+}
+
+/// Everything collected, by Prometheus family name.
+#[derive(Debug, Default)]
+pub(crate) struct Families(BTreeMap<String, Family>);
+
+/// Label name sanitising, as the OTel Prometheus compatibility spec (and the bridge) does it.
+fn label_name(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Metric name sanitising: invalid characters → `_`, a leading digit gets a `_` prefix.
+fn metric_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 16);
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        out.push('_');
+    }
+    out.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+            c
+        } else {
+            '_'
+        }
+    }));
+    out
+}
+
+fn unit_word(unit: &str) -> Option<&'static str> {
+    Some(match unit {
+        "d" => "days",
+        "h" => "hours",
+        "min" => "minutes",
+        "s" => "seconds",
+        "ms" => "milliseconds",
+        "us" => "microseconds",
+        "ns" => "nanoseconds",
+        "By" | "B" => "bytes",
+        "1" => "ratio",
+        "%" => "percent",
+        _ => return None,
+    })
+}
+
+fn per_unit_word(unit: &str) -> Option<&'static str> {
+    Some(match unit {
+        "s" => "second",
+        "m" => "minute",
+        "h" => "hour",
+        "d" => "day",
+        "w" => "week",
+        "mo" => "month",
+        "y" => "year",
+        _ => return None,
+    })
+}
+
+/// The unit suffix: `s` → `seconds`, `{token}/s` → `per_second`, `{token}` → none.
+fn unit_suffix(unit: &str) -> Option<String> {
+    if let Some(w) = unit_word(unit) {
+        return Some(w.to_owned());
+    }
+    let (first, second) = unit.split_once('/')?;
+    let per = per_unit_word(second)?;
+    const PLAIN: [&str; 8] = ["1", "d", "h", "min", "s", "ms", "us", "ns"];
+    match unit_word(first) {
+        Some(w) if !PLAIN.contains(&first) => Some(format!("{w}_per_{per}")),
+        _ => Some(format!("per_{per}")),
+    }
+}
+
+/// The Prometheus family name of an OTel metric.
+fn family_name(otel_name: &str, unit: &str, counter: bool) -> String {
+    let mut name = metric_name(otel_name);
+    if let Some(suffix) = unit_suffix(unit) {
+        name.push('_');
+        name.push_str(&suffix);
+    }
+    if counter {
+        name.push_str("_total");
+    }
+    name
+}
+
+/// Sanitised, sorted labels; keys that sanitise to the same name join their values with `;`
+/// in the order of the original keys.
+fn labels<'a>(attrs: impl Iterator<Item = &'a opentelemetry::KeyValue>) -> Labels {
+    let mut by_name: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for kv in attrs {
+        let value = match &kv.value {
+            Value::String(s) => s.as_str().to_owned(),
+            other => other.to_string(),
+        };
+        by_name
+            .entry(label_name(kv.key.as_str()))
+            .or_default()
+            .push((kv.key.as_str().to_owned(), value));
+    }
+    by_name
+        .into_iter()
+        .map(|(name, mut values)| {
+            values.sort();
+            let joined: Vec<String> = values.into_iter().map(|(_, v)| v).collect();
+            (name, joined.join(";"))
+        })
+        .collect()
+}
+
+trait Num: Copy {
+    fn f(self) -> f64;
+}
+impl Num for f64 {
+    fn f(self) -> f64 {
+        self
+    }
+}
+impl Num for u64 {
+    fn f(self) -> f64 {
+        self as f64
+    }
+}
+impl Num for i64 {
+    fn f(self) -> f64 {
+        self as f64
+    }
+}
+
+/// One sign's OTel buckets as Prometheus buckets at `target` scale (`scale >= target`):
+/// merging `2^(scale-target)` neighbours per bucket, then shifting the index by one.
+fn native_buckets(b: &ExponentialBucket, scale: i8, target: i8) -> NativeBuckets {
+    let shift = u32::try_from(i32::from(scale) - i32::from(target)).unwrap_or(0);
+    let mut out = NativeBuckets::default();
+    let mut current: Option<i32> = None;
+    for (i, count) in b.counts().enumerate() {
+        let otel_index = b.offset() + i as i32;
+        let index = (otel_index >> shift) + 1;
+        match current {
+            None => {
+                out.first_index = index;
+                out.counts.push(count);
+            }
+            Some(c) if c == index => *out.counts.last_mut().expect("pushed") += count,
+            Some(c) => {
+                // Consecutive OTel indices map to the same or the next coarser index.
+                for _ in c + 1..index {
+                    out.counts.push(0);
+                }
+                out.counts.push(count);
+            }
+        }
+        current = Some(index);
+    }
+    // Leading and trailing empty buckets carry nothing.
+    while out.counts.last() == Some(&0) {
+        out.counts.pop();
+    }
+    let lead = out.counts.iter().take_while(|c| **c == 0).count();
+    out.counts.drain(..lead);
+    out.first_index += lead as i32;
+    out
+}
+
+fn native_of<T: Num>(dp: &ExponentialHistogramDataPoint<T>) -> Option<Native> {
+    let scale = dp.scale();
+    if scale < MIN_SCHEMA {
+        // Wider than Prometheus can store: the classic buckets still carry the series.
+        return None;
+    }
+    let target = scale.min(MAX_SCHEMA);
+    Some(Native {
+        schema: i32::from(target),
+        zero_threshold: dp.zero_threshold(),
+        zero_count: dp.zero_count(),
+        positive: native_buckets(dp.positive_bucket(), scale, target),
+        negative: native_buckets(dp.negative_bucket(), scale, target),
+    })
+}
+
+fn classic_of<T: Num>(dp: &HistogramDataPoint<T>) -> Vec<(f64, u64)> {
+    let mut cumulative = 0;
+    dp.bounds()
+        .zip(dp.bucket_counts())
+        .map(|(bound, count)| {
+            cumulative += count;
+            (bound, cumulative)
+        })
+        .collect()
+}
+
+impl Families {
+    fn add<T: Num>(&mut self, name: &str, help: &str, unit: &str, data: &MetricData<T>) {
+        let (base, native) = match name.strip_suffix(NATIVE_SUFFIX) {
+            Some(base) => (base, true),
+            None => (name, false),
+        };
+        let counter = matches!(data, MetricData::Sum(s) if s.is_monotonic());
+        let family = self.0.entry(family_name(base, unit, counter)).or_default();
+        if !native && family.help.is_empty() {
+            family.help = help.to_owned();
+        }
+        match data {
+            MetricData::Sum(s) => {
+                for dp in s.data_points() {
+                    let v = dp.value().f();
+                    let sample = if s.is_monotonic() {
+                        Sample::Counter(v)
+                    } else {
+                        Sample::Gauge(v)
+                    };
+                    family.series.insert(labels(dp.attributes()), sample);
+                }
+            }
+            MetricData::Gauge(g) => {
+                for dp in g.data_points() {
+                    family
+                        .series
+                        .insert(labels(dp.attributes()), Sample::Gauge(dp.value().f()));
+                }
+            }
+            MetricData::Histogram(h) => {
+                for dp in h.data_points() {
+                    let entry = family
+                        .series
+                        .entry(labels(dp.attributes()))
+                        .or_insert_with(|| Sample::Histogram(Hist::default()));
+                    if let Sample::Histogram(hist) = entry {
+                        hist.count = dp.count();
+                        hist.sum = dp.sum().f();
+                        hist.classic = Some(classic_of(dp));
+                    }
+                }
+            }
+            MetricData::ExponentialHistogram(h) => {
+                for dp in h.data_points() {
+                    let entry = family
+                        .series
+                        .entry(labels(dp.attributes()))
+                        .or_insert_with(|| Sample::Histogram(Hist::default()));
+                    if let Sample::Histogram(hist) = entry {
+                        hist.count = dp.count() as u64;
+                        hist.sum = dp.sum().f();
+                        hist.native = native_of(dp);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads everything the SDK aggregated since start (cumulative).
+    pub(crate) fn collect(reader: &ManualReader) -> Families {
+        let mut rm = ResourceMetrics::default();
+        if let Err(e) = reader.collect(&mut rm) {
+            tracing::warn!(error = %e, "collecting metrics for /metrics failed");
+        }
+        let mut families = Families::default();
+        for sm in rm.scope_metrics() {
+            for m in sm.metrics() {
+                let (name, help, unit) = (m.name(), m.description(), m.unit());
+                match m.data() {
+                    AggregatedMetrics::F64(d) => families.add(name, help, unit, d),
+                    AggregatedMetrics::U64(d) => families.add(name, help, unit, d),
+                    AggregatedMetrics::I64(d) => families.add(name, help, unit, d),
+                }
+            }
+        }
+        families
+    }
+
+    /// Series in the order the bridge wrote them: by label count, then label values.
+    fn sorted(family: &Family) -> Vec<(&Labels, &Sample)> {
+        let mut series: Vec<_> = family.series.iter().collect();
+        series.sort_by(|(a, _), (b, _)| {
+            a.len()
+                .cmp(&b.len())
+                .then_with(|| a.iter().map(|l| &l.1).cmp(b.iter().map(|l| &l.1)))
+        });
+        series
+    }
+
+    pub(crate) fn text(&self) -> Vec<u8> {
+        let mut out = String::with_capacity(64 * 1024);
+        for (name, family) in &self.0 {
+            let Some(kind) = family.series.values().next() else {
+                continue;
+            };
+            if !family.help.is_empty() {
+                out.push_str("# HELP ");
+                out.push_str(name);
+                out.push(' ');
+                escape_into(&mut out, &family.help, false);
+                out.push('\n');
+            }
+            let kind = match kind {
+                Sample::Counter(_) => "counter",
+                Sample::Gauge(_) => "gauge",
+                Sample::Histogram(_) => "histogram",
+            };
+            out.push_str("# TYPE ");
+            out.push_str(name);
+            out.push(' ');
+            out.push_str(kind);
+            out.push('\n');
+            for (labels, sample) in Self::sorted(family) {
+                let labels = label_text(labels);
+                match sample {
+                    Sample::Counter(v) | Sample::Gauge(v) => {
+                        line(&mut out, name, "", &labels, None, *v)
+                    }
+                    Sample::Histogram(h) => {
+                        for (bound, count) in h.classic.iter().flatten() {
+                            line(
+                                &mut out,
+                                name,
+                                "_bucket",
+                                &labels,
+                                Some(Le::Bound(*bound)),
+                                *count as f64,
+                            );
+                        }
+                        line(
+                            &mut out,
+                            name,
+                            "_bucket",
+                            &labels,
+                            Some(Le::Inf),
+                            h.count as f64,
+                        );
+                        line(&mut out, name, "_sum", &labels, None, h.sum);
+                        line(&mut out, name, "_count", &labels, None, h.count as f64);
+                    }
+                }
+            }
+        }
+        out.into_bytes()
+    }
+
+    pub(crate) fn protobuf(&self, histograms: HistogramFormat) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 * 1024);
+        for (name, family) in &self.0 {
+            let Some(first) = family.series.values().next() else {
+                continue;
+            };
+            let kind = match first {
+                Sample::Counter(_) => pb::MetricType::Counter,
+                Sample::Gauge(_) => pb::MetricType::Gauge,
+                Sample::Histogram(_) => pb::MetricType::Histogram,
+            };
+            let metric = Self::sorted(family)
+                .into_iter()
+                .map(|(labels, sample)| {
+                    let label = labels
+                        .iter()
+                        .map(|(k, v)| pb::LabelPair {
+                            name: Some(k.clone()),
+                            value: Some(v.clone()),
+                        })
+                        .collect();
+                    let mut m = pb::Metric {
+                        label,
+                        ..Default::default()
+                    };
+                    match sample {
+                        Sample::Counter(v) => m.counter = Some(pb::Counter { value: Some(*v) }),
+                        Sample::Gauge(v) => m.gauge = Some(pb::Gauge { value: Some(*v) }),
+                        Sample::Histogram(h) => m.histogram = Some(histogram_pb(h, histograms)),
+                    }
+                    m
+                })
+                .collect();
+            let mf = pb::MetricFamily {
+                name: Some(name.clone()),
+                help: (!family.help.is_empty()).then(|| family.help.clone()),
+                r#type: Some(kind as i32),
+                metric,
+            };
+            // Writing into a Vec cannot fail.
+            let _ = mf.encode_length_delimited(&mut out);
+        }
+        out
+    }
+}
+
+/// Spans and deltas of one sign, as Prometheus wants them: one span per run of buckets (empty
+/// buckets inside a run are cheaper as zero deltas than as a new span).
+fn spans(b: &NativeBuckets) -> (Vec<pb::BucketSpan>, Vec<i64>) {
+    if b.counts.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let span = pb::BucketSpan {
+        offset: Some(b.first_index),
+        length: Some(b.counts.len() as u32),
+    };
+    let mut prev = 0i64;
+    let deltas = b
+        .counts
+        .iter()
+        .map(|c| {
+            let c = *c as i64;
+            let d = c - prev;
+            prev = c;
+            d
+        })
+        .collect();
+    (vec![span], deltas)
+}
+
+fn histogram_pb(h: &Hist, format: HistogramFormat) -> pb::Histogram {
+    let mut out = pb::Histogram {
+        sample_count: Some(h.count),
+        sample_sum: Some(h.sum),
+        ..Default::default()
+    };
+    let classic = format != HistogramFormat::Native || h.native.is_none();
+    if classic {
+        out.bucket = h
+            .classic
+            .iter()
+            .flatten()
+            .map(|(bound, count)| pb::Bucket {
+                cumulative_count: Some(*count),
+                upper_bound: Some(*bound),
+            })
+            .collect();
+    }
+    if let (Some(n), true) = (&h.native, format != HistogramFormat::Classic) {
+        out.schema = Some(n.schema);
+        out.zero_threshold = Some(n.zero_threshold);
+        out.zero_count = Some(n.zero_count);
+        (out.positive_span, out.positive_delta) = spans(&n.positive);
+        (out.negative_span, out.negative_delta) = spans(&n.negative);
+        if out.positive_span.is_empty() && out.negative_span.is_empty() {
+            // An empty span marks the histogram native even with no (non-zero) observation.
+            out.positive_span.push(pb::BucketSpan {
+                offset: Some(0),
+                length: Some(0),
+            });
+        }
+    }
+    out
+}
+
+fn escape_into(out: &mut String, v: &str, quote: bool) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quote => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A series' labels as written in every one of its lines, escaped once: `a="x",b="y"`.
+fn label_text(labels: &Labels) -> String {
+    let mut out = String::with_capacity(labels.len() * 32);
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_into(&mut out, v, true);
+        out.push('"');
+    }
+    out
+}
+
+/// The `le` label of a bucket line.
+#[derive(Clone, Copy)]
+enum Le {
+    Bound(f64),
+    Inf,
+}
+
+fn line(out: &mut String, name: &str, suffix: &str, labels: &str, le: Option<Le>, v: f64) {
+    use std::fmt::Write;
+    out.push_str(name);
+    out.push_str(suffix);
+    if !labels.is_empty() || le.is_some() {
+        out.push('{');
+        out.push_str(labels);
+        if let Some(le) = le {
+            if !labels.is_empty() {
+                out.push(',');
+            }
+            match le {
+                Le::Bound(b) => {
+                    let _ = write!(out, "le=\"{b}\"");
+                }
+                Le::Inf => out.push_str("le=\"+Inf\""),
+            }
+        }
+        out.push('}');
+    }
+    let _ = write!(out, " {v}");
+    out.push('\n');
+}
+
+/// Collects once and encodes in `format`.
+pub(crate) fn render(
+    reader: &ManualReader,
+    format: Format,
+    histograms: HistogramFormat,
+) -> Vec<u8> {
+    let families = Families::collect(reader);
+    match format {
+        Format::Text => families.text(),
+        Format::Protobuf => families.protobuf(histograms),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_units() {
+        assert_eq!(
+            family_name("rtprobe.round_trip.last", "s", false),
+            "rtprobe_round_trip_last_seconds"
+        );
+        assert_eq!(
+            family_name("rtprobe.decode.token_rate", "{token}/s", false),
+            "rtprobe_decode_token_rate_per_second"
+        );
+        assert_eq!(
+            family_name("gen_ai.client.token.usage", "{token}", false),
+            "gen_ai_client_token_usage"
+        );
+        assert_eq!(
+            family_name("rtprobe.probe.runs", "{run}", true),
+            "rtprobe_probe_runs_total"
+        );
+        assert_eq!(
+            family_name("rtprobe.transcript.word_error_rate", "1", false),
+            "rtprobe_transcript_word_error_rate_ratio"
+        );
+        assert_eq!(family_name("a.b", "By/s", false), "a_b_bytes_per_second");
+        assert_eq!(family_name("9x", "", false), "_9x");
+    }
+
+    #[test]
+    fn negotiation_picks_protobuf_only_when_asked_for() {
+        // What Prometheus sends with native histograms on.
+        let prom = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.8,application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prom)), Format::Protobuf);
+        assert_eq!(Format::negotiate(Some(PROTOBUF)), Format::Protobuf);
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text; version=1.0.0")),
+            Format::Text
+        );
+        // Text-delimited protobuf, or refused with q=0: not ours.
+        assert_eq!(
+            Format::negotiate(Some(
+                "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=text"
+            )),
+            Format::Text
+        );
+        assert_eq!(
+            Format::negotiate(Some(&format!("{PROTOBUF}; q=0, text/plain"))),
+            Format::Text
+        );
+    }
+
+    #[test]
+    fn labels_are_sanitised_sorted_and_merged() {
+        use opentelemetry::KeyValue;
+        let kvs = [
+            KeyValue::new("server.port", 8000i64),
+            KeyValue::new("a.b", "x"),
+            KeyValue::new("a_b", "y"),
+            KeyValue::new("q", "say \"hi\""),
+        ];
+        let l = labels(kvs.iter());
+        assert_eq!(
+            l,
+            vec![
+                ("a_b".to_owned(), "x;y".to_owned()),
+                ("q".to_owned(), "say \"hi\"".to_owned()),
+                ("server_port".to_owned(), "8000".to_owned()),
+            ]
+        );
+        let mut out = String::new();
+        line(
+            &mut out,
+            "m",
+            "_bucket",
+            &label_text(&l),
+            Some(Le::Bound(0.5)),
+            3.0,
+        );
+        line(&mut out, "m", "_count", "", None, 3.0);
+        assert_eq!(
+            out,
+            "m_bucket{a_b=\"x;y\",q=\"say \\\"hi\\\"\",server_port=\"8000\",le=\"0.5\"} 3\nm_count 3\n"
+        );
+    }
+
+    #[test]
+    fn deltas_and_one_span_per_run() {
+        let b = NativeBuckets {
+            first_index: -3,
+            counts: vec![2, 0, 5, 1],
+        };
+        let (s, d) = spans(&b);
+        assert_eq!(
+            s,
+            vec![pb::BucketSpan {
+                offset: Some(-3),
+                length: Some(4)
+            }]
+        );
+        assert_eq!(d, vec![2, -2, 5, -4]);
+    }
 }

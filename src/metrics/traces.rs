@@ -24,7 +24,6 @@ use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
 use opentelemetry_otlp::{
     Protocol, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
 };
-use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{
     IdGenerator, RandomIdGenerator, SpanData, SpanEvents, SpanExporter as _, SpanLinks,
 };
@@ -111,9 +110,10 @@ impl TraceExporter {
                     .map_err(|e| otlp_err(&url, e))?
             }
         };
+        // The same identity as the metrics: a fleet's traces name their replica too.
         opentelemetry_sdk::trace::SpanExporter::set_resource(
             &mut exporter,
-            &Resource::builder().with_service_name("rtprobe").build(),
+            &crate::metrics::identity::resource(),
         );
         let (queue, mut rx) = mpsc::channel::<Vec<SpanData>>(QUEUE);
         let timeout = settings.timeout + Duration::from_secs(1);

@@ -287,6 +287,7 @@ impl SchedulerEvents for MetricsEvents {
 struct Exported {
     probes: Vec<String>,
     buckets: crate::config::Buckets,
+    metrics: crate::config::MetricsSettings,
     otlp: Option<crate::config::OtlpSettings>,
 }
 
@@ -296,6 +297,7 @@ impl Exported {
         Exported {
             probes,
             buckets: config.buckets.clone(),
+            metrics: config.metrics.clone(),
             otlp: config.otlp.clone(),
         }
     }
@@ -323,7 +325,8 @@ pub struct ProbeBackend {
 impl ProbeBackend {
     pub fn new(config: &Config) -> Result<ProbeBackend, String> {
         let telemetry =
-            Telemetry::new(&config.buckets, config.otlp.as_ref()).map_err(|e| e.to_string())?;
+            Telemetry::with_settings(&config.buckets, &config.metrics, config.otlp.as_ref())
+                .map_err(|e| e.to_string())?;
         let events = Arc::new(MetricsEvents {
             recorder: telemetry.recorder(),
             live: RwLock::new(HashMap::new()),
@@ -352,7 +355,7 @@ impl Backend for ProbeBackend {
             self.events.set_live(config);
             let t = self.telemetry.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(t) = t.as_ref() {
-                t.reconfigure(&config.buckets, config.otlp.as_ref())
+                t.reconfigure_with(&config.buckets, &config.metrics, config.otlp.as_ref())
                     .map_err(|e| e.to_string())?;
             }
             *self.traces.lock().unwrap_or_else(|p| p.into_inner()) = trace_exporter(config)?;

@@ -49,6 +49,8 @@ pub fn buckets() -> Buckets {
     Buckets {
         latency_seconds: vec![0.1, 0.5, 1.0, 2.5],
         itl_seconds: vec![0.05, 0.1, 0.5],
+        phase_seconds: vec![0.005, 0.05],
+        lateness_seconds: vec![0.01],
         ratio: vec![0.5, 1.0, 2.0],
         tokens_per_second: vec![1.0, 10.0, 100.0],
         tokens: vec![10.0, 100.0],

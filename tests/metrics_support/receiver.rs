@@ -94,6 +94,21 @@ impl Received {
         })
     }
 
+    /// Resource attributes of the newest export that carried `name`.
+    pub fn resource_with(&self, name: &str) -> Option<Vec<KeyValue>> {
+        let all = self.exports.lock().unwrap();
+        all.iter().rev().find_map(|(_, req)| {
+            req.resource_metrics.iter().find_map(|rm| {
+                let has = rm
+                    .scope_metrics
+                    .iter()
+                    .flat_map(|sm| sm.metrics.iter())
+                    .any(|m| m.name == name);
+                has.then(|| rm.resource.clone().unwrap_or_default().attributes)
+            })
+        })
+    }
+
     pub async fn wait_for(&self, name: &str, within: Duration) -> (Option<String>, Vec<Metric>) {
         let until = Instant::now() + within;
         loop {
@@ -231,6 +246,7 @@ pub fn settings(endpoint: String, protocol: OtlpProtocol, interval: Duration) ->
         timeout: Duration::from_secs(5),
         delta_temporality: false,
         traces: false,
+        exponential_histograms: false,
     }
 }
 

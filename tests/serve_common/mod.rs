@@ -64,6 +64,7 @@ pub fn config(probes: Vec<ProbeSpec>) -> Config {
         },
         otlp: None,
         buckets: Buckets::default(),
+        metrics: Default::default(),
         probes,
     }
 }

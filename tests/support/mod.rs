@@ -189,4 +189,5 @@ pub fn grafana_substitute(expr: &str) -> String {
         .replace("$__interval", "15s")
         .replace("$probe", ".*")
         .replace("$model", ".*")
+        .replace("$instance", ".*")
 }

@@ -25,15 +25,23 @@ SLIS = {
 SUFFIXES = ["Page1h", "Page6h", "Ticket1d", "Ticket3d"]
 # probe name -> (error ratio in the first hour, in the second hour, alerts expected at 2h).
 # Burn-rate thresholds are 14.4, 6, 3 and 1 times the 1 % budget.
+# (probe, instance) -> ...; SLOs are per replica (scrape `instance`).
+REPLICA = "10.0.0.1:9464"
 CASES = {
-    "healthy": (0.0, 0.0, []),
-    "burn2x": (0.02, 0.02, ["Ticket3d"]),
-    "burn5x": (0.05, 0.05, ["Ticket1d", "Ticket3d"]),
-    "burn10x": (0.10, 0.10, ["Page6h", "Ticket1d", "Ticket3d"]),
-    "down": (1.0, 1.0, ["Page1h", "Page6h", "Ticket1d", "Ticket3d"]),
+    ("healthy", REPLICA): (0.0, 0.0, []),
+    ("burn2x", REPLICA): (0.02, 0.02, ["Ticket3d"]),
+    ("burn5x", REPLICA): (0.05, 0.05, ["Ticket1d", "Ticket3d"]),
+    ("burn10x", REPLICA): (0.10, 0.10, ["Page6h", "Ticket1d", "Ticket3d"]),
+    ("down", REPLICA): (1.0, 1.0, ["Page1h", "Page6h", "Ticket1d", "Ticket3d"]),
     # Broken for an hour, healthy since: the short windows (5m, 30m) have reset both pages,
     # while the ticket windows (2h, 6h) still hold the bad hour.
-    "recovered": (1.0, 0.0, ["Ticket1d", "Ticket3d"]),
+    ("recovered", REPLICA): (1.0, 0.0, ["Ticket1d", "Ticket3d"]),
+    # A fleet: the same probe name on three replicas, one of them slow. Summed over the fleet
+    # its 10x burn would read 3.3x (no page; 0.2x among fifty replicas); per replica, the
+    # alerts page and name the slow replica, and only it.
+    ("fleet", "10.0.1.1:9464"): (0.0, 0.0, []),
+    ("fleet", "10.0.1.2:9464"): (0.0, 0.0, []),
+    ("fleet", "10.0.1.3:9464"): (0.10, 0.10, ["Page6h", "Ticket1d", "Ticket3d"]),
 }
 MODEL = "demo-realtime"
 
@@ -60,8 +68,8 @@ def burn_tests():
     tests = []
     for sli, (metric, le) in SLIS.items():
         series = []
-        for probe, (e1, e2, _) in CASES.items():
-            labels = f'rtprobe_probe="{probe}",gen_ai_request_model="{MODEL}"'
+        for (probe, instance), (e1, e2, _) in CASES.items():
+            labels = f'rtprobe_probe="{probe}",gen_ai_request_model="{MODEL}",instance="{instance}"'
             if metric:
                 series.append({"series": f'{metric}_bucket{{{labels},le="{le}"}}',
                                "values": series_values(1 - e1, 1 - e2, RUNS)})
@@ -79,13 +87,14 @@ def burn_tests():
             rule = ALERTS[name]
             long_w = rule["labels"]["long_window"]
             exp = []
-            for probe, (e1, e2, fire) in CASES.items():
+            for (probe, instance), (e1, e2, fire) in CASES.items():
                 if suffix not in fire:
                     continue
                 # $value is the long-window error ratio at 2h.
                 hours = {"1h": 1, "6h": 2, "1d": 2, "3d": 2}[long_w]
                 value = e2 if hours == 1 else (e1 + e2) / 2
-                labels = {"rtprobe_probe": probe, "gen_ai_request_model": MODEL}
+                labels = {"rtprobe_probe": probe, "gen_ai_request_model": MODEL,
+                          "instance": instance}
                 exp.append({
                     "exp_labels": {**rule["labels"], **labels},
                     "exp_annotations": {k: expand(v, labels, value) for k, v in rule["annotations"].items()},
