@@ -214,6 +214,14 @@ const B64: GeneralPurpose = GeneralPurpose::new(
 /// Non-validating standard base64, as pybase64 decodes: characters outside the alphabet are
 /// dropped, padding must still be right.
 pub(crate) fn decode_audio(s: &str) -> Option<Vec<u8>> {
+    // Strict decoding accepts exactly the bytes the filter keeps, so where it succeeds the filter
+    // would change nothing. It is the path of every well-formed append, and it must be cheap: the
+    // session reads (and stamps) the next client frame only after this one is handled, and the
+    // byte-by-byte filter took ~0.5 ms per 100 ms of 24 kHz audio in a debug build, which the
+    // ground-truth end of audio of a commit sent right behind the last append inherited.
+    if let Ok(bytes) = B64.decode(s) {
+        return Some(bytes);
+    }
     let kept: Vec<u8> = s
         .bytes()
         .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
@@ -979,6 +987,13 @@ mod tests {
         );
         assert_eq!(err(&ok("AAAAAA").1).1, "invalid_audio", "bad padding");
         assert_eq!(err(&ok("").1).1, "invalid_audio", "empty");
+        // A well-formed 100 ms chunk at 24 kHz takes the strict path; with a line break in it,
+        // the filtering one; both give the same samples.
+        let pcm: Vec<u8> = (0..4800u32).map(|i| (i * 7 % 251) as u8).collect();
+        let b64 = B64.encode(&pcm);
+        assert_eq!(decode_audio(&b64).as_deref(), Some(&pcm[..]));
+        let wrapped = format!("{}\n{}", &b64[..76], &b64[76..]);
+        assert_eq!(decode_audio(&wrapped).as_deref(), Some(&pcm[..]));
         let missing = run(&[r#"{"type":"input_audio_buffer.append"}"#], Fault::None);
         assert_eq!(err(&missing[0].1).1, "processing_error");
         let wrong = run(
