@@ -89,8 +89,9 @@ async fn trailing_audio_records_no_negative_value() {
         sums += usize::from(name.ends_with("_sum"));
         buckets += usize::from(name.ends_with("_bucket"));
     }
+    // A floor that shows the check saw the histograms (the series budget leaves ~75 buckets).
     assert!(
-        sums >= 10 && buckets >= 100,
+        sums >= 10 && buckets >= 60,
         "{sums} sums, {buckets} buckets"
     );
     let value = |name: &str| all.iter().find(|s| s.0 == name).map(|s| s.2);
