@@ -6,6 +6,7 @@
 pub mod audio;
 pub mod cli;
 pub mod config;
+pub mod derive;
 pub mod http;
 pub mod load;
 pub mod logging;

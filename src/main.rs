@@ -10,7 +10,7 @@ use anyhow::{Context, anyhow};
 use clap::Parser;
 use rtprobe::cli::{Cli, Command, DemoArgs, ProbeArgs};
 use rtprobe::config::{self, ProbeSpec};
-use rtprobe::metrics::derive::derive_session;
+use rtprobe::derive::derive_session;
 use rtprobe::probe::{self, ProgressEvent};
 use rtprobe::report::{self, RunHeader};
 use rtprobe::serve::ServeArgs;

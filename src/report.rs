@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::metrics::derive::Derived;
+use crate::derive::Derived;
 use crate::probe::timeline::Timeline;
 use crate::stats::quantile;
 

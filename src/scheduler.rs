@@ -26,7 +26,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::config::ProbeSpec;
-use crate::metrics::derive::Derived;
+use crate::derive::Derived;
 use crate::probe::{ErrorType, ProbeError, Timeline};
 
 /// A boxed, sendable future, the return type of the object-safe traits here.

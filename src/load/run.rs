@@ -1,6 +1,6 @@
 //! `rtprobe load`: a concurrency sweep against one configured probe. Each level runs the probe
 //! with `concurrency = level` on the production path — `config::load`, the serve backend's
-//! runner (`probe::run` → `metrics::derive`, audio prepared once) and recorder, the scheduler —
+//! runner (`probe::run` → `derive`, audio prepared once) and recorder, the scheduler —
 //! for a warm-up (not counted), the measured duration, and a drain of the streams still open;
 //! then a cool-down before the next level. No second measurement path.
 

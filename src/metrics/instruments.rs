@@ -31,7 +31,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, UpDownCounter};
 
 use crate::config::model::{Buckets, ProbeSpec};
-use crate::metrics::derive::Derived;
+use crate::derive::Derived;
 use crate::probe::error::ErrorType;
 
 /// Attribute keys rtprobe sets itself; a static label from the config with one of these keys

@@ -5,13 +5,11 @@
 //! `PeriodicReader` that pushes on its own thread. Callers record through a [`Recorder`], which is
 //! a cheap handle safe to clone into every probe task.
 
-pub mod derive;
 mod instruments;
 mod otlp;
 mod prom;
 mod telemetry;
 pub mod traces;
-pub mod wer;
 
 pub use instruments::{ProbeLabels, Recorder};
 pub use telemetry::{CARDINALITY_LIMIT, Telemetry};

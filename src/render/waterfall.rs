@@ -18,7 +18,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use super::{esc, fmt_duration};
-use crate::metrics::derive::{Derived, phase_spans};
+use crate::derive::{Derived, phase_spans};
 use crate::probe::timeline::{Done, SentKind, Timeline};
 
 /// ITL gaps longer than this get a bracket by default.
@@ -807,7 +807,7 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::metrics::derive::derive;
+    use crate::derive::derive;
     use crate::probe::error::{ErrorType, ProbeError};
     use crate::probe::timeline::{Delta, Sent};
 

@@ -1,4 +1,4 @@
-//! The production `serve::Backend`: probe runs through `probe::run` + `metrics::derive`, with
+//! The production `serve::Backend`: probe runs through `probe::run` + `derive`, with
 //! each probe's audio prepared once per config generation, and scheduler events recorded
 //! through `metrics::{Telemetry, Recorder, ProbeLabels}`.
 
@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::audio::PreparedAudio;
 use crate::config::{Config, ModelChoice, ProbeSpec};
-use crate::metrics::derive::derive_session;
+use crate::derive::derive_session;
 use crate::metrics::traces::{TraceExporter, run_spans, trace_id};
 use crate::metrics::{ProbeLabels, Recorder, Telemetry};
 use crate::probe::ErrorType;
@@ -199,7 +199,7 @@ async fn session(probe: &ProbeSpec, audio: &[Arc<PreparedAudio>]) -> crate::prob
 fn derive_utterances(
     probe: &ProbeSpec,
     timeline: &mut crate::probe::Timeline,
-) -> Vec<crate::metrics::derive::Derived> {
+) -> Vec<crate::derive::Derived> {
     let clips = probe.clips();
     let references: Vec<Option<&str>> = clips.iter().map(|c| c.reference.as_deref()).collect();
     derive_session(timeline, &references, probe.max_wer)

@@ -4,7 +4,7 @@
 //!
 //! Probe execution and metrics come in through a [`Backend`], so this module compiles and is
 //! tested without the WebSocket client or the OTel SDK; the production backend is the glue
-//! over `probe::run`, `metrics::derive` and `metrics::Telemetry`.
+//! over `probe::run`, `derive` and `metrics::Telemetry`.
 
 pub mod config_view;
 pub mod glue;
