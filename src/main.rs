@@ -14,7 +14,7 @@ use rtprobe::derive::derive_session;
 use rtprobe::probe::{self, ProgressEvent};
 use rtprobe::report::{self, RunHeader};
 use rtprobe::serve::ServeArgs;
-use rtprobe::serve::glue::ProbeBackend;
+use rtprobe::serve::backend::ProbeBackend;
 use rtprobe::simulate::{SimConfig, Simulator};
 
 fn main() -> ExitCode {

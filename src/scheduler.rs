@@ -88,7 +88,7 @@ impl StreamResult {
     }
 }
 
-/// Runs one stream of a probe. Implemented by the glue over `probe::run` + `derive` (with the
+/// Runs one stream of a probe. Implemented by `serve::backend` over `probe::run` + `derive` (with the
 /// audio prepared once per config generation), and by fakes in tests.
 pub trait Runner: Send + Sync + 'static {
     /// Run stream `stream` (0-based, `< concurrency`) of one scheduled run. The future is
@@ -118,7 +118,7 @@ pub struct DebugRun {
     pub timeline: Option<Arc<Timeline>>,
 }
 
-/// What the scheduler reports as it works. The glue maps these to the metrics recorder;
+/// What the scheduler reports as it works. `serve::backend` maps these to the metrics recorder;
 /// `serve` also feeds them to the status page and the duration-mode summary.
 pub trait SchedulerEvents: Send + Sync + 'static {
     /// A run started `delay` after its scheduled time.

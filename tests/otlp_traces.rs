@@ -15,7 +15,7 @@ use metrics_support::traces::grpc_trace_receiver;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use rtprobe::config;
-use rtprobe::serve::glue::ProbeBackend;
+use rtprobe::serve::backend::ProbeBackend;
 use rtprobe::serve::{Serve, ServeArgs};
 use rtprobe::simulate::{Fault, SimConfig, SimHandle, Simulator};
 

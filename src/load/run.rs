@@ -19,7 +19,7 @@ use crate::scheduler::{
     BACKSTOP_SLACK, Runner, Scheduler, SchedulerEvents, StreamResult, process_seed,
 };
 use crate::serve::Backend;
-use crate::serve::glue::ProbeBackend;
+use crate::serve::backend::ProbeBackend;
 
 /// The levels of `--concurrency`.
 #[derive(Debug, Clone, PartialEq, Eq)]

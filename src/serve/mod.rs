@@ -3,11 +3,11 @@
 //! `--duration`: stop scheduling, cancel what is left after the grace period, flush, exit).
 //!
 //! Probe execution and metrics come in through a [`Backend`], so this module compiles and is
-//! tested without the WebSocket client or the OTel SDK; the production backend is the glue
+//! tested without the WebSocket client or the OTel SDK; the production backend is `backend.rs`
 //! over `probe::run`, `derive` and `metrics::Telemetry`.
 
+pub mod backend;
 pub mod config_view;
-pub mod glue;
 pub mod reload;
 pub mod run_page;
 pub mod status;
