@@ -19,3 +19,4 @@ pub mod scheduler;
 pub mod serve;
 pub mod simulate;
 pub mod stats;
+pub mod sync;

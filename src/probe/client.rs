@@ -28,6 +28,7 @@ use crate::probe::dialect::{self, Event, Frames};
 use crate::probe::error::{ErrorType, ProbeError, ServerCode};
 use crate::probe::timeline::{Acks, Delta, Done, Sent, SentKind, Timeline, UtteranceSlice};
 use crate::probe::{models, pacer};
+use crate::sync;
 
 /// Ignored events (unknown types, non-fatal errors) tolerated per run.
 pub const MAX_IGNORED_EVENTS: u64 = 10_000;
@@ -65,7 +66,7 @@ type Observer<'o> = Mutex<&'o mut (dyn FnMut(&ProgressEvent) + Send)>;
 
 fn notify(observer: &Observer<'_>, event: ProgressEvent) {
     // A panicking observer poisoned the lock; progress lines are not worth failing a run for.
-    let mut f = observer.lock().unwrap_or_else(|p| p.into_inner());
+    let mut f = sync::lock(observer);
     (*f)(&event);
 }
 
@@ -99,7 +100,7 @@ pub async fn run_session(
     let slices = Mutex::new(Vec::<UtteranceSlice>::new());
     let bound = (run_start + spec.timeout).into();
     let driven = timeout_at(bound, drive(spec, clips, &mut tl, &slices, &observer)).await;
-    tl.utterances = slices.into_inner().unwrap_or_else(|p| p.into_inner());
+    tl.utterances = sync::into_inner(slices);
     match driven {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -183,7 +184,7 @@ struct Flags {
 type Slices = Mutex<Vec<UtteranceSlice>>;
 
 fn with_slice(slices: &Slices, k: usize, f: impl FnOnce(&mut UtteranceSlice)) {
-    let mut v = slices.lock().unwrap_or_else(|p| p.into_inner());
+    let mut v = sync::lock(slices);
     if let Some(s) = v.get_mut(k) {
         f(s);
     }
@@ -517,7 +518,7 @@ async fn send_all(
     let mut audio_before = Duration::ZERO;
     for (u, utterance) in plan.utterances.into_iter().enumerate() {
         {
-            let mut v = slices.lock().unwrap_or_else(|p| p.into_inner());
+            let mut v = sync::lock(slices);
             v.push(UtteranceSlice {
                 sent_from: sent.len(),
                 ..UtteranceSlice::default()

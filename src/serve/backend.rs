@@ -17,6 +17,7 @@ use crate::metrics::{ProbeLabels, Recorder, Telemetry};
 use crate::probe::ErrorType;
 use crate::scheduler::{BoxFuture, DebugRun, Runner, SchedulerEvents, StreamResult};
 use crate::serve::Backend;
+use crate::sync;
 
 /// Audio is shared between probes that stream the same file at the same chunk size and rate.
 type AudioKey = (PathBuf, Duration, u32);
@@ -227,7 +228,7 @@ struct MetricsEvents {
 
 impl MetricsEvents {
     fn live_labels(&self, probe: &ProbeSpec) -> Option<ProbeLabels> {
-        let live = self.live.read().unwrap_or_else(|p| p.into_inner());
+        let live = sync::read(&self.live);
         live.get(&identity(probe)).cloned()
     }
 
@@ -238,7 +239,7 @@ impl MetricsEvents {
             .iter()
             .map(|p| (identity(p), labels(p)))
             .collect();
-        let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
+        let mut live = sync::write(&self.live);
         for (key, old) in live.iter() {
             if !next.contains_key(key) {
                 self.recorder.forget(old);
@@ -347,22 +348,18 @@ impl Backend for ProbeBackend {
             tracing::warn!(probe = %p.name, "TLS certificate verification is off for this probe (tls.insecure_skip_verify)");
         }
         let next = Exported::of(config);
-        let mut exported = self.exported.lock().unwrap_or_else(|p| p.into_inner());
+        let mut exported = sync::lock(&self.exported);
         if *exported != next {
             self.events.set_live(config);
-            let t = self.telemetry.lock().unwrap_or_else(|p| p.into_inner());
+            let t = sync::lock(&self.telemetry);
             if let Some(t) = t.as_ref() {
                 t.reconfigure(&config.buckets, config.otlp.as_ref())
                     .map_err(|e| e.to_string())?;
             }
-            *self.traces.lock().unwrap_or_else(|p| p.into_inner()) = trace_exporter(config)?;
+            *sync::lock(&self.traces) = trace_exporter(config)?;
             *exported = next;
         }
-        runner.traces = self
-            .traces
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        runner.traces = sync::lock(&self.traces).clone();
         Ok(Arc::new(Arc::new(runner)))
     }
 
@@ -371,7 +368,7 @@ impl Backend for ProbeBackend {
     }
 
     fn render_metrics(&self, accept: Option<&str>) -> (&'static str, Vec<u8>) {
-        let t = self.telemetry.lock().unwrap_or_else(|p| p.into_inner());
+        let t = sync::lock(&self.telemetry);
         match t.as_ref() {
             Some(t) => t.render(accept),
             // Only after shutdown, when the HTTP server is closing too.
@@ -384,12 +381,8 @@ impl Backend for ProbeBackend {
     }
 
     fn shutdown(&self, timeout: Duration) -> BoxFuture<()> {
-        let t = self
-            .telemetry
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let traces = self.traces.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let t = sync::lock(&self.telemetry).take();
+        let traces = sync::lock(&self.traces).take();
         Box::pin(async move {
             if let Some(traces) = traces {
                 traces.flush(timeout).await;

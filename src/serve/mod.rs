@@ -27,6 +27,7 @@ use crate::scheduler::{
     BACKSTOP_SLACK, BoxFuture, DebugRun, Runner, Scheduler, SchedulerEvents, StreamResult,
     process_seed,
 };
+use crate::sync;
 use status::StatusBoard;
 
 /// Default time in-flight runs get to finish at shutdown before they are cancelled.
@@ -153,13 +154,13 @@ impl SchedulerEvents for Events {
     fn skipped(&self, probe: &ProbeSpec) {
         self.status.record_skip(&probe.name);
         if let Some((s, _)) = &self.summary {
-            s.lock().unwrap_or_else(|p| p.into_inner()).skipped();
+            sync::lock(s).skipped();
         }
         self.metrics.skipped(probe);
     }
     fn in_flight(&self, probe: &ProbeSpec, delta: i64) {
         if let Some((s, _)) = &self.summary {
-            s.lock().unwrap_or_else(|p| p.into_inner()).in_flight(delta);
+            sync::lock(s).in_flight(delta);
         }
         self.metrics.in_flight(probe, delta);
     }
@@ -167,9 +168,7 @@ impl SchedulerEvents for Events {
         self.status.record(&probe.name, stream, result);
         if let Some((s, start)) = &self.summary {
             let at = start.elapsed().as_secs_f64();
-            s.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .finished(result, at);
+            sync::lock(s).finished(result, at);
         }
         self.metrics.stream_finished(probe, stream, result);
     }
@@ -221,7 +220,7 @@ impl State {
         let _serial = self.reload_lock.lock().await;
         let bytes = tokio::fs::read(&self.path).await.ok();
         {
-            let mut last = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = sync::lock(&self.last_seen);
             if trigger == ReloadTrigger::FileChange && bytes.is_some() && *last == bytes {
                 tracing::debug!(path = %self.path.display(), "config file event without content change");
                 return Ok("unchanged".into());
@@ -241,19 +240,15 @@ impl State {
         let Some(scheduler) = sched.as_mut() else {
             return Err("shutting down; reload ignored".into());
         };
-        let old = self
-            .config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let old = sync::read(&self.config).clone();
         if old.server != config.server {
             tracing::warn!("server.listen takes effect only after a restart");
         }
         let specs = specs_of(&config);
         self.status.set_probes(&specs);
         let report = scheduler.apply(&specs, runner.clone());
-        *self.runner.write().unwrap_or_else(|p| p.into_inner()) = runner;
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        *sync::write(&self.runner) = runner;
+        *sync::write(&self.config) = Arc::new(config);
         self.backend.config_reloaded(true, unix_now());
         tracing::info!(?trigger, %report, "config reloaded");
         Ok(format!("reloaded: {report}"))
@@ -271,11 +266,7 @@ impl State {
     }
 
     fn config(&self, format: ConfigFormat) -> Result<String, String> {
-        let config = self
-            .config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let config = sync::read(&self.config).clone();
         config_view::render(&config, format)
     }
 
@@ -284,22 +275,14 @@ impl State {
     }
 
     fn probe_now(&self, name: &str, html: bool) -> ProbeNow {
-        let config = self
-            .config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let config = sync::read(&self.config).clone();
         let Some(spec) = config.probes.iter().find(|p| p.name == name) else {
             return ProbeNow::Unknown;
         };
         if self.debug_busy.swap(true, Ordering::AcqRel) {
             return ProbeNow::Busy;
         }
-        let runner = self
-            .runner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let runner = sync::read(&self.runner).clone();
         let busy = BusyGuard(self.debug_busy.clone());
         let bound = spec.timeout + BACKSTOP_SLACK;
         let spec = Arc::new(spec.clone());
@@ -376,7 +359,7 @@ impl App for AppHandle {
         self.0.status.run_page(probe, id)
     }
     fn admin_token(&self) -> Option<crate::config::Secret> {
-        let config = self.0.config.read().unwrap_or_else(|p| p.into_inner());
+        let config = sync::read(&self.0.config);
         config.server.admin_token.as_ref().map(|t| t.token.clone())
     }
 }
@@ -504,11 +487,7 @@ impl Serve {
 
     /// The config running now.
     pub fn config(&self) -> Arc<Config> {
-        self.state
-            .config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        sync::read(&self.state.config).clone()
     }
 
     /// Serve until `stop` resolves or `--duration` elapses, then shut down in order: stop
@@ -562,7 +541,7 @@ impl Serve {
             .events
             .summary
             .as_ref()
-            .map(|(s, _)| s.lock().unwrap_or_else(|p| p.into_inner()).report());
+            .map(|(s, _)| sync::lock(s).report());
         ServeOutcome {
             reason,
             drained,

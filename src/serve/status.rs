@@ -19,6 +19,7 @@ pub use crate::render::esc;
 use crate::render::sparkline::{self, Frame};
 use crate::scheduler::{StreamResult, one_line};
 use crate::stats::quantile;
+use crate::sync;
 
 /// Successful runs kept per probe.
 pub const KEEP_SUCCESSES: usize = 20;
@@ -228,7 +229,7 @@ impl StatusBoard {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Board> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        sync::lock(&self.inner)
     }
 
     /// Install a new probe set (a config generation). History survives for probes whose
