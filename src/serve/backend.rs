@@ -3,20 +3,20 @@
 //! through `metrics::{Telemetry, Recorder, ProbeLabels}`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
 use crate::audio::PreparedAudio;
-use crate::config::{Config, ModelChoice, ProbeSpec};
+use crate::config::{self, Config, ModelChoice, ProbeSpec};
 use crate::derive::derive_session;
 use crate::metrics::traces::{TraceExporter, run_spans, trace_id};
 use crate::metrics::{ProbeLabels, Recorder, Telemetry};
 use crate::probe::ErrorType;
 use crate::scheduler::{BoxFuture, DebugRun, Runner, SchedulerEvents, StreamResult};
-use crate::serve::Backend;
+use crate::serve::{Backend, ServeArgs, ServeError, ServeOutcome};
 use crate::sync;
 
 /// Audio is shared between probes that stream the same file at the same chunk size and rate.
@@ -319,6 +319,17 @@ pub struct ProbeBackend {
     traces: Mutex<Option<Arc<TraceExporter>>>,
     events: Arc<MetricsEvents>,
     exported: Mutex<Exported>,
+}
+
+/// `rtprobe serve` with the production parts: configs through `config::load`, runs and
+/// metrics through [`ProbeBackend`].
+pub async fn serve(args: ServeArgs) -> Result<ServeOutcome, ServeError> {
+    super::run(
+        args,
+        |p: &Path| config::load(p).map_err(|e| e.to_string()),
+        ProbeBackend::new,
+    )
+    .await
 }
 
 impl ProbeBackend {

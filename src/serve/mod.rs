@@ -563,7 +563,7 @@ where
     F: FnOnce(&Config) -> Result<B, String>,
     B: Backend,
 {
-    let stop = signals::stop_signal().map_err(ServeError::Signal)?;
+    let stop = crate::signals::stop_signal().map_err(ServeError::Signal)?;
     let serve = Serve::start(args, loader, make_backend).await?;
     let hup = signals::spawn_reload_on_hup(serve.reloader()).map_err(ServeError::Signal)?;
     let outcome = serve.run_until(stop).await;
@@ -572,25 +572,11 @@ where
 }
 
 mod signals {
-    //! Unix signals: SIGTERM/SIGINT stop, SIGHUP reloads.
+    //! SIGHUP reloads (the stop signal is the program's one, `crate::signals`).
 
     use super::{ReloadTrigger, Reloader};
-    use std::future::Future;
     use tokio::signal::unix::{SignalKind, signal};
     use tokio::task::JoinHandle;
-
-    /// Resolves on the first SIGTERM or SIGINT. Handlers are installed now, so a signal that
-    /// arrives during startup is not lost.
-    pub fn stop_signal() -> std::io::Result<impl Future<Output = ()>> {
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        Ok(async move {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-                _ = int.recv() => tracing::info!("SIGINT received"),
-            }
-        })
-    }
 
     pub fn spawn_reload_on_hup(reloader: Reloader) -> std::io::Result<JoinHandle<()>> {
         let mut hup = signal(SignalKind::hangup())?;
