@@ -9,15 +9,39 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::audio::PreparedAudio;
+use crate::audio::{AudioError, PreparedAudio};
 use crate::config::{self, Config, ModelChoice, ProbeSpec};
 use crate::derive::derive_session;
 use crate::metrics::traces::{TraceExporter, run_spans, trace_id};
-use crate::metrics::{ProbeLabels, Recorder, Telemetry};
+use crate::metrics::{MetricsError, ProbeLabels, Recorder, Telemetry};
 use crate::probe::ErrorType;
 use crate::scheduler::{BoxFuture, DebugRun, Runner, SchedulerEvents, StreamResult};
 use crate::serve::{Backend, ServeArgs, ServeError, ServeOutcome};
 use crate::sync;
+
+/// Why the production backend could not start or take a config. `serve` shows it as the
+/// reason a start or reload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("probes[{index}] ({probe}): {source}")]
+    Audio {
+        index: usize,
+        probe: String,
+        #[source]
+        source: AudioError,
+    },
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+}
+
+/// Why a run's audio was unavailable (see [`GenerationRunner::audio_for`]).
+#[derive(Debug, thiserror::Error)]
+enum AudioUnavailable {
+    #[error(transparent)]
+    Audio(#[from] AudioError),
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// Audio is shared between probes that stream the same file at the same chunk size and rate.
 type AudioKey = (PathBuf, Duration, u32);
@@ -56,7 +80,7 @@ struct GenerationRunner {
 
 impl GenerationRunner {
     /// Decode every distinct audio file of the config once. Runs on a blocking thread.
-    fn prepare(config: &Config) -> Result<Self, String> {
+    fn prepare(config: &Config) -> Result<Self, BackendError> {
         let mut audio = HashMap::new();
         for (i, p) in config.probes.iter().enumerate() {
             for clip in p.clips() {
@@ -67,8 +91,13 @@ impl GenerationRunner {
                 // `config::load` already prepared this file the same way; it can only fail here
                 // if the file changed in between. `e` names the file.
                 let prepared =
-                    crate::audio::prepare_at(&clip.audio, p.chunk, p.dialect.sample_rate)
-                        .map_err(|e| format!("probes[{i}] ({}): {e}", p.name))?;
+                    crate::audio::prepare_at(&clip.audio, p.chunk, p.dialect.sample_rate).map_err(
+                        |source| BackendError::Audio {
+                            index: i,
+                            probe: p.name.clone(),
+                            source,
+                        },
+                    )?;
                 audio.insert(key, Arc::new(prepared));
             }
         }
@@ -81,7 +110,10 @@ impl GenerationRunner {
     /// The prepared audio for a probe. A spec always belongs to this runner's generation
     /// (the scheduler swaps runner and probe set together), so the fallback only guards
     /// against that invariant breaking: decode now, off the async workers.
-    async fn audio_for(&self, spec: &ProbeSpec) -> Result<Vec<Arc<PreparedAudio>>, String> {
+    async fn audio_for(
+        &self,
+        spec: &ProbeSpec,
+    ) -> Result<Vec<Arc<PreparedAudio>>, AudioUnavailable> {
         let mut out = Vec::new();
         for clip in spec.clips() {
             let key = (clip.audio, spec.chunk, spec.dialect.sample_rate);
@@ -92,9 +124,7 @@ impl GenerationRunner {
             let (path, chunk, rate) = key;
             let a =
                 tokio::task::spawn_blocking(move || crate::audio::prepare_at(&path, chunk, rate))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
+                    .await??;
             out.push(Arc::new(a));
         }
         Ok(out)
@@ -151,7 +181,7 @@ impl Runner for Arc<GenerationRunner> {
                 Ok(a) => a,
                 Err(e) => {
                     return DebugRun {
-                        json: serde_json::json!({ "probe": probe.name, "error": e }),
+                        json: serde_json::json!({ "probe": probe.name, "error": e.to_string() }),
                         timeline: None,
                     };
                 }
@@ -303,11 +333,9 @@ impl Exported {
 }
 
 /// The run-trace exporter for `config`, when it asks for traces.
-fn trace_exporter(config: &Config) -> Result<Option<Arc<TraceExporter>>, String> {
+fn trace_exporter(config: &Config) -> Result<Option<Arc<TraceExporter>>, MetricsError> {
     match &config.otlp {
-        Some(o) if o.traces => TraceExporter::start(o)
-            .map(|t| Some(Arc::new(t)))
-            .map_err(|e| e.to_string()),
+        Some(o) if o.traces => TraceExporter::start(o).map(|t| Some(Arc::new(t))),
         _ => Ok(None),
     }
 }
@@ -333,9 +361,14 @@ pub async fn serve(args: ServeArgs) -> Result<ServeOutcome, ServeError> {
 }
 
 impl ProbeBackend {
+    /// The error is `serve`'s `make_backend` boundary: the text it shows, from a
+    /// [`BackendError`].
     pub fn new(config: &Config) -> Result<ProbeBackend, String> {
-        let telemetry =
-            Telemetry::new(&config.buckets, config.otlp.as_ref()).map_err(|e| e.to_string())?;
+        Self::start(config).map_err(|e| e.to_string())
+    }
+
+    fn start(config: &Config) -> Result<ProbeBackend, BackendError> {
+        let telemetry = Telemetry::new(&config.buckets, config.otlp.as_ref())?;
         let events = Arc::new(MetricsEvents {
             recorder: telemetry.recorder(),
             live: RwLock::new(HashMap::new()),
@@ -348,10 +381,10 @@ impl ProbeBackend {
             exported: Mutex::new(Exported::of(config)),
         })
     }
-}
 
-impl Backend for ProbeBackend {
-    fn prepare(&self, config: &Config) -> Result<Arc<dyn Runner>, String> {
+    /// A config generation: its audio prepared, and the metrics pipeline rebuilt when what is
+    /// exported changes.
+    fn take(&self, config: &Config) -> Result<Arc<dyn Runner>, BackendError> {
         // Audio first: a config whose audio cannot be prepared is rejected before anything
         // exported changes.
         let mut runner = GenerationRunner::prepare(config)?;
@@ -364,14 +397,19 @@ impl Backend for ProbeBackend {
             self.events.set_live(config);
             let t = sync::lock(&self.telemetry);
             if let Some(t) = t.as_ref() {
-                t.reconfigure(&config.buckets, config.otlp.as_ref())
-                    .map_err(|e| e.to_string())?;
+                t.reconfigure(&config.buckets, config.otlp.as_ref())?;
             }
             *sync::lock(&self.traces) = trace_exporter(config)?;
             *exported = next;
         }
         runner.traces = sync::lock(&self.traces).clone();
         Ok(Arc::new(Arc::new(runner)))
+    }
+}
+
+impl Backend for ProbeBackend {
+    fn prepare(&self, config: &Config) -> Result<Arc<dyn Runner>, String> {
+        self.take(config).map_err(|e| e.to_string())
     }
 
     fn events(&self) -> Arc<dyn SchedulerEvents> {

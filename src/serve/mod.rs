@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::config::{Config, ProbeSpec};
-use crate::http::{App, ConfigFormat, HttpError, HttpServer, ProbeAnswer, ProbeNow};
+use crate::http::{App, AppError, ConfigFormat, HttpError, HttpServer, ProbeAnswer, ProbeNow};
 use crate::load::display::{self, Mode, SharedStats};
 use crate::load::{LoadReport, LoadStats};
 use crate::scheduler::{
@@ -95,6 +95,18 @@ pub trait Backend: Send + Sync + 'static {
     fn config_reloaded(&self, success: bool, unix_seconds: f64);
     /// Final flush (OTLP), bounded by `timeout`.
     fn shutdown(&self, timeout: Duration) -> BoxFuture<()>;
+}
+
+/// Why a reload left the running config in place.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The loader or the backend rejected the new config (their message).
+    #[error("{0}")]
+    Rejected(String),
+    #[error("config load task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("shutting down; reload ignored")]
+    ShuttingDown,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,21 +214,20 @@ fn specs_of(config: &Config) -> Vec<Arc<ProbeSpec>> {
 }
 
 impl State {
-    async fn load_and_prepare(&self) -> Result<(Config, Arc<dyn Runner>), String> {
+    async fn load_and_prepare(&self) -> Result<(Config, Arc<dyn Runner>), ReloadError> {
         let loader = self.loader.clone();
         let backend = self.backend.clone();
         let path = self.path.clone();
         // Loading reads files and prepare decodes audio: keep both off the async workers.
         tokio::task::spawn_blocking(move || {
-            let config = loader(&path)?;
-            let runner = backend.prepare(&config)?;
+            let config = loader(&path).map_err(ReloadError::Rejected)?;
+            let runner = backend.prepare(&config).map_err(ReloadError::Rejected)?;
             Ok((config, runner))
         })
-        .await
-        .map_err(|e| format!("config load task failed: {e}"))?
+        .await?
     }
 
-    async fn reload(&self, trigger: ReloadTrigger) -> Result<String, String> {
+    async fn reload(&self, trigger: ReloadTrigger) -> Result<String, ReloadError> {
         let _serial = self.reload_lock.lock().await;
         let bytes = tokio::fs::read(&self.path).await.ok();
         {
@@ -238,7 +249,7 @@ impl State {
         };
         let mut sched = self.scheduler.lock().await;
         let Some(scheduler) = sched.as_mut() else {
-            return Err("shutting down; reload ignored".into());
+            return Err(ReloadError::ShuttingDown);
         };
         let old = sync::read(&self.config).clone();
         if old.server != config.server {
@@ -261,11 +272,11 @@ impl State {
         self.backend.render_metrics(accept)
     }
 
-    fn readiness(&self) -> Result<(), String> {
+    fn readiness(&self) -> Result<(), status::NotReady> {
         self.status.readiness()
     }
 
-    fn config(&self, format: ConfigFormat) -> Result<String, String> {
+    fn config(&self, format: ConfigFormat) -> Result<String, config_view::ViewError> {
         let config = sync::read(&self.config).clone();
         config_view::render(&config, format)
     }
@@ -339,15 +350,15 @@ impl App for AppHandle {
     fn metrics(&self, accept: Option<&str>) -> (&'static str, Vec<u8>) {
         self.0.metrics(accept)
     }
-    fn readiness(&self) -> Result<(), String> {
-        self.0.readiness()
+    fn readiness(&self) -> Result<(), AppError> {
+        Ok(self.0.readiness()?)
     }
-    fn reload(&self) -> BoxFuture<Result<String, String>> {
+    fn reload(&self) -> BoxFuture<Result<String, AppError>> {
         let state = self.0.clone();
-        Box::pin(async move { state.reload(ReloadTrigger::Http).await })
+        Box::pin(async move { Ok(state.reload(ReloadTrigger::Http).await?) })
     }
-    fn config(&self, format: ConfigFormat) -> Result<String, String> {
-        self.0.config(format)
+    fn config(&self, format: ConfigFormat) -> Result<String, AppError> {
+        Ok(self.0.config(format)?)
     }
     fn status_page(&self) -> String {
         self.0.status_page()
@@ -369,7 +380,7 @@ impl App for AppHandle {
 pub struct Reloader(Arc<State>);
 
 impl Reloader {
-    pub async fn reload(&self, trigger: ReloadTrigger) -> Result<String, String> {
+    pub async fn reload(&self, trigger: ReloadTrigger) -> Result<String, ReloadError> {
         self.0.reload(trigger).await
     }
 }
