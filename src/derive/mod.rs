@@ -253,12 +253,7 @@ mod tests {
     }
 
     fn sent(kind: SentKind, at: u64) -> Sent {
-        Sent {
-            kind,
-            at: ms(at),
-            scheduled: None,
-            audio_end: None,
-        }
+        Sent::control(kind, ms(at))
     }
 
     fn append(at: u64, scheduled: u64, audio_end: u64) -> Sent {

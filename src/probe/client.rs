@@ -190,6 +190,22 @@ fn with_slice(slices: &Slices, k: usize, f: impl FnOnce(&mut UtteranceSlice)) {
     }
 }
 
+/// An acknowledgement received at `at`: the first of its kind counts, for the run and for the
+/// utterance under way.
+fn ack(
+    acks: &mut Acks,
+    slices: &Slices,
+    flags: &Flags,
+    at: Duration,
+    field: fn(&mut Acks) -> &mut Option<Duration>,
+) {
+    field(acks).get_or_insert(at);
+    let k = flags.done_count.load(Ordering::Acquire);
+    with_slice(slices, k, |s| {
+        field(&mut s.acks).get_or_insert(at);
+    });
+}
+
 /// Everything up to `done`, then the closing handshake; `Ok` only for a complete, non-truncated
 /// run. Once the outcome is decided it sets `tl.ended` and `tl.outcome` before closing; errors
 /// returned earlier (connect, session) leave `ended` at zero for the caller to fill in.
@@ -770,25 +786,13 @@ async fn read_all(
                 ));
             }
             Event::SessionUpdated => {
-                acks.session_updated.get_or_insert(at);
-                let k = flags.done_count.load(Ordering::Acquire);
-                with_slice(slices, k, |s| {
-                    s.acks.session_updated.get_or_insert(at);
-                });
+                ack(acks, slices, flags, at, |a| &mut a.session_updated);
             }
             Event::Committed => {
-                acks.committed.get_or_insert(at);
-                let k = flags.done_count.load(Ordering::Acquire);
-                with_slice(slices, k, |s| {
-                    s.acks.committed.get_or_insert(at);
-                });
+                ack(acks, slices, flags, at, |a| &mut a.committed);
             }
             Event::SpeechStarted => {
-                acks.speech_started.get_or_insert(at);
-                let k = flags.done_count.load(Ordering::Acquire);
-                with_slice(slices, k, |s| {
-                    s.acks.speech_started.get_or_insert(at);
-                });
+                ack(acks, slices, flags, at, |a| &mut a.speech_started);
             }
             Event::SpeechStopped => {
                 acks.speech_stopped.get_or_insert(at);
@@ -838,12 +842,7 @@ mod tests {
     }
 
     fn sent(kind: SentKind, ms: u64) -> Sent {
-        Sent {
-            kind,
-            at: at(ms),
-            scheduled: None,
-            audio_end: None,
-        }
+        Sent::control(kind, at(ms))
     }
 
     #[test]

@@ -56,6 +56,18 @@ pub struct Sent {
     pub audio_end: Option<Duration>,
 }
 
+impl Sent {
+    /// A frame that carries no audio (an update or a commit) sent at `at`.
+    pub fn control(kind: SentKind, at: Duration) -> Sent {
+        Sent {
+            kind,
+            at,
+            scheduled: None,
+            audio_end: None,
+        }
+    }
+}
+
 /// Connection phases, each an offset since `t0` at which the phase *ended*.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Phases {

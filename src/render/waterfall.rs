@@ -858,12 +858,7 @@ mod tests {
             scheduled: Some(ms(sch)),
             audio_end: None,
         };
-        let other = |kind, at| Sent {
-            kind,
-            at: ms(at),
-            scheduled: None,
-            audio_end: None,
-        };
+        let other = |kind, at| Sent::control(kind, ms(at));
         t.sent = vec![
             other(SentKind::SessionUpdate, 23),
             other(SentKind::StartCommit, 24),
