@@ -35,16 +35,6 @@ pub(crate) enum Control {
     Close(u16),
 }
 
-impl Control {
-    /// The close code to send, or `None` to drop the TCP connection without one.
-    pub(crate) fn close_code(&self) -> Option<u16> {
-        match self {
-            Control::DropTcp => None,
-            Control::Close(code) => Some(*code),
-        }
-    }
-}
-
 pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
 
 impl Drop for AbortOnDrop {

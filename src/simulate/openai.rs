@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Mutex, mpsc};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::config::{Fault, SimConfig};
 use super::generation::{AbortOnDrop, Control, Generation, Item};
@@ -26,7 +26,7 @@ use super::record::{
 };
 use super::schedule::{SplitMix64, utterance_seed};
 use super::session::{SessionCtx, decode_audio, shutdown_requested, tick};
-use super::wire::{Sink, Wire, close_and_linger, close_code, close_with, ping, send_text};
+use super::wire::{Sink, Wire, close_and_linger, send, send_text};
 
 /// A sample at or above this magnitude is speech to the simulated VAD.
 pub(crate) const VAD_THRESHOLD: i32 = 500;
@@ -580,9 +580,19 @@ where
 {
     let cfg = ctx.cfg.clone();
     let record = ctx.record.clone();
-    let Some((sink, mut stream)) = ctx.open(ws).await else {
-        return;
+    let (sink, mut stream) = ws.split();
+    let sink: Sink<S> = Arc::new(Mutex::new(sink));
+    let delay = if ctx.fault == Fault::SlowSession {
+        cfg.slow_session_delay
+    } else {
+        cfg.session_created_delay
     };
+    if !delay.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown_requested(&mut ctx.shutdown) => return,
+        }
+    }
     let (queue_tx, queue_rx) = mpsc::unbounded_channel::<Item>();
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<Control>();
     let mut s = Session {
@@ -625,12 +635,22 @@ where
                     return;
                 }
                 awaiting_pong = true;
-                ping(&sink, &record, s.last_utterance()).await;
+                if let Ok(at) = send(&sink, Message::Ping(b"rtprobe-sim".as_slice().into())).await {
+                    let utterance = s.last_utterance();
+                    record.update(|r| r.emissions.push(Emission {
+                        utterance, kind: EmitKind::Ping, deadline: None, jitter_ns: 0, at,
+                    }));
+                }
             }
             Some(ctl) = ctl_rx.recv() => {
                 s.generations.clear();
-                close_with(&sink, &mut stream, ctl.close_code(), &record, s.last_utterance()).await;
-                return;
+                match ctl {
+                    Control::DropTcp => return,
+                    Control::Close(code) => {
+                        close_and_linger(&sink, &mut stream, code, &record, s.last_utterance()).await;
+                        return;
+                    }
+                }
             }
             msg = stream.next() => {
                 let at = Instant::now();
@@ -639,11 +659,17 @@ where
                 };
                 match msg {
                     None => return,
-                    Some(Err(e)) => {
+                    Some(Err(WsError::Capacity(_))) => {
                         s.generations.clear();
-                        close_with(&sink, &mut stream, close_code(&e), &record, s.last_utterance()).await;
+                        close_and_linger(&sink, &mut stream, 1009, &record, s.last_utterance()).await;
                         return;
                     }
+                    Some(Err(WsError::Utf8(_))) => {
+                        s.generations.clear();
+                        close_and_linger(&sink, &mut stream, 1007, &record, s.last_utterance()).await;
+                        return;
+                    }
+                    Some(Err(_)) => return,
                     Some(Ok(Message::Binary(_))) => {
                         note(ClientFrameKind::Binary);
                         let r = ("invalid_payload", "Binary frames are not supported.".to_string(), None);

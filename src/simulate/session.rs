@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::config::{Fault, SimConfig};
 use super::generation::{AbortOnDrop, Control, Generation, Item};
@@ -25,8 +25,7 @@ use super::record::{
 };
 use super::schedule::{SplitMix64, utterance_seed};
 use super::wire::{
-    Sink, Stream, Wire, close_and_linger, close_code, close_with, error_json, ping, send_text,
-    session_created_json,
+    Sink, Wire, close_and_linger, error_json, send, send_text, session_created_json,
 };
 
 const NOT_VALIDATED: &str =
@@ -42,30 +41,6 @@ pub(crate) struct SessionCtx {
     pub(crate) realtime_index: u64,
     /// Realtime sessions open on the whole simulator now (the load knob's multiplier).
     pub(crate) open_sessions: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl SessionCtx {
-    /// The socket split into the shared sink and the read half, once the configured delay
-    /// before `session.created` (the slow-session fault's when it is injected) has passed.
-    /// `None` when the server shuts down meanwhile.
-    pub(crate) async fn open<S>(&mut self, ws: WebSocketStream<S>) -> Option<(Sink<S>, Stream<S>)>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        let (sink, stream) = ws.split();
-        let delay = if self.fault == Fault::SlowSession {
-            self.cfg.slow_session_delay
-        } else {
-            self.cfg.session_created_delay
-        };
-        if !delay.is_zero() {
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown_requested(&mut self.shutdown) => return None,
-            }
-        }
-        Some((Arc::new(Mutex::new(sink)), stream))
-    }
 }
 
 /// What a client text frame asks for, decided without touching the socket.
@@ -254,9 +229,20 @@ where
 {
     let cfg = ctx.cfg.clone();
     let record = ctx.record.clone();
-    let Some((sink, mut stream)) = ctx.open(ws).await else {
-        return;
+    let (sink, mut stream) = ws.split();
+    let sink: Sink<S> = Arc::new(Mutex::new(sink));
+
+    let delay = if ctx.fault == Fault::SlowSession {
+        cfg.slow_session_delay
+    } else {
+        cfg.session_created_delay
     };
+    if !delay.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown_requested(&mut ctx.shutdown) => return,
+        }
+    }
     let mut ids = SplitMix64::new(utterance_seed(cfg.seed, ctx.realtime_index, u32::MAX));
     let id = format!("sess-{:016x}", ids.next_u64());
     let created = SystemTime::now()
@@ -295,12 +281,25 @@ where
                     return;
                 }
                 awaiting_pong = true;
-                ping(&sink, &record, last_utterance(utterances)).await;
+                if let Ok(at) = send(&sink, Message::Ping(b"rtprobe-sim".as_slice().into())).await {
+                    record.update(|r| r.emissions.push(Emission {
+                        utterance: last_utterance(utterances),
+                        kind: EmitKind::Ping,
+                        deadline: None,
+                        jitter_ns: 0,
+                        at,
+                    }));
+                }
             }
             Some(ctl) = ctl_rx.recv() => {
                 drop(generation.take());
-                close_with(&sink, &mut stream, ctl.close_code(), &record, last_utterance(utterances)).await;
-                return;
+                match ctl {
+                    Control::DropTcp => return,
+                    Control::Close(code) => {
+                        close_and_linger(&sink, &mut stream, code, &record, last_utterance(utterances)).await;
+                        return;
+                    }
+                }
             }
             msg = stream.next() => {
                 let at = Instant::now();
@@ -309,11 +308,17 @@ where
                 };
                 match msg {
                     None => return,
-                    Some(Err(e)) => {
+                    Some(Err(WsError::Capacity(_))) => {
                         drop(generation.take());
-                        close_with(&sink, &mut stream, close_code(&e), &record, last_utterance(utterances)).await;
+                        close_and_linger(&sink, &mut stream, 1009, &record, last_utterance(utterances)).await;
                         return;
                     }
+                    Some(Err(WsError::Utf8(_))) => {
+                        drop(generation.take());
+                        close_and_linger(&sink, &mut stream, 1007, &record, last_utterance(utterances)).await;
+                        return;
+                    }
+                    Some(Err(_)) => return,
                     Some(Ok(Message::Binary(_))) => {
                         // vLLM's receive loop dies on a binary frame: TCP drops, no close frame.
                         note(ClientFrameKind::Binary);

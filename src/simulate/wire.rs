@@ -22,8 +22,6 @@ use super::record::{Emission, EmitKind, RecordHandle};
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 pub(crate) type Sink<S> = Arc<Mutex<SplitSink<WebSocketStream<S>, Message>>>;
-/// The read half of a connection.
-pub(crate) type Stream<S> = SplitStream<WebSocketStream<S>>;
 
 #[derive(Serialize)]
 struct SessionCreated<'a> {
@@ -123,54 +121,10 @@ where
     send(sink, Message::Text(text.into())).await
 }
 
-/// Send a keepalive ping, recorded as an emission of `utterance`.
-pub(crate) async fn ping<S>(sink: &Sink<S>, record: &RecordHandle, utterance: u32)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    if let Ok(at) = send(sink, Message::Ping(b"rtprobe-sim".as_slice().into())).await {
-        record.update(|r| {
-            r.emissions.push(Emission {
-                utterance,
-                kind: EmitKind::Ping,
-                deadline: None,
-                jitter_ns: 0,
-                at,
-            })
-        });
-    }
-}
-
-/// The close code the server answers a broken client frame with (too large: 1009, not UTF-8:
-/// 1007); `None` for a transport error, after which there is no one to close to.
-pub(crate) fn close_code(e: &WsError) -> Option<u16> {
-    match e {
-        WsError::Capacity(_) => Some(1009),
-        WsError::Utf8(_) => Some(1007),
-        _ => None,
-    }
-}
-
-/// End the connection: with a close frame (as [`close_and_linger`]) when there is a `code`,
-/// else by dropping the TCP connection when the caller returns.
-pub(crate) async fn close_with<S>(
-    sink: &Sink<S>,
-    stream: &mut Stream<S>,
-    code: Option<u16>,
-    record: &RecordHandle,
-    utterance: u32,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    if let Some(code) = code {
-        close_and_linger(sink, stream, code, record, utterance).await;
-    }
-}
-
 /// Send a close frame, then read until the peer's reply (or the linger bound) so it is flushed.
 pub(crate) async fn close_and_linger<S>(
     sink: &Sink<S>,
-    stream: &mut Stream<S>,
+    stream: &mut SplitStream<WebSocketStream<S>>,
     code: u16,
     record: &RecordHandle,
     utterance: u32,
