@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
 use rtprobe::config;
-use rtprobe::serve::glue::ProbeBackend;
+use rtprobe::serve::backend::ProbeBackend;
 use rtprobe::serve::{Serve, ServeArgs};
 use rtprobe::simulate::{Fault, SimConfig, SimHandle, Simulator};
 use serde_json::{Value, json};

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use rtprobe::config;
-use rtprobe::serve::glue::ProbeBackend;
+use rtprobe::serve::backend::ProbeBackend;
 use rtprobe::serve::{Serve, ServeArgs};
 
 const TOKEN: &str = "admin-planted-77c1";

@@ -8,7 +8,7 @@ mod metrics_support;
 use metrics_support::spec;
 use prost::Message;
 use rtprobe::config::{Buckets, HistogramFormat, MetricsSettings};
-use rtprobe::metrics::derive::Derived;
+use rtprobe::derive::Derived;
 use rtprobe::metrics::prom_proto::{Histogram, MetricFamily, MetricType};
 use rtprobe::metrics::{ProbeLabels, Telemetry};
 

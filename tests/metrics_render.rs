@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use metrics_support::{buckets, derived, spec};
 use rtprobe::config::model::Buckets;
-use rtprobe::metrics::derive::Derived;
+use rtprobe::derive::Derived;
 use rtprobe::metrics::{ProbeLabels, Telemetry};
 use rtprobe::probe::error::ErrorType;
 

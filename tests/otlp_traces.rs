@@ -15,7 +15,7 @@ use metrics_support::traces::grpc_trace_receiver;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use rtprobe::config;
-use rtprobe::serve::glue::ProbeBackend;
+use rtprobe::serve::backend::ProbeBackend;
 use rtprobe::serve::{Serve, ServeArgs};
 use rtprobe::simulate::{Fault, SimConfig, SimHandle, Simulator};
 
@@ -226,8 +226,8 @@ async fn each_run_is_a_trace_with_phase_and_stream_spans() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flush_waits_for_queued_runs() {
     use rtprobe::config::model::OtlpProtocol;
+    use rtprobe::derive::derive;
     use rtprobe::metrics::ProbeLabels;
-    use rtprobe::metrics::derive::derive;
     use rtprobe::metrics::traces::{TraceExporter, run_spans};
 
     let (endpoint, received) = grpc_trace_receiver().await;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use probe_support::{constant_at, openai_spec, since, start};
 use rtprobe::audio::PreparedAudio;
 use rtprobe::config::{Dialect, TurnDetection};
-use rtprobe::metrics::derive::derive;
+use rtprobe::derive::derive;
 use rtprobe::probe::run;
 use rtprobe::probe::timeline::SentKind;
 use rtprobe::simulate::{ClientFrameKind, EmitKind, Fault, SessionRecord, SimConfig};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use probe_support::{constant_at, spec_for};
 use rtprobe::config::{Dialect, DialectSpec, ProbeSpec, TurnDetection};
-use rtprobe::metrics::derive::derive;
+use rtprobe::derive::derive;
 use rtprobe::probe::timeline::SentKind;
 use rtprobe::probe::{Timeline, run};
 use tokio::net::TcpListener;

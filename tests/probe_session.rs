@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use probe_support::{constant_at, openai_spec, since, spec, start};
 use rtprobe::audio::PreparedAudio;
 use rtprobe::config::{Dialect, ProbeSpec};
-use rtprobe::metrics::derive::derive;
+use rtprobe::derive::derive;
 use rtprobe::probe::{Timeline, run_session};
 use rtprobe::simulate::{Fault, SessionRecord, SimConfig, SimHandle};
 

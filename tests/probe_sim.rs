@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use probe_support::{silence, since, spec, start};
 use rtprobe::config::{BearerToken, ModelChoice, Pacing, Secret, SecretSource};
-use rtprobe::metrics::derive::derive;
+use rtprobe::derive::derive;
 use rtprobe::probe::timeline::SentKind;
 use rtprobe::probe::{ProgressEvent, run, run_observed};
 use rtprobe::simulate::{ClientFrameKind, SimConfig};

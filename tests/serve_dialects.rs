@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rtprobe::config;
-use rtprobe::serve::glue::ProbeBackend;
+use rtprobe::serve::backend::ProbeBackend;
 use rtprobe::serve::{Serve, ServeArgs};
 use rtprobe::simulate::{SimConfig, Simulator};
 

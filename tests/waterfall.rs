@@ -7,7 +7,7 @@ mod probe_support;
 use std::time::Duration;
 
 use probe_support::{silence, spec, start};
-use rtprobe::metrics::derive::{Derived, derive};
+use rtprobe::derive::{Derived, derive};
 use rtprobe::probe::timeline::{SentKind, Timeline};
 use rtprobe::probe::{ErrorType, ServerCode, run};
 use rtprobe::render::waterfall::{Options, render};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rtprobe::config::model::{
     Buckets, Deadlines, ModelChoice, Pacing, ProbeSpec, Target, TlsSettings,
 };
-use rtprobe::metrics::derive::Derived;
+use rtprobe::derive::Derived;
 use rtprobe::probe::timeline::Usage;
 
 pub fn spec(name: &str) -> ProbeSpec {

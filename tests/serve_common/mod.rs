@@ -12,7 +12,7 @@ use rtprobe::config::{
     BearerToken, Buckets, Config, Deadlines, ModelChoice, Pacing, ProbeSpec, Secret, SecretSource,
     ServerSettings, Target, TlsSettings,
 };
-use rtprobe::metrics::derive::Derived;
+use rtprobe::derive::Derived;
 use rtprobe::probe::{ErrorType, ProbeError};
 use rtprobe::scheduler::{BoxFuture, Runner, SchedulerEvents, StreamResult};
 use rtprobe::serve::Backend;
