@@ -3,14 +3,17 @@
 //! test binary because it sets a process environment variable; the untrusted case lives in
 //! `otlp_receiver.rs`, where the test CA is never trusted.
 
-mod metrics_support;
+// The shared support tree; this binary uses only a part of it.
+#[allow(dead_code)]
+#[path = "support/mod.rs"]
+mod support;
 
 use std::time::Duration;
 
-use metrics_support::buckets;
-use metrics_support::receiver::{TLS_DIR, check, grpc_receiver, http_receiver, record, settings};
 use rtprobe::config::model::OtlpProtocol;
 use rtprobe::metrics::Telemetry;
+use support::metrics::buckets;
+use support::metrics::receiver::{TLS_DIR, check, grpc_receiver, http_receiver, record, settings};
 
 #[test]
 fn otlp_over_https_trusts_ssl_cert_file() {

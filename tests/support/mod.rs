@@ -1,7 +1,15 @@
-//! Helpers shared by the deployment tests: locating external tools (promtool, prometheus,
-//! kubectl, kubernetes-validate), reading the repository's YAML, and running commands with a
-//! bounded wait. Each test binary uses a different subset, hence the dead_code allowance.
-#![allow(dead_code)]
+//! The one support tree of the integration tests, declared by every test binary as
+//! `mod support`. Here: locating external tools (promtool, prometheus, kubectl, kubernetes-validate), reading the
+//! repository's YAML, and running commands with a bounded wait. The submodules hold the fakes and
+//! fixtures of one area each.
+
+pub mod gate;
+pub mod load;
+pub mod metrics;
+pub mod probe;
+pub mod serve;
+pub mod sim;
+pub mod wav;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
