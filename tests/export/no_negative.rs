@@ -7,9 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rtprobe::config;
-use rtprobe::serve::glue::ProbeBackend;
-use rtprobe::serve::{Serve, ServeArgs};
+use rtprobe::serve::ServeArgs;
 use rtprobe::simulate::{SimConfig, Simulator};
 
 use crate::support;
@@ -59,13 +57,7 @@ async fn trailing_audio_records_no_negative_value() {
     .unwrap();
     let mut args = ServeArgs::new(&path);
     args.no_watch = true;
-    let serve = Serve::start(
-        args,
-        |p: &Path| config::load(p).map_err(|e| e.to_string()),
-        ProbeBackend::new,
-    )
-    .await
-    .expect("serve starts");
+    let serve = support::serve::start_production(args).await;
     let addr = serve.local_addr();
 
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
-use rtprobe::config;
-use rtprobe::serve::glue::ProbeBackend;
-use rtprobe::serve::{Serve, ServeArgs};
+use rtprobe::serve::ServeArgs;
 use rtprobe::simulate::{Fault, SimConfig, SimHandle, Simulator};
 use support::metrics::receiver::{attr, s};
 use support::metrics::traces::grpc_trace_receiver;
@@ -81,13 +79,7 @@ async fn each_run_is_a_trace_with_phase_and_stream_spans() {
     std::fs::write(&path, config_text(&endpoint, good.addr(), bad.addr())).unwrap();
     let mut args = ServeArgs::new(&path);
     args.no_watch = true;
-    let serve = Serve::start(
-        args,
-        |p: &Path| config::load(p).map_err(|e| e.to_string()),
-        ProbeBackend::new,
-    )
-    .await
-    .expect("serve starts");
+    let serve = support::serve::start_production(args).await;
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let ((root, children), (bad_root, bad_children)) = loop {

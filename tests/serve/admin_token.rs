@@ -5,9 +5,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use rtprobe::config;
-use rtprobe::serve::glue::ProbeBackend;
-use rtprobe::serve::{Serve, ServeArgs};
+use rtprobe::serve::ServeArgs;
 
 const TOKEN: &str = "admin-planted-77c1";
 
@@ -38,13 +36,7 @@ async fn admin_endpoints_need_the_token() {
     .unwrap();
     let mut args = ServeArgs::new(&path);
     args.no_watch = true;
-    let serve = Serve::start(
-        args,
-        |p: &Path| config::load(p).map_err(|e| e.to_string()),
-        ProbeBackend::new,
-    )
-    .await
-    .unwrap();
+    let serve = support::serve::start_production(args).await;
     let addr = serve.local_addr();
 
     for (method, path) in [

@@ -6,9 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rtprobe::config;
-use rtprobe::serve::glue::ProbeBackend;
-use rtprobe::serve::{Serve, ServeArgs};
+use rtprobe::serve::ServeArgs;
 use rtprobe::simulate::{SimConfig, Simulator};
 
 use crate::support;
@@ -40,13 +38,7 @@ async fn openai_multi_utterance_probe_is_exported_per_utterance() {
     .unwrap();
     let mut args = ServeArgs::new(&path);
     args.no_watch = true;
-    let serve = Serve::start(
-        args,
-        |p: &Path| config::load(p).map_err(|e| e.to_string()),
-        ProbeBackend::new,
-    )
-    .await
-    .expect("serve starts");
+    let serve = support::serve::start_production(args).await;
     let addr = serve.local_addr();
     let deadline = Instant::now() + Duration::from_secs(30);
     let m = loop {

@@ -6,9 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rtprobe::config;
-use rtprobe::serve::glue::ProbeBackend;
-use rtprobe::serve::{ReloadTrigger, Serve, ServeArgs};
+use rtprobe::serve::{ReloadTrigger, ServeArgs};
 use rtprobe::simulate::{SimConfig, Simulator};
 
 use crate::support;
@@ -57,13 +55,7 @@ async fn removed_probe_stops_being_exported_after_reload() {
     std::fs::write(&path, config_text(sim.addr(), otlp, &["keep", "drop"])).unwrap();
     let mut args = ServeArgs::new(&path);
     args.no_watch = true;
-    let serve = Serve::start(
-        args,
-        |p: &Path| config::load(p).map_err(|e| e.to_string()),
-        ProbeBackend::new,
-    )
-    .await
-    .expect("serve starts");
+    let serve = support::serve::start_production(args).await;
     let addr = serve.local_addr();
 
     // Both probes run once (start offsets are below the 4 s interval; a 3 s clip each), with

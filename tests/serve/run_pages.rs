@@ -7,9 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rtprobe::config;
-use rtprobe::serve::glue::ProbeBackend;
-use rtprobe::serve::{Serve, ServeArgs};
+use rtprobe::serve::ServeArgs;
 use rtprobe::simulate::{Fault, SimConfig, SimHandle, Simulator};
 
 use crate::support;
@@ -89,13 +87,7 @@ async fn kept_runs_and_on_demand_runs_have_pages() {
     std::fs::write(&path, config_text(good.addr(), bad.addr())).unwrap();
     let mut args = ServeArgs::new(&path);
     args.no_watch = true;
-    let serve = Serve::start(
-        args,
-        |p: &Path| config::load(p).map_err(|e| e.to_string()),
-        ProbeBackend::new,
-    )
-    .await
-    .expect("serve starts");
+    let serve = support::serve::start_production(args).await;
     let addr = serve.local_addr();
 
     // Each probe's first run starts within its 5 s interval (a random offset) and takes the

@@ -26,9 +26,7 @@ fn with(fault: Fault) -> SimConfig {
 
 /// Connect, set up, start, send audio and (optionally) the final commit.
 async fn session(sim: &rtprobe::simulate::SimHandle, send_end: bool) -> Client {
-    let mut c = Client::connect(sim.addr()).await;
-    c.hello().await;
-    c.send(UPDATE).await;
+    let mut c = Client::ready(sim.addr()).await;
     c.send(START).await;
     c.send(&append(1600)).await;
     c.send(&append(1600)).await;
@@ -118,9 +116,7 @@ async fn slow_session_created() {
 #[tokio::test]
 async fn reject_model_for_every_name() {
     let sim = start(with(Fault::RejectModel)).await;
-    let mut c = Client::connect(sim.addr()).await;
-    c.hello().await;
-    c.send(UPDATE).await;
+    let mut c = Client::ready(sim.addr()).await;
     c.expect_error(
         "The model `demo-realtime` does not exist.",
         "model_not_found",

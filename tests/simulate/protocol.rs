@@ -133,9 +133,7 @@ async fn done_json_is_byte_exact() {
         ..quick()
     })
     .await;
-    let mut c = Client::connect(sim.addr()).await;
-    c.hello().await;
-    c.send(UPDATE).await;
+    let mut c = Client::ready(sim.addr()).await;
     c.send(START).await;
     c.send(&append(1600)).await;
     c.send(END).await;
@@ -164,9 +162,7 @@ async fn done_json_is_byte_exact() {
 #[tokio::test]
 async fn second_start_is_ignored() {
     let sim = start(quick()).await;
-    let mut c = Client::connect(sim.addr()).await;
-    c.hello().await;
-    c.send(UPDATE).await;
+    let mut c = Client::ready(sim.addr()).await;
     c.send(START).await;
     c.send(&append(1600)).await;
     c.send(START).await;
@@ -184,9 +180,7 @@ async fn second_start_is_ignored() {
 #[tokio::test]
 async fn end_before_start_ends_the_next_generation_at_once() {
     let sim = start(quick()).await;
-    let mut c = Client::connect(sim.addr()).await;
-    c.hello().await;
-    c.send(UPDATE).await;
+    let mut c = Client::ready(sim.addr()).await;
     c.send(END).await; // the pitfall: END sits in the queue
     c.expect_silence(Duration::from_millis(100)).await;
     c.send(START).await;
@@ -202,9 +196,7 @@ async fn end_before_start_ends_the_next_generation_at_once() {
 #[tokio::test]
 async fn queue_is_drained_after_done() {
     let sim = start(quick()).await;
-    let mut c = Client::connect(sim.addr()).await;
-    c.hello().await;
-    c.send(UPDATE).await;
+    let mut c = Client::ready(sim.addr()).await;
     c.send(START).await;
     c.send(&append(1600)).await;
     c.send(END).await;
@@ -226,9 +218,7 @@ async fn queue_is_drained_after_done() {
 #[tokio::test]
 async fn two_utterances_on_one_connection() {
     let sim = start(quick()).await;
-    let mut c = Client::connect(sim.addr()).await;
-    c.hello().await;
-    c.send(UPDATE).await;
+    let mut c = Client::ready(sim.addr()).await;
     let (_, _, d1) = c.utterance(2).await;
     let (_, _, d2) = c.utterance(2).await;
     assert_eq!(d1["text"], FULL);
@@ -241,9 +231,7 @@ async fn two_utterances_on_one_connection() {
 async fn records_hold_both_utterances_and_client_frames() {
     let sim = start(quick()).await;
     let store = sim.record_store();
-    let mut c = Client::connect(sim.addr()).await;
-    c.hello().await;
-    c.send(UPDATE).await;
+    let mut c = Client::ready(sim.addr()).await;
     c.utterance(2).await;
     c.utterance(1).await;
     c.close().await;

@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
-use rtprobe::config;
-use rtprobe::serve::glue::ProbeBackend;
-use rtprobe::serve::{Serve, ServeArgs};
+use rtprobe::serve::ServeArgs;
 use rtprobe::simulate::{Fault, SimConfig, SimHandle, Simulator};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -278,13 +276,7 @@ async fn run(chromium: PathBuf) {
     std::fs::write(&path, config_text(good.addr(), bad.addr())).unwrap();
     let mut args = ServeArgs::new(&path);
     args.no_watch = true;
-    let serve = Serve::start(
-        args,
-        |p: &Path| config::load(p).map_err(|e| e.to_string()),
-        ProbeBackend::new,
-    )
-    .await
-    .expect("serve starts");
+    let serve = support::serve::start_production(args).await;
     let addr = serve.local_addr();
 
     // Two runs of the healthy probe and one failure, so the sparklines have a line.

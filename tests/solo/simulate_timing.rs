@@ -151,9 +151,7 @@ async fn words_left_at_end_of_audio_keep_the_interval() {
         ..SimConfig::default()
     })
     .await;
-    let mut c = Client::connect(sim.addr()).await;
-    c.hello().await;
-    c.send(UPDATE).await;
+    let mut c = Client::ready(sim.addr()).await;
     c.send(START).await;
     c.send(&append(1600)).await;
     c.send(END).await; // audio ends long before the words are out
@@ -186,9 +184,7 @@ async fn jitter_run(seed: u64) -> Vec<i64> {
         ..timed()
     })
     .await;
-    let mut c = Client::connect(sim.addr()).await;
-    c.hello().await;
-    c.send(UPDATE).await;
+    let mut c = Client::ready(sim.addr()).await;
     c.utterance(3).await;
     c.close().await;
     let rec = sim
@@ -251,9 +247,7 @@ async fn concurrent_sessions_are_independent() {
     let mut runs = Vec::new();
     for _ in 0..N {
         runs.push(tokio::spawn(async move {
-            let mut c = Client::connect(addr).await;
-            c.hello().await;
-            c.send(UPDATE).await;
+            let mut c = Client::ready(addr).await;
             let (deltas, _, done) = c.utterance(3).await;
             c.close().await;
             (deltas.len(), done["text"].as_str().unwrap().to_string())

@@ -415,3 +415,14 @@ pub async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// `serve` as production runs it: the real config loader and the real probe backend.
+pub async fn start_production(args: rtprobe::serve::ServeArgs) -> rtprobe::serve::Serve {
+    rtprobe::serve::Serve::start(
+        args,
+        |p: &Path| rtprobe::config::load(p).map_err(|e| e.to_string()),
+        rtprobe::serve::glue::ProbeBackend::new,
+    )
+    .await
+    .expect("serve starts")
+}

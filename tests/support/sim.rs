@@ -54,6 +54,14 @@ impl Client {
         Self::connect_url(&format!("ws://{addr}/v1/realtime")).await
     }
 
+    /// The opening of most session tests: connect, read `session.created`, send `session.update`.
+    pub async fn ready(addr: SocketAddr) -> Client {
+        let mut c = Self::connect(addr).await;
+        c.hello().await;
+        c.send(UPDATE).await;
+        c
+    }
+
     pub async fn connect_url(url: &str) -> Client {
         let (ws, resp) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
             .await
