@@ -8,19 +8,10 @@ use crate::support;
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::metrics::receiver::{attr, grpc_receiver, s};
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn closed_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -62,7 +53,7 @@ async fn serve_pushes_a_resource_naming_the_replica() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _child = Kill(child);
+    let _child = support::Kill(child);
     received
         .wait_for("rtprobe.probe.runs", Duration::from_secs(30))
         .await;

@@ -2,9 +2,10 @@
 //! trace-level logs, `/metrics`, `/config`, the status page, `/probe` output, `probe --json`,
 //! or error messages, for a probe that succeeds and one whose token is refused.
 
-use std::io::{Read, Write};
+use crate::support;
+
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rtprobe::config::Secret;
@@ -14,25 +15,9 @@ const TOKEN: &str = "sk-planted-6f1c2b9e8d7a";
 const WRONG_TOKEN: &str = "sk-wrong-planted-41d9aa";
 const HEADER_VALUE: &str = "tenant-planted-93e7";
 
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// `/metrics`, `/config` and friends of the `serve` child; it must answer.
 fn get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
+    support::get(addr, path, Duration::from_secs(30)).expect("connect")
 }
 
 fn free_port() -> u16 {
@@ -89,7 +74,7 @@ async fn planted_secrets_never_leave_the_process() {
         .stderr(log)
         .spawn()
         .expect("start serve");
-    let _guard = Kill(child);
+    let _guard = support::Kill(child);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
     // Wait (bounded) until both probes have run: one success, one http_401.

@@ -3,36 +3,20 @@
 //! file descriptors, lose no run, never panic, and label every failure from the closed set.
 //! Short by default (~40 s, for CI); `RTPROBE_SOAK_SECS=1800` for a long run. Prints figures.
 
+use crate::support;
+
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use rtprobe::probe::ErrorType;
 use rtprobe::simulate::{Fault, SimConfig, Simulator};
 
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// Empty while `serve` is not listening yet.
 fn get(addr: SocketAddr, path: &str) -> String {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return String::new();
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
+    support::get(addr, path, Duration::from_secs(10)).unwrap_or_default()
 }
 
 fn proc_field(pid: u32, key: &str) -> u64 {
@@ -134,7 +118,7 @@ async fn serve_survives_every_fault_at_a_high_rate() {
         .spawn()
         .expect("start serve");
     let pid = child.id();
-    let guard = Kill(child);
+    let guard = support::Kill(child);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
     tokio::time::sleep(Duration::from_secs(5)).await;

@@ -199,3 +199,30 @@ pub fn grafana_substitute(expr: &str) -> String {
         .replace("$model", ".*")
         .replace("$instance", ".*")
 }
+
+/// A child process (an `rtprobe` the test started) that is killed and reaped when the test ends,
+/// failed assertions included, so no server outlives its test.
+pub struct Kill(pub std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A blocking HTTP/1.1 GET on loopback, head and body as one string; `None` when nothing
+/// listens yet. The read is bounded by `read_timeout`.
+pub fn get(addr: std::net::SocketAddr, path: &str, read_timeout: Duration) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(read_timeout)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    Some(out)
+}
