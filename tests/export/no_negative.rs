@@ -7,7 +7,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rtprobe::serve::ServeArgs;
 use rtprobe::simulate::{SimConfig, Simulator};
 
 use crate::support;
@@ -55,9 +54,7 @@ async fn trailing_audio_records_no_negative_value() {
         ),
     )
     .unwrap();
-    let mut args = ServeArgs::new(&path);
-    args.no_watch = true;
-    let serve = support::serve::start_production(args).await;
+    let serve = support::serve::start_production(&path).await;
     let addr = serve.local_addr();
 
     let deadline = Instant::now() + Duration::from_secs(30);

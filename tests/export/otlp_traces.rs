@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
-use rtprobe::serve::ServeArgs;
 use rtprobe::simulate::{Fault, SimConfig, SimHandle, Simulator};
 use support::metrics::receiver::{attr, s};
 use support::metrics::traces::grpc_trace_receiver;
@@ -77,9 +76,7 @@ async fn each_run_is_a_trace_with_phase_and_stream_spans() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rtprobe.yaml");
     std::fs::write(&path, config_text(&endpoint, good.addr(), bad.addr())).unwrap();
-    let mut args = ServeArgs::new(&path);
-    args.no_watch = true;
-    let serve = support::serve::start_production(args).await;
+    let serve = support::serve::start_production(&path).await;
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let ((root, children), (bad_root, bad_children)) = loop {

@@ -5,8 +5,6 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use rtprobe::serve::ServeArgs;
-
 const TOKEN: &str = "admin-planted-77c1";
 
 use crate::support;
@@ -34,9 +32,7 @@ async fn admin_endpoints_need_the_token() {
         ),
     )
     .unwrap();
-    let mut args = ServeArgs::new(&path);
-    args.no_watch = true;
-    let serve = support::serve::start_production(args).await;
+    let serve = support::serve::start_production(&path).await;
     let addr = serve.local_addr();
 
     for (method, path) in [

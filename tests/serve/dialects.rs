@@ -6,7 +6,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rtprobe::serve::ServeArgs;
 use rtprobe::simulate::{SimConfig, Simulator};
 
 use crate::support;
@@ -36,9 +35,7 @@ async fn openai_multi_utterance_probe_is_exported_per_utterance() {
         ),
     )
     .unwrap();
-    let mut args = ServeArgs::new(&path);
-    args.no_watch = true;
-    let serve = support::serve::start_production(args).await;
+    let serve = support::serve::start_production(&path).await;
     let addr = serve.local_addr();
     let deadline = Instant::now() + Duration::from_secs(30);
     let m = loop {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rtprobe::serve::{ReloadTrigger, ServeArgs};
+use rtprobe::serve::ReloadTrigger;
 use rtprobe::simulate::{SimConfig, Simulator};
 
 use crate::support;
@@ -53,9 +53,7 @@ async fn removed_probe_stops_being_exported_after_reload() {
     let path = dir.path().join("rtprobe.yaml");
     let otlp = dead_port();
     std::fs::write(&path, config_text(sim.addr(), otlp, &["keep", "drop"])).unwrap();
-    let mut args = ServeArgs::new(&path);
-    args.no_watch = true;
-    let serve = support::serve::start_production(args).await;
+    let serve = support::serve::start_production(&path).await;
     let addr = serve.local_addr();
 
     // Both probes run once (start offsets are below the 4 s interval; a 3 s clip each), with

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rtprobe::serve::ServeArgs;
 use rtprobe::simulate::{Fault, SimConfig, SimHandle, Simulator};
 
 use crate::support;
@@ -85,9 +84,7 @@ async fn kept_runs_and_on_demand_runs_have_pages() {
     std::fs::write(dir.path().join("admin"), TOKEN).unwrap();
     let path = dir.path().join("rtprobe.yaml");
     std::fs::write(&path, config_text(good.addr(), bad.addr())).unwrap();
-    let mut args = ServeArgs::new(&path);
-    args.no_watch = true;
-    let serve = support::serve::start_production(args).await;
+    let serve = support::serve::start_production(&path).await;
     let addr = serve.local_addr();
 
     // Each probe's first run starts within its 5 s interval (a random offset) and takes the

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
-use rtprobe::serve::ServeArgs;
 use rtprobe::simulate::{Fault, SimConfig, SimHandle, Simulator};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -274,9 +273,7 @@ async fn run(chromium: PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rtprobe.yaml");
     std::fs::write(&path, config_text(good.addr(), bad.addr())).unwrap();
-    let mut args = ServeArgs::new(&path);
-    args.no_watch = true;
-    let serve = support::serve::start_production(args).await;
+    let serve = support::serve::start_production(&path).await;
     let addr = serve.local_addr();
 
     // Two runs of the healthy probe and one failure, so the sparklines have a line.

@@ -24,19 +24,6 @@ const TOLERANCE: f64 = 0.002;
 static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const TRANSCRIPT: &str = "Mary had a little lamb, its fleece was white as snow.";
 
-fn timed_sim() -> SimConfig {
-    SimConfig {
-        dialect: Dialect::OpenAi,
-        first_text_delay: Duration::from_millis(300),
-        token_interval: Duration::from_millis(80),
-        tail_delay: Duration::from_millis(150),
-        done_delay: Duration::from_millis(40),
-        empty_deltas_per_word: 1,
-        hold_last_words: 2,
-        ..SimConfig::default()
-    }
-}
-
 fn realtime_record(sim: &rtprobe::simulate::SimHandle) -> SessionRecord {
     sim.take_records()
         .into_iter()
@@ -124,7 +111,7 @@ async fn check_three_runs(
 async fn manual_commit_values_match_ground_truth() {
     let _alone = crate::support::gate::alone(module_path!());
     let _one_at_a_time = TIMING.lock().await;
-    let sim = start(timed_sim()).await;
+    let sim = start(support::probe::timed_sim(Dialect::OpenAi)).await;
     let spec = openai_spec(&sim);
     let audio = constant_at(
         Duration::from_millis(2500),
@@ -179,7 +166,7 @@ async fn manual_commit_values_match_ground_truth() {
 async fn server_vad_values_match_ground_truth() {
     let _alone = crate::support::gate::alone(module_path!());
     let _one_at_a_time = TIMING.lock().await;
-    let sim = start(timed_sim()).await;
+    let sim = start(support::probe::timed_sim(Dialect::OpenAi)).await;
     let mut spec = openai_spec(&sim);
     spec.dialect.turn_detection = TurnDetection::ServerVad {
         silence: Duration::from_millis(300),

@@ -13,18 +13,6 @@ use rtprobe::probe::{ProgressEvent, run, run_observed};
 use rtprobe::simulate::{ClientFrameKind, SimConfig};
 use support::probe::{silence, since, spec, start};
 
-fn timed_sim() -> SimConfig {
-    SimConfig {
-        first_text_delay: Duration::from_millis(300),
-        token_interval: Duration::from_millis(80),
-        tail_delay: Duration::from_millis(150),
-        done_delay: Duration::from_millis(40),
-        empty_deltas_per_word: 1,
-        hold_last_words: 2,
-        ..SimConfig::default()
-    }
-}
-
 fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
@@ -36,7 +24,7 @@ const TOLERANCE: f64 = 0.002;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn measured_values_match_ground_truth() {
     let _alone = crate::support::gate::alone(module_path!());
-    let sim = start(timed_sim()).await;
+    let sim = start(support::probe::timed_sim(rtprobe::config::Dialect::Vllm)).await;
     let spec = spec(&sim);
     let audio = silence(Duration::from_millis(2500), Duration::from_millis(100));
     let mut errors = Vec::new();

@@ -125,3 +125,18 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("tests/fixtures/tls")
         .join(name)
 }
+
+/// The simulator the timing tests measure against in `dialect`: slow enough that every phase
+/// (first text, inter-token gaps, the held tail, done) is far above scheduling noise.
+pub fn timed_sim(dialect: rtprobe::config::Dialect) -> SimConfig {
+    SimConfig {
+        dialect,
+        first_text_delay: Duration::from_millis(300),
+        token_interval: Duration::from_millis(80),
+        tail_delay: Duration::from_millis(150),
+        done_delay: Duration::from_millis(40),
+        empty_deltas_per_word: 1,
+        hold_last_words: 2,
+        ..SimConfig::default()
+    }
+}

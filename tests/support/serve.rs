@@ -416,8 +416,11 @@ pub async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// `serve` as production runs it: the real config loader and the real probe backend.
-pub async fn start_production(args: rtprobe::serve::ServeArgs) -> rtprobe::serve::Serve {
+/// `serve` as production runs it on the config file at `path`: the real config loader and the
+/// real probe backend; no file watching (a test reloads when it means to).
+pub async fn start_production(path: &Path) -> rtprobe::serve::Serve {
+    let mut args = rtprobe::serve::ServeArgs::new(path);
+    args.no_watch = true;
     rtprobe::serve::Serve::start(
         args,
         |p: &Path| rtprobe::config::load(p).map_err(|e| e.to_string()),
