@@ -226,3 +226,16 @@ pub fn get(addr: std::net::SocketAddr, path: &str, read_timeout: Duration) -> Op
     let _ = s.read_to_string(&mut out);
     Some(out)
 }
+
+/// One probe as a user writes it, built by the real loader (`config::parse`) from the YAML of
+/// its fields (one per line), so a test's spec has the defaults and passes the checks a config
+/// file does. Relative paths resolve against the repository root.
+pub fn probe_spec(fields: &str) -> rtprobe::config::ProbeSpec {
+    let text = format!("probes:\n  - {}\n", fields.trim().replace('\n', "\n    "));
+    let config = rtprobe::config::parse(&text, &repo().join("rtprobe.yaml"))
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    config.probes.into_iter().next().expect("one probe")
+}
+
+/// The clip the specs point at; tests that stream audio pass their own `PreparedAudio`.
+pub const CLIP: &str = "examples/audio/quick-brown-fox.flac";

@@ -1,14 +1,13 @@
 //! Shared set-up for the probe client's tests: a simulator on loopback, a `ProbeSpec` aimed at
 //! it, and `PreparedAudio` of PCM16 zeros built the way the audio loader frames it.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use rtprobe::audio::{Chunk, PreparedAudio, SAMPLE_RATE};
-use rtprobe::config::{Deadlines, ModelChoice, Pacing, ProbeSpec, Target, TlsSettings};
+use rtprobe::config::ProbeSpec;
 use rtprobe::simulate::{SimConfig, SimHandle, Simulator};
 
 pub async fn start(cfg: SimConfig) -> SimHandle {
@@ -64,47 +63,17 @@ pub fn openai_spec(sim: &SimHandle) -> ProbeSpec {
 
 /// A spec for `host:port` over ws:// (or wss:// when `secure`), with short deadlines.
 pub fn spec_for(host: &str, port: u16, secure: bool) -> ProbeSpec {
-    let (ws, http) = if secure {
-        ("wss", "https")
-    } else {
-        ("ws", "http")
-    };
     let authority = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
     };
-    ProbeSpec {
-        name: "test".into(),
-        target: Target {
-            ws_url: format!("{ws}://{authority}/v1/realtime"),
-            http_base: format!("{http}://{authority}"),
-            host: host.into(),
-            port,
-            secure,
-        },
-        model: ModelChoice::Named("demo-realtime".into()),
-        audio: PathBuf::from("clip.wav"),
-        reference: None,
-        max_wer: None,
-        chunk: Duration::from_millis(100),
-        pacing: Pacing::Realtime,
-        deadlines: Deadlines {
-            connect: Duration::from_secs(2),
-            first_text: Duration::from_secs(2),
-            done: Duration::from_secs(2),
-        },
-        headers: Vec::new(),
-        bearer: None,
-        tls: TlsSettings::default(),
-        labels: BTreeMap::new(),
-        interval: Duration::from_secs(60),
-        timeout: Duration::from_secs(30),
-        concurrency: 1,
-        jitter: 0.0,
-        dialect: Default::default(),
-        utterances: Vec::new(),
-    }
+    let scheme = if secure { "https" } else { "http" };
+    super::probe_spec(&format!(
+        "name: test\ntarget: {scheme}://{authority}\nmodel: demo-realtime\naudio: {}\n\
+         deadlines: {{connect: 2s, first_text: 2s, done: 2s}}\ninterval: 60s\ntimeout: 30s\njitter: 0",
+        super::CLIP
+    ))
 }
 
 pub fn spec(sim: &SimHandle) -> ProbeSpec {

@@ -1,46 +1,16 @@
 //! Shared fixtures for the metrics and OTLP integration tests: a probe spec, small bucket sets
 //! and a fully populated `Derived` whose values are easy to check by hand.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::Duration;
-
-use rtprobe::config::model::{
-    Buckets, Deadlines, ModelChoice, Pacing, ProbeSpec, Target, TlsSettings,
-};
+use rtprobe::config::model::{Buckets, ProbeSpec};
 use rtprobe::metrics::derive::Derived;
 use rtprobe::probe::timeline::Usage;
 
 pub fn spec(name: &str) -> ProbeSpec {
-    let mut labels = BTreeMap::new();
-    labels.insert("team".to_owned(), "speech".to_owned());
-    ProbeSpec {
-        name: name.to_owned(),
-        target: Target {
-            ws_url: "ws://vllm.test:8000/v1/realtime".into(),
-            http_base: "http://vllm.test:8000".into(),
-            host: "vllm.test".into(),
-            port: 8000,
-            secure: false,
-        },
-        model: ModelChoice::Named("whisper-tiny".into()),
-        audio: PathBuf::from("clip.wav"),
-        reference: None,
-        max_wer: None,
-        chunk: Duration::from_millis(100),
-        pacing: Pacing::Realtime,
-        deadlines: Deadlines::default(),
-        headers: Vec::new(),
-        bearer: None,
-        tls: TlsSettings::default(),
-        labels,
-        interval: Duration::from_secs(30),
-        timeout: Duration::from_secs(20),
-        concurrency: 1,
-        jitter: 0.0,
-        dialect: Default::default(),
-        utterances: Vec::new(),
-    }
+    super::probe_spec(&format!(
+        "name: {name}\ntarget: http://vllm.test:8000\nmodel: whisper-tiny\naudio: {}\n\
+         labels: {{team: speech}}\ninterval: 30s\ntimeout: 20s\njitter: 0",
+        super::CLIP
+    ))
 }
 
 /// Small bucket sets so rendered output can be compared line by line.
