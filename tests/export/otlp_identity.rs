@@ -28,7 +28,7 @@ async fn serve_pushes_a_resource_naming_the_replica() {
     // The target refuses connections: runs fail fast, and every export still carries the
     // resource (the runs counter and the export-failure counter are always there).
     let config = format!(
-        "server:\n  listen: 127.0.0.1:{}\nprobes:\n  - name: sidecar\n    target: http://127.0.0.1:{}\n    model: m\n    audio: {}\n    interval: 1s\n",
+        "server:\n  listen: 127.0.0.1:{}\nprobes:\n  - name: sidecar\n    target: http://127.0.0.1:{}\n    model: m\n    audio: {}\n    interval: 4s\n    timeout: 4s\n",
         closed_port(),
         closed_port(),
         audio.display()
