@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rtprobe::simulate::{SimConfig, Simulator};
+use rtprobe::simulate::SimConfig;
 
 use crate::support;
 
@@ -38,10 +38,7 @@ async fn trailing_audio_records_no_negative_value() {
         hold_last_words: 0,
         ..SimConfig::default()
     };
-    let sim = Simulator::bind("127.0.0.1:0".parse().unwrap(), sim_cfg)
-        .await
-        .unwrap()
-        .spawn();
+    let sim = crate::support::sim::start(sim_cfg).await;
     let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio/quick-brown-fox.flac");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rtprobe.yaml");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
-use rtprobe::simulate::{Fault, SimConfig, SimHandle, Simulator};
+use rtprobe::simulate::{Fault, SimConfig, SimHandle};
 use support::metrics::receiver::{attr, s};
 use support::metrics::traces::grpc_trace_receiver;
 
@@ -21,10 +21,7 @@ async fn sim(fault: Fault) -> SimHandle {
         fault,
         ..SimConfig::default()
     };
-    Simulator::bind("127.0.0.1:0".parse().unwrap(), cfg)
-        .await
-        .unwrap()
-        .spawn()
+    crate::support::sim::start(cfg).await
 }
 
 fn config_text(otlp: &str, good: SocketAddr, bad: SocketAddr) -> String {

@@ -7,7 +7,7 @@ use crate::support;
 use std::process::Command;
 use std::time::Duration;
 
-use rtprobe::simulate::{SimConfig, Simulator};
+use rtprobe::simulate::SimConfig;
 use support::load::{run_bounded, write_config};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rtprobe");
@@ -35,10 +35,7 @@ async fn terminal_gets_a_table_redrawn_in_place() {
         eprintln!("SKIPPED: script(1) from util-linux not installed");
         return;
     }
-    let sim = Simulator::bind("127.0.0.1:0".parse().unwrap(), sim_config())
-        .await
-        .unwrap()
-        .spawn();
+    let sim = crate::support::sim::start(sim_config()).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), sim.addr(), 1.0, "1500ms", "3s");
     let line = format!(
@@ -101,10 +98,7 @@ async fn terminal_gets_a_table_redrawn_in_place() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipes_get_plain_lines_and_json_the_same_numbers() {
-    let sim = Simulator::bind("127.0.0.1:0".parse().unwrap(), sim_config())
-        .await
-        .unwrap()
-        .spawn();
+    let sim = crate::support::sim::start(sim_config()).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), sim.addr(), 1.0, "1500ms", "3s");
     let c = config.clone();

@@ -8,7 +8,7 @@ use crate::support;
 use std::process::Command;
 use std::time::Duration;
 
-use rtprobe::simulate::{SimConfig, Simulator};
+use rtprobe::simulate::SimConfig;
 use support::load::{run_bounded, write_config};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rtprobe");
@@ -38,10 +38,7 @@ async fn sweep_finds_the_breaking_level_and_charts_it() {
         max_records: 0,
         ..SimConfig::default()
     };
-    let sim = Simulator::bind("127.0.0.1:0".parse().unwrap(), cfg)
-        .await
-        .unwrap()
-        .spawn();
+    let sim = crate::support::sim::start(cfg).await;
     let dir = tempfile::tempdir().unwrap();
     // Runs 2.5 s apart never overlap (a 1 s clip, done within ~1.6 s even at 16 streams);
     // the 550 ms first-text deadline is passed at 16 streams (620 ms) and not at 8 (460 ms).

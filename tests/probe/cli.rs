@@ -24,10 +24,7 @@ async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
         token_interval: Duration::from_millis(40),
         ..SimConfig::default()
     };
-    let sim = Simulator::bind("127.0.0.1:0".parse().unwrap(), cfg)
-        .await
-        .unwrap()
-        .spawn();
+    let sim = crate::support::sim::start(cfg).await;
     let target = format!("http://{}", sim.addr());
     let dir = tempfile::tempdir().unwrap();
     let svg_path = dir.path().join("run.svg");
@@ -168,10 +165,7 @@ async fn ad_hoc_probe_in_the_openai_dialect() {
         token_interval: Duration::from_millis(20),
         ..SimConfig::default()
     };
-    let sim = Simulator::bind("127.0.0.1:0".parse().unwrap(), cfg)
-        .await
-        .unwrap()
-        .spawn();
+    let sim = crate::support::sim::start(cfg).await;
     let target = format!("http://{}", sim.addr());
     let out = tokio::task::spawn_blocking({
         let target = target.clone();

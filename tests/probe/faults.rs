@@ -11,7 +11,8 @@ use rtprobe::metrics::derive::derive;
 use rtprobe::probe::timeline::SentKind;
 use rtprobe::probe::{MAX_IGNORED_EVENTS, Timeline, run};
 use rtprobe::simulate::{Fault, SimConfig};
-use support::probe::{silence, spec, spec_for, start};
+use support::probe::{silence, spec, spec_for};
+use support::sim::start;
 
 /// Generous for a loaded 2-core machine, small against the deadlines being checked.
 const MARGIN: Duration = Duration::from_secs(2);

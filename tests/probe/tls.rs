@@ -8,7 +8,8 @@ use std::time::Duration;
 use rtprobe::config::{ModelChoice, ProbeSpec, TlsSettings};
 use rtprobe::probe::run;
 use rtprobe::simulate::{SimConfig, SimHandle, TlsFiles};
-use support::probe::{fixture, silence, spec_for, start};
+use support::probe::{fixture, silence, spec_for};
+use support::sim::start;
 
 async fn tls_sim() -> SimHandle {
     start(SimConfig {

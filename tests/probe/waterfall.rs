@@ -11,7 +11,8 @@ use rtprobe::probe::timeline::{SentKind, Timeline};
 use rtprobe::probe::{ErrorType, ServerCode, run};
 use rtprobe::render::waterfall::{Options, render};
 use rtprobe::simulate::{Fault, SimConfig};
-use support::probe::{silence, spec, start};
+use support::probe::{silence, spec};
+use support::sim::start;
 
 /// Marks are written with two decimals; the axis is read back from rounded tick positions.
 const PX: f64 = 0.02;

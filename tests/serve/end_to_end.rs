@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rtprobe::serve::ReloadTrigger;
-use rtprobe::simulate::{SimConfig, Simulator};
+use rtprobe::simulate::SimConfig;
 
 use crate::support;
 
@@ -45,10 +45,7 @@ async fn removed_probe_stops_being_exported_after_reload() {
         token_interval: Duration::from_millis(40),
         ..SimConfig::default()
     };
-    let sim = Simulator::bind("127.0.0.1:0".parse().unwrap(), sim_cfg)
-        .await
-        .unwrap()
-        .spawn();
+    let sim = crate::support::sim::start(sim_cfg).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rtprobe.yaml");
     let otlp = dead_port();

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rtprobe::simulate::{Fault, SimConfig, SimHandle, Simulator};
+use rtprobe::simulate::{Fault, SimConfig, SimHandle};
 
 use crate::support;
 use support::serve::{Reply, http};
@@ -23,10 +23,7 @@ async fn sim(fault: Fault) -> SimHandle {
         fault_after_words: 2,
         ..SimConfig::default()
     };
-    Simulator::bind("127.0.0.1:0".parse().unwrap(), cfg)
-        .await
-        .unwrap()
-        .spawn()
+    crate::support::sim::start(cfg).await
 }
 
 fn config_text(good: SocketAddr, bad: SocketAddr) -> String {

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rtprobe::config::Secret;
-use rtprobe::simulate::{SimConfig, Simulator};
+use rtprobe::simulate::SimConfig;
 
 const TOKEN: &str = "sk-planted-6f1c2b9e8d7a";
 const WRONG_TOKEN: &str = "sk-wrong-planted-41d9aa";
@@ -45,10 +45,7 @@ async fn planted_secrets_never_leave_the_process() {
         token_interval: Duration::from_millis(40),
         ..SimConfig::default()
     };
-    let sim = Simulator::bind("127.0.0.1:0".parse().unwrap(), sim_cfg)
-        .await
-        .unwrap()
-        .spawn();
+    let sim = crate::support::sim::start(sim_cfg).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
     std::fs::write(dir.path().join("wrong"), WRONG_TOKEN).unwrap();

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
-use rtprobe::simulate::{Fault, SimConfig, SimHandle, Simulator};
+use rtprobe::simulate::{Fault, SimConfig, SimHandle};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -229,10 +229,7 @@ async fn sim(fault: Fault) -> SimHandle {
         fault_after_words: 4,
         ..SimConfig::default()
     };
-    Simulator::bind("127.0.0.1:0".parse().unwrap(), cfg)
-        .await
-        .unwrap()
-        .spawn()
+    crate::support::sim::start(cfg).await
 }
 
 fn config_text(good: SocketAddr, bad: SocketAddr) -> String {

@@ -15,7 +15,8 @@ use rtprobe::metrics::derive::derive;
 use rtprobe::probe::run;
 use rtprobe::probe::timeline::SentKind;
 use rtprobe::simulate::{ClientFrameKind, EmitKind, Fault, SessionRecord, SimConfig};
-use support::probe::{constant_at, openai_spec, since, start};
+use support::probe::{constant_at, openai_spec, since};
+use support::sim::start;
 
 const TOLERANCE: f64 = 0.002;
 

@@ -12,7 +12,8 @@ use rtprobe::config::{Dialect, ProbeSpec};
 use rtprobe::metrics::derive::derive;
 use rtprobe::probe::{Timeline, run_session};
 use rtprobe::simulate::{Fault, SessionRecord, SimConfig, SimHandle};
-use support::probe::{constant_at, openai_spec, since, spec, start};
+use support::probe::{constant_at, openai_spec, since, spec};
+use support::sim::start;
 
 const TOLERANCE: f64 = 0.002;
 const TRANSCRIPT: &str = "Mary had a little lamb, its fleece was white as snow.";

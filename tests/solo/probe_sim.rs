@@ -11,7 +11,8 @@ use rtprobe::metrics::derive::derive;
 use rtprobe::probe::timeline::SentKind;
 use rtprobe::probe::{ProgressEvent, run, run_observed};
 use rtprobe::simulate::{ClientFrameKind, SimConfig};
-use support::probe::{silence, since, spec, start};
+use support::probe::{silence, since, spec};
+use support::sim::start;
 
 fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use rtprobe::probe::ErrorType;
-use rtprobe::simulate::{Fault, SimConfig, Simulator};
+use rtprobe::simulate::{Fault, SimConfig};
 
 /// Empty while `serve` is not listening yet.
 fn get(addr: SocketAddr, path: &str) -> String {
@@ -89,10 +89,7 @@ async fn serve_survives_every_fault_at_a_high_rate() {
         max_records: 0,
         ..SimConfig::default()
     };
-    let sim = Simulator::bind("127.0.0.1:0".parse().unwrap(), sim_cfg)
-        .await
-        .unwrap()
-        .spawn();
+    let sim = crate::support::sim::start(sim_cfg).await;
     let dir = tempfile::tempdir().unwrap();
     crate::support::wav::write_wav(&dir.path().join("short.wav"), 0.6);
     let port = std::net::TcpListener::bind("127.0.0.1:0")

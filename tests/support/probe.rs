@@ -8,14 +8,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use rtprobe::audio::{Chunk, PreparedAudio, SAMPLE_RATE};
 use rtprobe::config::ProbeSpec;
-use rtprobe::simulate::{SimConfig, SimHandle, Simulator};
-
-pub async fn start(cfg: SimConfig) -> SimHandle {
-    Simulator::bind("127.0.0.1:0".parse().unwrap(), cfg)
-        .await
-        .expect("bind simulator")
-        .spawn()
-}
+use rtprobe::simulate::{SimConfig, SimHandle};
 
 /// `PreparedAudio` of `total` of silence cut into `chunk`-long append frames.
 pub fn silence(total: Duration, chunk: Duration) -> PreparedAudio {

@@ -16,6 +16,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// The built-in simulator on a free loopback port, running until its handle shuts it down.
 pub async fn start(cfg: SimConfig) -> SimHandle {
     Simulator::bind("127.0.0.1:0".parse().unwrap(), cfg)
         .await
