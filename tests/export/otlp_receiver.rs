@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::metrics::v1::metric;
 use rtprobe::config::model::{OtlpProtocol, OtlpSettings};
 use rtprobe::metrics::{ProbeLabels, Telemetry};
-use support::metrics::receiver::{check, find, grpc_receiver, http_receiver, record, settings};
+use support::metrics::receiver::{
+    check, export_once_over_tls, find, grpc_receiver, http_receiver, record, settings,
+};
 use support::metrics::{buckets, derived, spec};
 use tokio::net::TcpListener;
 
@@ -187,21 +189,10 @@ async fn bad_endpoint_or_header_is_a_typed_error_without_secrets() {
 async fn untrusted_certificate_fails_the_export() {
     // This binary never trusts the test CA, so the receivers' certificates do not verify.
     for protocol in [OtlpProtocol::Grpc, OtlpProtocol::HttpProtobuf] {
-        let (endpoint, received) = match protocol {
-            OtlpProtocol::Grpc => grpc_receiver(true).await,
-            OtlpProtocol::HttpProtobuf => http_receiver(true).await,
-        };
-        let t = Telemetry::new(
-            &buckets(),
-            Some(&settings(endpoint, protocol, Duration::from_secs(3600))),
-        )
-        .unwrap();
-        record(&t);
-        let recorder = t.recorder();
-        t.shutdown(Duration::from_secs(5)).await;
+        let (_, received, failures) = export_once_over_tls(protocol, Duration::from_secs(5)).await;
         assert!(received.latest_with("rtprobe.probe.runs").is_none());
         // The receiver was up: the export reached it and failed in the TLS handshake.
         assert!(received.connections() >= 1, "{protocol:?}: no connection");
-        assert_eq!(recorder.otlp_export_failures(), 1, "{protocol:?}");
+        assert_eq!(failures, 1, "{protocol:?}");
     }
 }

@@ -371,3 +371,25 @@ pub fn check(auth: Option<String>, metrics: &[Metric]) {
         ]
     );
 }
+
+/// `record`'s runs exported once to a TLS receiver speaking `protocol`, then shutdown (waiting up
+/// to `grace`): the receiver's endpoint and view, and the exporter's own count of failures.
+pub async fn export_once_over_tls(
+    protocol: OtlpProtocol,
+    grace: Duration,
+) -> (String, Received, u64) {
+    let (endpoint, received) = match protocol {
+        OtlpProtocol::Grpc => grpc_receiver(true).await,
+        OtlpProtocol::HttpProtobuf => http_receiver(true).await,
+    };
+    let interval = Duration::from_secs(3600);
+    let t = Telemetry::new(
+        &buckets(),
+        Some(&settings(endpoint.clone(), protocol, interval)),
+    )
+    .unwrap();
+    record(&t);
+    let recorder = t.recorder();
+    t.shutdown(grace).await;
+    (endpoint, received, recorder.otlp_export_failures())
+}
