@@ -1,7 +1,7 @@
 //! OTLP over https (gRPC and HTTP/protobuf) to receivers whose certificate chains to the test
 //! CA in `tests/fixtures/otlp-tls`, trusted through `SSL_CERT_FILE` as an operator would. Its own
 //! test binary because it sets a process environment variable; the untrusted case lives in
-//! `otlp_receiver.rs`, where the test CA is never trusted.
+//! `export/otlp_receiver.rs`, whose binary never sets it, so there the test CA is never trusted.
 
 // The shared support tree; this binary uses only a part of it.
 #[allow(dead_code)]

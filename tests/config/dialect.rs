@@ -1,5 +1,5 @@
 //! The `dialect` key and its settings: URL rules per dialect, defaults, the provider attribute,
-//! and the OpenAI settings as validated (their misuse is in `config_errors`' fixtures).
+//! and the OpenAI settings as validated (their misuse is in `errors`' fixtures).
 
 use std::path::Path;
 use std::time::Duration;

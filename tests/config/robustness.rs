@@ -2,7 +2,7 @@
 //! (byte flips, truncations, duplications, splices) through the server-event parser, the config
 //! loader, the duration parser and the URL normaliser. Seeded, so a failure reproduces; a few
 //! thousand cases each by default, fast enough for every CI run. A long run:
-//! `RTPROBE_FUZZ_CASES=1000000 RTPROBE_FUZZ_SEED=7 cargo test --release --test robustness`.
+//! `RTPROBE_FUZZ_CASES=1000000 RTPROBE_FUZZ_SEED=7 cargo test --release --test config robustness::`.
 
 use std::path::Path;
 

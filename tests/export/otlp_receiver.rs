@@ -187,7 +187,8 @@ async fn bad_endpoint_or_header_is_a_typed_error_without_secrets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untrusted_certificate_fails_the_export() {
-    // This binary never trusts the test CA, so the receivers' certificates do not verify.
+    // This binary never trusts the test CA (only otlp_tls.rs, a binary of its own, sets
+    // SSL_CERT_FILE), so the receivers' certificates do not verify.
     for protocol in [OtlpProtocol::Grpc, OtlpProtocol::HttpProtobuf] {
         let (_, received, failures) = export_once_over_tls(protocol, Duration::from_secs(5)).await;
         assert!(received.latest_with("rtprobe.probe.runs").is_none());

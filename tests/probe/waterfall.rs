@@ -39,7 +39,7 @@ async fn probe(cfg: SimConfig) -> (Timeline, Derived, String) {
         ..Options::default()
     };
     let svg = render(&t, &d, &opts);
-    // To look at the pictures: WATERFALL_OUT=dir cargo test --test waterfall
+    // To look at the pictures: WATERFALL_OUT=dir cargo test --test probe waterfall::
     if let Some(dir) = std::env::var_os("WATERFALL_OUT") {
         let name = format!("{}.svg", t.transcript().len());
         std::fs::write(std::path::Path::new(&dir).join(name), &svg).unwrap();

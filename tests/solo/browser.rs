@@ -8,7 +8,7 @@
 //! set. The README's screenshot is made by this test:
 //!
 //! ```sh
-//! RTPROBE_SCREENSHOTS=docs/img cargo test --test browser
+//! RTPROBE_SCREENSHOTS=docs/img cargo test --test solo browser::
 //! ```
 
 use crate::support;
