@@ -5,7 +5,7 @@
 //! `rtprobe_round_trip_mean_negative_total` instead of observed as a latency.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rtprobe::simulate::SimConfig;
 
@@ -54,17 +54,12 @@ async fn trailing_audio_records_no_negative_value() {
     let serve = support::serve::start_production(&path).await;
     let addr = serve.local_addr();
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let body = loop {
-        let body = support::serve::http(addr, "GET", "/metrics", "").await.body;
-        if body.lines().any(|l| {
+    let body = support::serve::metrics_when(addr, Duration::from_secs(30), "successful run", |b| {
+        b.lines().any(|l| {
             l.starts_with("rtprobe_probe_runs_total{") && l.contains("outcome=\"success\"")
-        }) {
-            break body;
-        }
-        assert!(Instant::now() < deadline, "no successful run:\n{body}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+        })
+    })
+    .await;
     serve.run_until(async {}).await;
     sim.shutdown().await;
 

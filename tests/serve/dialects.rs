@@ -4,7 +4,7 @@
 //! with `"first"`.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rtprobe::simulate::{SimConfig, Simulator};
 
@@ -37,15 +37,11 @@ async fn openai_multi_utterance_probe_is_exported_per_utterance() {
     .unwrap();
     let serve = support::serve::start_production(&path).await;
     let addr = serve.local_addr();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let m = loop {
-        let m = support::serve::http(addr, "GET", "/metrics", "").await.body;
-        if m.contains("rtprobe_probe_runs_total{") && m.contains("outcome=\"success\"") {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "no successful session:\n{m}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let m =
+        support::serve::metrics_when(addr, Duration::from_secs(30), "successful session", |m| {
+            m.contains("rtprobe_probe_runs_total{") && m.contains("outcome=\"success\"")
+        })
+        .await;
     let ttft_count = |which: &str| {
         m.lines().find(|l| {
             l.starts_with("gen_ai_client_operation_time_to_first_chunk_seconds_count{")

@@ -429,3 +429,22 @@ pub async fn start_production(path: &Path) -> rtprobe::serve::Serve {
     .await
     .expect("serve starts")
 }
+
+/// Polls `/metrics` on `addr` every 250 ms until `ready` holds for the body, and returns that
+/// body; fails the test with "no {what}" and the last body after `within`.
+pub async fn metrics_when(
+    addr: std::net::SocketAddr,
+    within: Duration,
+    what: &str,
+    ready: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let body = http(addr, "GET", "/metrics", "").await.body;
+        if ready(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "no {what}:\n{body}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
