@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use rtprobe::simulate::SimConfig;
-use support::load::{run_bounded, write_config};
+use support::load::write_config;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rtprobe");
 const LIMIT: Duration = Duration::from_secs(60);
@@ -46,7 +46,7 @@ async fn terminal_gets_a_table_redrawn_in_place() {
         let mut cmd = Command::new("script");
         // -q quiet, -f flush, -e exit code of the child; the typescript goes nowhere.
         cmd.args(["-qfec", &line, "/dev/null"]);
-        run_bounded(cmd, LIMIT)
+        support::run_bounded(cmd.env_remove("RTPROBE_LOG"), LIMIT)
     })
     .await
     .unwrap();
@@ -107,7 +107,7 @@ async fn pipes_get_plain_lines_and_json_the_same_numbers() {
         cmd.args(["serve", "--config"])
             .arg(&c)
             .args(["--duration", "6s", "--no-watch", "--json"]);
-        run_bounded(cmd, LIMIT)
+        support::run_bounded(cmd.env_remove("RTPROBE_LOG"), LIMIT)
     })
     .await
     .unwrap();
@@ -164,7 +164,7 @@ async fn pipes_get_plain_lines_and_json_the_same_numbers() {
             "--no-watch",
             "--quiet",
         ]);
-        run_bounded(cmd, LIMIT)
+        support::run_bounded(cmd.env_remove("RTPROBE_LOG"), LIMIT)
     })
     .await
     .unwrap();

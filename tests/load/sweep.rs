@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use rtprobe::simulate::SimConfig;
-use support::load::{run_bounded, write_config};
+use support::load::write_config;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rtprobe");
 /// Injected: first text 300 ms + k·N, Time To Last Round Trip 120 ms + k·N, with k = 20 ms.
@@ -54,7 +54,7 @@ async fn sweep_finds_the_breaking_level_and_charts_it() {
             .args(["--slo-rtt", "250ms", "--slo-first-text", "500ms"])
             .args(["--json", "--quiet", "--out"])
             .arg(&o);
-        run_bounded(cmd, Duration::from_secs(120))
+        support::run_bounded(cmd.env_remove("RTPROBE_LOG"), Duration::from_secs(120))
     })
     .await
     .unwrap();

@@ -8,12 +8,13 @@ use std::time::Duration;
 use rtprobe::simulate::{Fault, SimConfig, Simulator};
 
 fn rtprobe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rtprobe"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RTPROBE_LOG")
-        .output()
-        .expect("run rtprobe")
+    crate::support::run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_rtprobe"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("RTPROBE_LOG"),
+        Duration::from_secs(60),
+    )
 }
 
 const CLIP: &str = "examples/audio/quick-brown-fox.flac";

@@ -1,10 +1,8 @@
-//! Shared by the load tests: a short WAV clip, a config pointing at a simulator, and running
-//! the `rtprobe` binary with a time bound (a hung child is killed, never waited on forever).
+//! Shared by the load tests: a config pointing at a simulator, with a short WAV clip beside it.
+//! They run the `rtprobe` binary through `support::run_bounded` (a hung child is killed, never
+//! waited on forever).
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use super::wav::write_wav;
 
@@ -25,44 +23,4 @@ pub fn write_config(
     let path = dir.join("rtprobe.yaml");
     std::fs::write(&path, text).expect("write config");
     path
-}
-
-/// Run `cmd` with piped output; kill it after `limit`.
-pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_remove("RTPROBE_LOG")
-        .spawn()
-        .expect("spawn");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stdout.read_to_end(&mut v);
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stderr.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let s = child.wait().expect("wait after kill");
-            panic!("{cmd:?} did not finish within {limit:?} ({s})");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        status,
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
-    }
 }
