@@ -103,7 +103,7 @@ fn targets_without_a_usable_host_are_rejected() {
 
 #[test]
 fn max_wer_comes_from_defaults_unless_the_probe_sets_it() {
-    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio/quick-brown-fox.flac");
+    let clip = crate::support::clip();
     let text = format!(
         "defaults:\n  max_wer: 0.25\nprobes:\n  - {{name: a, target: 'http://127.0.0.1:8000', model: m, audio: '{c}', reference: x}}\n  - {{name: b, target: 'http://127.0.0.1:8000', model: m, audio: '{c}', reference: x, max_wer: 0.5}}\n",
         c = clip.display()

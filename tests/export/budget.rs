@@ -112,7 +112,7 @@ async fn disabled_histograms_are_not_exported_and_the_defaults_can_be_reenabled(
 
 #[test]
 fn the_config_names_what_can_be_switched_off() {
-    let audio = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio/quick-brown-fox.flac");
+    let audio = crate::support::clip();
     let yaml = |metrics: &str| {
         format!(
             "{metrics}probes:\n  - name: p\n    target: http://127.0.0.1:8000\n    model: m\n    audio: {}\n",

@@ -4,7 +4,6 @@
 //! `_sum`, bucket and count is ≥ 0, and the run is counted in
 //! `rtprobe_round_trip_mean_negative_total` instead of observed as a latency.
 
-use std::path::Path;
 use std::time::Duration;
 
 use rtprobe::simulate::SimConfig;
@@ -39,7 +38,7 @@ async fn trailing_audio_records_no_negative_value() {
         ..SimConfig::default()
     };
     let sim = crate::support::sim::start(sim_cfg).await;
-    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio/quick-brown-fox.flac");
+    let clip = crate::support::clip();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rtprobe.yaml");
     std::fs::write(

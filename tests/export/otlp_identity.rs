@@ -7,7 +7,6 @@
 use crate::support;
 
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ fn closed_port() -> u16 {
 async fn serve_pushes_a_resource_naming_the_replica() {
     let (endpoint, received) = grpc_receiver(false).await;
     let dir = tempfile::tempdir().unwrap();
-    let audio = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio/quick-brown-fox.flac");
+    let audio = crate::support::clip();
     // The target refuses connections: runs fail fast, and every export still carries the
     // resource (the runs counter and the export-failure counter are always there).
     let config = format!(

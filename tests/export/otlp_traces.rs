@@ -6,7 +6,6 @@
 use crate::support;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::common::v1::any_value;
@@ -25,7 +24,7 @@ async fn sim(fault: Fault) -> SimHandle {
 }
 
 fn config_text(otlp: &str, good: SocketAddr, bad: SocketAddr) -> String {
-    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio/quick-brown-fox.flac");
+    let clip = crate::support::clip();
     let mut text = format!(
         "server: {{listen: 127.0.0.1:0}}\notlp: {{endpoint: '{otlp}', protocol: grpc, interval: 1s, timeout: 2s, traces: true}}\nprobes:\n"
     );

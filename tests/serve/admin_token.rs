@@ -3,7 +3,6 @@
 //! and kubelets.
 
 use std::net::SocketAddr;
-use std::path::Path;
 
 const TOKEN: &str = "admin-planted-77c1";
 
@@ -22,7 +21,7 @@ async fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>
 async fn admin_endpoints_need_the_token() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("admin"), format!("{TOKEN}\n")).unwrap();
-    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio/quick-brown-fox.flac");
+    let clip = crate::support::clip();
     let path = dir.path().join("rtprobe.yaml");
     std::fs::write(
         &path,

@@ -3,7 +3,6 @@
 //! config, later utterances recorded with `rtprobe_utterance="later"` and the first (and the run)
 //! with `"first"`.
 
-use std::path::Path;
 use std::time::Duration;
 
 use rtprobe::simulate::{SimConfig, Simulator};
@@ -23,7 +22,7 @@ async fn openai_multi_utterance_probe_is_exported_per_utterance() {
     .await
     .unwrap()
     .spawn();
-    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio/quick-brown-fox.flac");
+    let clip = crate::support::clip();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rtprobe.yaml");
     std::fs::write(

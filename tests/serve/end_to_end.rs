@@ -3,7 +3,6 @@
 //! removes a probe stops exporting it.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rtprobe::serve::ReloadTrigger;
@@ -26,7 +25,7 @@ fn dead_port() -> u16 {
 }
 
 fn config_text(sim: SocketAddr, otlp_port: u16, probes: &[&str]) -> String {
-    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio/quick-brown-fox.flac");
+    let clip = crate::support::clip();
     let mut text = format!(
         "server:\n  listen: 127.0.0.1:0\notlp:\n  endpoint: http://127.0.0.1:{otlp_port}\n  protocol: http/protobuf\n  interval: 1s\n  timeout: 500ms\nprobes:\n"
     );

@@ -4,7 +4,6 @@
 //! with JSON; run pages are open like the status page while `/probe` keeps needing the token.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rtprobe::simulate::{Fault, SimConfig, SimHandle};
@@ -27,7 +26,7 @@ async fn sim(fault: Fault) -> SimHandle {
 }
 
 fn config_text(good: SocketAddr, bad: SocketAddr) -> String {
-    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio/quick-brown-fox.flac");
+    let clip = crate::support::clip();
     let mut text =
         "server: {listen: 127.0.0.1:0, admin_token: {file: admin}}\nprobes:\n".to_string();
     for (name, addr) in [("good", good), ("bad", bad)] {

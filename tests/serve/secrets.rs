@@ -49,8 +49,7 @@ async fn planted_secrets_never_leave_the_process() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
     std::fs::write(dir.path().join("wrong"), WRONG_TOKEN).unwrap();
-    let clip = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/audio/quick-brown-fox.flac");
+    let clip = crate::support::clip();
     let port = free_port();
     let config = format!(
         "server: {{listen: 127.0.0.1:{port}}}\nprobes:\n\

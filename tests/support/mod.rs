@@ -237,5 +237,11 @@ pub fn probe_spec(fields: &str) -> rtprobe::config::ProbeSpec {
     config.probes.into_iter().next().expect("one probe")
 }
 
-/// The clip the specs point at; tests that stream audio pass their own `PreparedAudio`.
+/// The shipped clip (3.08 s, "The quick brown fox…") the specs and configs point at, relative to
+/// the repository; tests that stream audio pass their own `PreparedAudio`.
 pub const CLIP: &str = "examples/audio/quick-brown-fox.flac";
+
+/// `CLIP` as an absolute path, for configs written outside the repository.
+pub fn clip() -> PathBuf {
+    repo().join(CLIP)
+}
