@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtprobe::config::{self, Buckets};
+use rtprobe::derive::{Derived, derive};
 use rtprobe::metrics::Telemetry;
-use rtprobe::metrics::derive::{Derived, derive};
 use rtprobe::probe;
 use rtprobe::stats::{mean, quantile};
 use serde_json::Value;

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use rtprobe::config::{self, Buckets};
+use rtprobe::derive::Derived;
 use rtprobe::metrics::Telemetry;
-use rtprobe::metrics::derive::Derived;
 use rtprobe::stats::quantile;
 
 /// What Prometheus sends with native histograms on.

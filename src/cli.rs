@@ -60,42 +60,8 @@ pub struct ProbeArgs {
     /// Name of the probe in --config (defaults to the only probe when there is one).
     #[arg(long)]
     pub probe: Option<String>,
-    /// Ad hoc: server URL (http(s)://host:port or ws(s)://…/v1/realtime).
-    #[arg(long, requires = "audio")]
-    pub target: Option<String>,
-    /// Ad hoc: audio file (WAV or FLAC).
-    #[arg(long)]
-    pub audio: Option<PathBuf>,
-    /// Ad hoc: model name, or `auto` for the first id of GET /v1/models.
-    #[arg(long, default_value = "auto")]
-    pub model: String,
-    /// Ad hoc: reference transcript for WER.
-    #[arg(long)]
-    pub reference: Option<String>,
-    /// Ad hoc: audio chunk duration.
-    #[arg(long, default_value = "100ms")]
-    pub chunk: String,
-    /// Ad hoc: `realtime` (paced) or `burst` (guidellm order).
-    #[arg(long, default_value = "realtime")]
-    pub pacing: String,
-    /// Ad hoc: name of an environment variable holding a bearer token.
-    #[arg(long, value_name = "VAR")]
-    pub bearer_token_env: Option<String>,
-    /// Ad hoc: PEM CA file to trust for wss.
-    #[arg(long)]
-    pub ca_file: Option<PathBuf>,
-    /// Ad hoc: wire dialect, `vllm` or `openai` (OpenAI GA transcription sessions).
-    #[arg(long, default_value = "vllm")]
-    pub dialect: String,
-    /// Ad hoc, openai dialect: `none` (manual commit) or `server_vad`.
-    #[arg(long)]
-    pub turn_detection: Option<String>,
-    /// Ad hoc, openai dialect: PCM rate declared and streamed (default 24000).
-    #[arg(long)]
-    pub sample_rate: Option<u32>,
-    /// Ad hoc, openai dialect: transcription language (ISO-639-1).
-    #[arg(long)]
-    pub language: Option<String>,
+    #[command(flatten)]
+    pub adhoc: crate::config::adhoc::AdhocFlags,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -21,7 +21,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Secret;
-use crate::scheduler::BoxFuture;
+use futures_util::future::BoxFuture;
 
 /// Requests with a declared body larger than this are refused (no route reads a body).
 pub const MAX_BODY: u64 = 64 * 1024;
@@ -44,7 +44,7 @@ pub enum ProbeNow {
     /// An on-demand probe is already running; try again later.
     Busy,
     /// The run; resolves to the JSON debug record, or its HTML page for a browser.
-    Run(BoxFuture<ProbeAnswer>),
+    Run(BoxFuture<'static, ProbeAnswer>),
 }
 
 /// What an on-demand run answers.
@@ -53,16 +53,19 @@ pub enum ProbeAnswer {
     Html(String),
 }
 
+/// Why a route could not answer; its `Display` is the response body.
+pub type AppError = Box<dyn std::error::Error + Send + Sync>;
+
 /// What the routes answer. Implemented by `serve`.
 pub trait App: Send + Sync + 'static {
     /// `GET /metrics`: (content type, body) for the request's `Accept` header.
     fn metrics(&self, accept: Option<&str>) -> (&'static str, Vec<u8>);
     /// `GET /readyz`: `Err(reason)` while not ready.
-    fn readiness(&self) -> Result<(), String>;
+    fn readiness(&self) -> Result<(), AppError>;
     /// `POST /-/reload`: `Ok(summary)` or `Err(validation error text)`.
-    fn reload(&self) -> BoxFuture<Result<String, String>>;
+    fn reload(&self) -> BoxFuture<'static, Result<String, AppError>>;
     /// `GET /config`: the effective config with secrets redacted.
-    fn config(&self, format: ConfigFormat) -> Result<String, String>;
+    fn config(&self, format: ConfigFormat) -> Result<String, AppError>;
     /// `GET /`: the HTML status page.
     fn status_page(&self) -> String;
     /// `GET /probe?name=`: run a configured probe now; `html` when the client accepts
@@ -263,7 +266,7 @@ pub async fn route(app: Arc<dyn App>, req: Request<Incoming>) -> Resp {
         },
         "/-/reload" => match app.reload().await {
             Ok(summary) => text(StatusCode::OK, summary),
-            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e),
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         },
         "/config" => {
             let wants_json = query_param(&query, "format").as_deref() == Some("json")
@@ -279,7 +282,7 @@ pub async fn route(app: Arc<dyn App>, req: Request<Incoming>) -> Resp {
             };
             match app.config(format) {
                 Ok(body) => reply(StatusCode::OK, ct, body),
-                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e),
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             }
         }
         "/" => reply(

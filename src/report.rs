@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::metrics::derive::Derived;
+use crate::derive::Derived;
 use crate::probe::timeline::Timeline;
 use crate::stats::quantile;
 
@@ -23,6 +23,17 @@ fn secs(v: Option<f64>) -> String {
         Some(s) if s.abs() < 1.0 => format!("{:.1} ms", s * 1e3),
         Some(s) => format!("{s:.3} s"),
     }
+}
+
+/// `p50 …  pNN …  max …` of `v`, where NN is `p` in percent.
+fn spread(v: &[f64], p: f64) -> String {
+    format!(
+        "p50 {}  p{} {}  max {}",
+        secs(quantile(v, 0.5)),
+        (p * 100.0).round(),
+        secs(quantile(v, p)),
+        secs(quantile(v, 1.0))
+    )
 }
 
 fn num(v: Option<f64>, unit: &str) -> String {
@@ -72,26 +83,12 @@ pub fn rows(h: &RunHeader<'_>, t: &Timeline, d: &Derived) -> Vec<(&'static str, 
             num(d.send_window_audio_rate, "x")
         ),
     );
-    row(
-        "pacing lateness",
-        format!(
-            "p50 {}  p99 {}  max {}",
-            secs(quantile(&d.pacing_lateness, 0.5)),
-            secs(quantile(&d.pacing_lateness, 0.99)),
-            secs(quantile(&d.pacing_lateness, 1.0))
-        ),
-    );
+    row("pacing lateness", spread(&d.pacing_lateness, 0.99));
     row("TTFT (from connect start)", secs(d.ttft));
     row("time to first text (audio)", secs(d.time_to_first_text));
     row(
         "ITL (gaps between text)",
-        format!(
-            "p50 {}  p90 {}  max {}  (n={})",
-            secs(quantile(&d.itl_gaps, 0.5)),
-            secs(quantile(&d.itl_gaps, 0.9)),
-            secs(quantile(&d.itl_gaps, 1.0)),
-            d.itl_gaps.len()
-        ),
+        format!("{}  (n={})", spread(&d.itl_gaps, 0.9), d.itl_gaps.len()),
     );
     row("ITL (guidellm, per token)", secs(d.itl_guidellm));
     row("Time To Last Round Trip", secs(d.rtt_last));

@@ -26,8 +26,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::config::ProbeSpec;
-use crate::metrics::derive::Derived;
+use crate::derive::Derived;
 use crate::probe::{ErrorType, ProbeError, Timeline};
+use crate::sync;
 
 /// A boxed, sendable future, the return type of the object-safe traits here.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -88,7 +89,7 @@ impl StreamResult {
     }
 }
 
-/// Runs one stream of a probe. Implemented by the glue over `probe::run` + `derive` (with the
+/// Runs one stream of a probe. Implemented by `serve::backend` over `probe::run` + `derive` (with the
 /// audio prepared once per config generation), and by fakes in tests.
 pub trait Runner: Send + Sync + 'static {
     /// Run stream `stream` (0-based, `< concurrency`) of one scheduled run. The future is
@@ -118,7 +119,7 @@ pub struct DebugRun {
     pub timeline: Option<Arc<Timeline>>,
 }
 
-/// What the scheduler reports as it works. The glue maps these to the metrics recorder;
+/// What the scheduler reports as it works. `serve::backend` maps these to the metrics recorder;
 /// `serve` also feeds them to the status page and the duration-mode summary.
 pub trait SchedulerEvents: Send + Sync + 'static {
     /// A run started `delay` after its scheduled time.
@@ -247,11 +248,7 @@ impl Scheduler {
     /// unchanged keep their schedule; new and changed ones start fresh with a new random
     /// offset; removed ones stop scheduling (a run in flight finishes on its own).
     pub fn apply(&mut self, probes: &[Arc<ProbeSpec>], runner: Arc<dyn Runner>) -> ApplyReport {
-        *self
-            .shared
-            .runner
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = runner;
+        *sync::write(&self.shared.runner) = runner;
         self.generation += 1;
         let mut report = ApplyReport::default();
         let mut next = HashMap::with_capacity(probes.len());
@@ -397,11 +394,7 @@ fn start_run(shared: &Arc<Shared>, spec: &Arc<ProbeSpec>, busy: &Arc<AtomicBool>
         active: shared.clone(),
         busy: busy.clone(),
     };
-    let runner = shared
-        .runner
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .clone();
+    let runner = sync::read(&shared.runner).clone();
     shared.events.run_started(spec, delay);
     tokio::spawn(supervise_run(shared.clone(), spec.clone(), runner, guard));
 }

@@ -2,6 +2,7 @@
 //! maintained serde_yaml fork). `check-config`, `serve` start-up and every reload go through
 //! `load`, so a config is judged by one set of rules.
 
+pub mod adhoc;
 pub mod duration;
 mod locate;
 pub mod model;

@@ -269,7 +269,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::metrics::derive::Derived;
+    use crate::derive::Derived;
     use crate::probe::ErrorType;
     use crate::probe::timeline::Usage;
 

@@ -14,6 +14,8 @@ use tokio::time::Instant;
 use super::aggregate::LoadStats;
 use super::render;
 
+use crate::sync;
+
 /// Redraw period of the live table.
 pub const TICK: Duration = Duration::from_millis(500);
 /// Period of the plain lines when stderr is not a terminal.
@@ -82,7 +84,7 @@ pub fn spawn(
             let now = Instant::now();
             let elapsed = now.saturating_duration_since(start);
             let report = {
-                let mut s = stats.lock().unwrap_or_else(|p| p.into_inner());
+                let mut s = sync::lock(&stats);
                 s.observe_live(elapsed.as_secs_f64(), super::text_deltas());
                 s.report()
             };

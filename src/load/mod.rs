@@ -1,6 +1,6 @@
 //! Time-bound load runs people can watch: `serve --duration` and `rtprobe load` (a sweep over
 //! concurrency levels). The measurement is the production path — the scheduler, the probe
-//! client, `metrics::derive` and the metrics recorder — and this module only adds what a person
+//! client, `derive` and the metrics recorder — and this module only adds what a person
 //! at a terminal needs on top: running totals with bounded memory (`aggregate`, `sketch`), their
 //! rendering (`render`, pure) and the terminal I/O (`display`).
 

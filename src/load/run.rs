@@ -1,6 +1,6 @@
 //! `rtprobe load`: a concurrency sweep against one configured probe. Each level runs the probe
 //! with `concurrency = level` on the production path — `config::load`, the serve backend's
-//! runner (`probe::run` → `metrics::derive`, audio prepared once) and recorder, the scheduler —
+//! runner (`probe::run` → `derive`, audio prepared once) and recorder, the scheduler —
 //! for a warm-up (not counted), the measured duration, and a drain of the streams still open;
 //! then a cool-down before the next level. No second measurement path.
 
@@ -19,7 +19,8 @@ use crate::scheduler::{
     BACKSTOP_SLACK, Runner, Scheduler, SchedulerEvents, StreamResult, process_seed,
 };
 use crate::serve::Backend;
-use crate::serve::glue::ProbeBackend;
+use crate::serve::backend::ProbeBackend;
+use crate::sync;
 
 /// The levels of `--concurrency`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,27 +161,18 @@ impl SchedulerEvents for LevelEvents {
         self.metrics.run_started(probe, delay);
     }
     fn skipped(&self, probe: &ProbeSpec) {
-        self.stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .skipped();
+        sync::lock(&self.stats).skipped();
         self.metrics.skipped(probe);
     }
     fn in_flight(&self, probe: &ProbeSpec, delta: i64) {
-        self.stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .in_flight(delta);
+        sync::lock(&self.stats).in_flight(delta);
         self.metrics.in_flight(probe, delta);
     }
     fn stream_finished(&self, probe: &ProbeSpec, stream: u32, result: &StreamResult) {
-        let start = *self.measure_start.lock().unwrap_or_else(|p| p.into_inner());
+        let start = *sync::lock(&self.measure_start);
         let at = start.elapsed().as_secs_f64();
         if at >= result.elapsed.as_secs_f64() {
-            self.stats
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .finished(result, at);
+            sync::lock(&self.stats).finished(result, at);
         }
         self.metrics.stream_finished(probe, stream, result);
     }
@@ -270,17 +262,14 @@ async fn run_level(
     }
     // Count afresh from here; streams open now stay open but their results are not counted.
     let start = Instant::now();
-    stats.lock().unwrap_or_else(|p| p.into_inner()).restart();
-    *events
-        .measure_start
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = start;
+    sync::lock(&stats).restart();
+    *sync::lock(&events.measure_start) = start;
     let live = display::spawn(stats.clone(), start, args.duration, mode, Some(title));
     tokio::time::sleep(args.duration).await;
     // Streams still open finish (their results count); a stuck one is cancelled by then.
     scheduler.shutdown(spec.timeout + BACKSTOP_SLACK).await;
     live.finish().await;
-    stats.lock().unwrap_or_else(|p| p.into_inner()).report()
+    sync::lock(&stats).report()
 }
 
 /// Write `sweep.json`, `sweep.svg` and (when `rsvg-convert` or `convert` is installed)

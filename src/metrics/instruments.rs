@@ -25,15 +25,16 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, UpDownCounter};
 
 use crate::config::model::{Buckets, ProbeSpec};
-use crate::metrics::derive::Derived;
+use crate::derive::Derived;
 use crate::metrics::fanout::on_all;
 use crate::probe::error::ErrorType;
+use crate::sync::lock;
 
 /// Attribute keys rtprobe sets itself; a static label from the config with one of these keys
 /// (or one that sanitises to the same Prometheus label name) is dropped so it cannot merge into
@@ -362,11 +363,6 @@ impl Instruments {
 /// Open streams of one attribute set.
 type InFlight = (Arc<[KeyValue]>, i64);
 
-/// Locks a mutex whose data stays consistent even if a holder panicked (plain values only).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// State shared by every [`Recorder`] clone and the owning `Telemetry`.
 pub(crate) struct Shared {
     /// The instruments of the current provider; swapped whole when the pipeline is rebuilt.
@@ -401,7 +397,7 @@ impl Shared {
         if let Some((ok, at)) = *reload {
             next.record_reload(ok, at);
         }
-        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let mut current = crate::sync::write(&self.current);
         *current = Arc::new(next);
     }
 }
@@ -449,10 +445,7 @@ fn observe_opt(h: &Histogram<f64>, v: Option<f64>, attrs: &[KeyValue]) {
 impl Recorder {
     fn instruments(&self) -> Arc<Instruments> {
         // A poisoned lock only means a writer panicked mid-swap; the Arc inside is still whole.
-        match self.shared.current.read() {
-            Ok(g) => Arc::clone(&g),
-            Err(p) => Arc::clone(&p.into_inner()),
-        }
+        Arc::clone(&crate::sync::read(&self.shared.current))
     }
 
     /// Records one finished run. A successful run records every `Some` value of `derived`; a

@@ -6,7 +6,6 @@
 //! for why two). Callers record through a [`Recorder`], which is a cheap handle safe to clone
 //! into every probe task.
 
-pub mod derive;
 mod fanout;
 mod identity;
 mod instruments;
@@ -15,7 +14,6 @@ mod prom;
 pub mod prom_proto;
 mod telemetry;
 pub mod traces;
-pub mod wer;
 
 pub use instruments::{ProbeLabels, Recorder};
 pub use telemetry::{CARDINALITY_LIMIT, Telemetry};

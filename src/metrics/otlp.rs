@@ -191,10 +191,7 @@ pub(crate) struct CountingExporter<E> {
 
 impl<E> CountingExporter<E> {
     fn note(&self, result: &OTelSdkResult) {
-        let mut st = match self.log.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut st = crate::sync::lock(&self.log);
         match result {
             Ok(()) => {
                 if st.failing {

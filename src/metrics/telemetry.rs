@@ -261,7 +261,7 @@ impl Telemetry {
         let (pipeline, instruments) = build(buckets, metrics, otlp, &self.shared.export_failures)?;
         self.shared.swap(instruments);
         let old = {
-            let mut current = self.pipeline.lock().unwrap_or_else(|p| p.into_inner());
+            let mut current = crate::sync::lock(&self.pipeline);
             std::mem::replace(&mut *current, pipeline)
         };
         // Nobody waits for the old provider: the SDK bounds its own shutdown waits.
@@ -282,13 +282,13 @@ impl Telemetry {
     pub fn render(&self, accept: Option<&str>) -> (&'static str, Vec<u8>) {
         let arrived = Instant::now();
         let format = prom::Format::negotiate(accept);
-        let mut renders = self.renders.lock().unwrap_or_else(|p| p.into_inner());
+        let mut renders = crate::sync::lock(&self.renders);
         if let Some(body) = renders.fresh(format, arrived) {
             return (format.content_type(), body.to_vec());
         }
         // The reader is shared; the pipeline lock is held only to clone it.
         let (reader, histograms) = {
-            let p = self.pipeline.lock().unwrap_or_else(|p| p.into_inner());
+            let p = crate::sync::lock(&self.pipeline);
             (Arc::clone(&p.reader), p.histograms)
         };
         let collected = Instant::now();
@@ -304,10 +304,7 @@ impl Telemetry {
     /// runs on its own thread while this task waits at most `timeout`. The runtime stays free
     /// meanwhile, which the OTLP/HTTP client needs, since its requests run as tasks on it.
     pub async fn shutdown(self, timeout: Duration) {
-        let pipeline = self
-            .pipeline
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner());
+        let pipeline = crate::sync::into_inner(self.pipeline);
         let Some(rx) = shutdown_in_background(pipeline, timeout) else {
             return;
         };

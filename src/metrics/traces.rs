@@ -30,7 +30,7 @@ use opentelemetry_sdk::trace::{
 use tokio::sync::mpsc;
 
 use crate::config::model::{OtlpProtocol, OtlpSettings};
-use crate::metrics::derive::{Derived, phase_spans};
+use crate::derive::{Derived, phase_spans};
 use crate::metrics::otlp::{HyperClient, header_map, otlp_err, tls_connector};
 use crate::metrics::{MetricsError, ProbeLabels};
 use crate::probe::Timeline;
@@ -341,7 +341,7 @@ pub fn trace_id(spans: &[SpanData]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::derive::derive;
+    use crate::derive::derive;
     use crate::probe::error::{ErrorType, ProbeError};
     use crate::probe::timeline::{Delta, Done, Sent};
 

@@ -28,6 +28,7 @@ use crate::probe::dialect::{self, Event, Frames};
 use crate::probe::error::{ErrorType, ProbeError, ServerCode};
 use crate::probe::timeline::{Acks, Delta, Done, Sent, SentKind, Timeline, UtteranceSlice};
 use crate::probe::{models, pacer};
+use crate::sync;
 
 /// Ignored events (unknown types, non-fatal errors) tolerated per run.
 pub const MAX_IGNORED_EVENTS: u64 = 10_000;
@@ -65,7 +66,7 @@ type Observer<'o> = Mutex<&'o mut (dyn FnMut(&ProgressEvent) + Send)>;
 
 fn notify(observer: &Observer<'_>, event: ProgressEvent) {
     // A panicking observer poisoned the lock; progress lines are not worth failing a run for.
-    let mut f = observer.lock().unwrap_or_else(|p| p.into_inner());
+    let mut f = sync::lock(observer);
     (*f)(&event);
 }
 
@@ -99,7 +100,7 @@ pub async fn run_session(
     let slices = Mutex::new(Vec::<UtteranceSlice>::new());
     let bound = (run_start + spec.timeout).into();
     let driven = timeout_at(bound, drive(spec, clips, &mut tl, &slices, &observer)).await;
-    tl.utterances = slices.into_inner().unwrap_or_else(|p| p.into_inner());
+    tl.utterances = sync::into_inner(slices);
     match driven {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -183,10 +184,26 @@ struct Flags {
 type Slices = Mutex<Vec<UtteranceSlice>>;
 
 fn with_slice(slices: &Slices, k: usize, f: impl FnOnce(&mut UtteranceSlice)) {
-    let mut v = slices.lock().unwrap_or_else(|p| p.into_inner());
+    let mut v = sync::lock(slices);
     if let Some(s) = v.get_mut(k) {
         f(s);
     }
+}
+
+/// An acknowledgement received at `at`: the first of its kind counts, for the run and for the
+/// utterance under way.
+fn ack(
+    acks: &mut Acks,
+    slices: &Slices,
+    flags: &Flags,
+    at: Duration,
+    field: fn(&mut Acks) -> &mut Option<Duration>,
+) {
+    field(acks).get_or_insert(at);
+    let k = flags.done_count.load(Ordering::Acquire);
+    with_slice(slices, k, |s| {
+        field(&mut s.acks).get_or_insert(at);
+    });
 }
 
 /// Everything up to `done`, then the closing handshake; `Ok` only for a complete, non-truncated
@@ -517,7 +534,7 @@ async fn send_all(
     let mut audio_before = Duration::ZERO;
     for (u, utterance) in plan.utterances.into_iter().enumerate() {
         {
-            let mut v = slices.lock().unwrap_or_else(|p| p.into_inner());
+            let mut v = sync::lock(slices);
             v.push(UtteranceSlice {
                 sent_from: sent.len(),
                 ..UtteranceSlice::default()
@@ -769,25 +786,13 @@ async fn read_all(
                 ));
             }
             Event::SessionUpdated => {
-                acks.session_updated.get_or_insert(at);
-                let k = flags.done_count.load(Ordering::Acquire);
-                with_slice(slices, k, |s| {
-                    s.acks.session_updated.get_or_insert(at);
-                });
+                ack(acks, slices, flags, at, |a| &mut a.session_updated);
             }
             Event::Committed => {
-                acks.committed.get_or_insert(at);
-                let k = flags.done_count.load(Ordering::Acquire);
-                with_slice(slices, k, |s| {
-                    s.acks.committed.get_or_insert(at);
-                });
+                ack(acks, slices, flags, at, |a| &mut a.committed);
             }
             Event::SpeechStarted => {
-                acks.speech_started.get_or_insert(at);
-                let k = flags.done_count.load(Ordering::Acquire);
-                with_slice(slices, k, |s| {
-                    s.acks.speech_started.get_or_insert(at);
-                });
+                ack(acks, slices, flags, at, |a| &mut a.speech_started);
             }
             Event::SpeechStopped => {
                 acks.speech_stopped.get_or_insert(at);
@@ -837,12 +842,7 @@ mod tests {
     }
 
     fn sent(kind: SentKind, ms: u64) -> Sent {
-        Sent {
-            kind,
-            at: at(ms),
-            scheduled: None,
-            audio_end: None,
-        }
+        Sent::control(kind, at(ms))
     }
 
     #[test]

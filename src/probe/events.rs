@@ -64,17 +64,20 @@ struct RawUsage {
     total_tokens: Option<u64>,
 }
 
+/// A frame that is not JSON, named by the parser's category and position only: the frame
+/// itself may be large or sensitive.
+pub(crate) fn not_json(e: &serde_json::Error) -> EventError {
+    EventError::NotJson(format!(
+        "{:?} at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    ))
+}
+
 /// Parse one text frame.
 pub fn parse(frame: &str) -> Result<ServerEvent<'_>, EventError> {
-    let raw: Raw<'_> = serde_json::from_str(frame).map_err(|e| {
-        // Only the category and position: the frame itself may be large or sensitive.
-        EventError::NotJson(format!(
-            "{:?} at line {} column {}",
-            e.classify(),
-            e.line(),
-            e.column()
-        ))
-    })?;
+    let raw: Raw<'_> = serde_json::from_str(frame).map_err(|e| not_json(&e))?;
     let kind = raw.kind.ok_or(EventError::NoType)?;
     Ok(match kind.as_ref() {
         "session.created" => ServerEvent::SessionCreated,

@@ -12,6 +12,8 @@ use std::sync::{Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
+use crate::sync;
+
 struct Entry {
     due: Instant,
     waker: Waker,
@@ -56,11 +58,11 @@ fn pacer() -> &'static Pacer {
 
 impl Pacer {
     fn run(&self) {
-        let mut heap = self.heap.lock().unwrap_or_else(|e| e.into_inner());
+        let mut heap = sync::lock(&self.heap);
         loop {
             let now = Instant::now();
             match heap.peek() {
-                None => heap = self.cv.wait(heap).unwrap_or_else(|e| e.into_inner()),
+                None => heap = sync::wait(&self.cv, heap),
                 Some(Reverse(e)) if e.due <= now => {
                     if let Some(Reverse(e)) = heap.pop() {
                         e.waker.wake();
@@ -68,18 +70,14 @@ impl Pacer {
                 }
                 Some(Reverse(e)) => {
                     let wait = e.due - now;
-                    heap = self
-                        .cv
-                        .wait_timeout(heap, wait)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                    heap = sync::wait_timeout(&self.cv, heap, wait).0;
                 }
             }
         }
     }
 
     fn register(&self, due: Instant, waker: Waker) {
-        let mut heap = self.heap.lock().unwrap_or_else(|e| e.into_inner());
+        let mut heap = sync::lock(&self.heap);
         let earliest = heap.peek().is_none_or(|Reverse(e)| due < e.due);
         heap.push(Reverse(Entry { due, waker }));
         drop(heap);

@@ -1,7 +1,7 @@
 //! The raw record of one probe run: monotonic offsets from `t0`, the transcript and the outcome.
 //!
 //! This is the only thing the probe client hands back (the oha model: the client records raw
-//! timestamps, statistics are derived elsewhere, see `metrics::derive`). Every instant is a
+//! timestamps, statistics are derived elsewhere, see `derive`). Every instant is a
 //! `Duration` since `t0` (taken just before name resolution/TCP connect), read from a monotonic
 //! clock, so derivations are pure arithmetic and unit tests can use exact numbers.
 
@@ -56,6 +56,18 @@ pub struct Sent {
     pub audio_end: Option<Duration>,
 }
 
+impl Sent {
+    /// A frame that carries no audio (an update or a commit) sent at `at`.
+    pub fn control(kind: SentKind, at: Duration) -> Sent {
+        Sent {
+            kind,
+            at,
+            scheduled: None,
+            audio_end: None,
+        }
+    }
+}
+
 /// Connection phases, each an offset since `t0` at which the phase *ended*.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Phases {
@@ -96,7 +108,7 @@ pub struct Acks {
 
 /// Where one utterance of a multi-utterance session lies in the session's vectors, and what only
 /// it has (its final text, its acknowledgements). `Timeline::utterance` turns it into a
-/// one-utterance `Timeline` that `metrics::derive` reads like any other.
+/// one-utterance `Timeline` that `derive` reads like any other.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct UtteranceSlice {
     /// Index in `sent` of the utterance's first frame (the session's update belongs to the first).
@@ -110,7 +122,7 @@ pub struct UtteranceSlice {
     pub truncated: bool,
 }
 
-/// The full record of one run. Built by `probe::run`; read by `metrics::derive` and reports.
+/// The full record of one run. Built by `probe::run`; read by `derive` and reports.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Timeline {
     /// Wall-clock start, for logs and status pages only (never used in arithmetic).
@@ -209,7 +221,7 @@ impl Timeline {
         self.utterances.len().max(1)
     }
 
-    /// Utterance `k` as a one-utterance timeline, for `metrics::derive`. The first keeps the
+    /// Utterance `k` as a one-utterance timeline, for `derive`. The first keeps the
     /// session's origin (`t0` = connect start, its phases); a later one is rebased to its own
     /// first send (the connection is warm: no connect phases, TTFT and end to end count from the
     /// utterance's start). `None` past the utterance that failed, or past the last begun.

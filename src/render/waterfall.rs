@@ -18,7 +18,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use super::{esc, fmt_duration};
-use crate::metrics::derive::{Derived, phase_spans};
+use crate::derive::{Derived, phase_spans};
 use crate::probe::timeline::{Done, SentKind, Timeline};
 
 /// ITL gaps longer than this get a bracket by default.
@@ -807,7 +807,7 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::metrics::derive::derive;
+    use crate::derive::derive;
     use crate::probe::error::{ErrorType, ProbeError};
     use crate::probe::timeline::{Delta, Sent};
 
@@ -858,12 +858,7 @@ mod tests {
             scheduled: Some(ms(sch)),
             audio_end: None,
         };
-        let other = |kind, at| Sent {
-            kind,
-            at: ms(at),
-            scheduled: None,
-            audio_end: None,
-        };
+        let other = |kind, at| Sent::control(kind, ms(at));
         t.sent = vec![
             other(SentKind::SessionUpdate, 23),
             other(SentKind::StartCommit, 24),

@@ -8,9 +8,18 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::http::ConfigFormat;
 
+/// Why the config could not be shown (a serializer refused it).
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Yaml(#[from] serde_norway::Error),
+}
+
 /// The redacted view as a JSON value.
-pub fn redacted(config: &Config) -> Result<Value, String> {
-    let mut v = serde_json::to_value(config).map_err(|e| e.to_string())?;
+pub fn redacted(config: &Config) -> Result<Value, ViewError> {
+    let mut v = serde_json::to_value(config)?;
     if let Some(probes) = v.get_mut("probes").and_then(Value::as_array_mut) {
         for (out, spec) in probes.iter_mut().zip(&config.probes) {
             let Some(obj) = out.as_object_mut() else {
@@ -36,10 +45,10 @@ pub fn redacted(config: &Config) -> Result<Value, String> {
 }
 
 /// The redacted view rendered as YAML or pretty JSON.
-pub fn render(config: &Config, format: ConfigFormat) -> Result<String, String> {
+pub fn render(config: &Config, format: ConfigFormat) -> Result<String, ViewError> {
     let v = redacted(config)?;
-    match format {
-        ConfigFormat::Json => serde_json::to_string_pretty(&v).map_err(|e| e.to_string()),
-        ConfigFormat::Yaml => serde_norway::to_string(&v).map_err(|e| e.to_string()),
-    }
+    Ok(match format {
+        ConfigFormat::Json => serde_json::to_string_pretty(&v)?,
+        ConfigFormat::Yaml => serde_norway::to_string(&v)?,
+    })
 }

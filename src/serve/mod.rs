@@ -3,11 +3,11 @@
 //! `--duration`: stop scheduling, cancel what is left after the grace period, flush, exit).
 //!
 //! Probe execution and metrics come in through a [`Backend`], so this module compiles and is
-//! tested without the WebSocket client or the OTel SDK; the production backend is the glue
-//! over `probe::run`, `metrics::derive` and `metrics::Telemetry`.
+//! tested without the WebSocket client or the OTel SDK; the production backend is `backend.rs`
+//! over `probe::run`, `derive` and `metrics::Telemetry`.
 
+pub mod backend;
 pub mod config_view;
-pub mod glue;
 pub mod reload;
 pub mod run_page;
 pub mod status;
@@ -20,13 +20,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::config::{Config, ProbeSpec};
-use crate::http::{App, ConfigFormat, HttpError, HttpServer, ProbeAnswer, ProbeNow};
+use crate::http::{App, AppError, ConfigFormat, HttpError, HttpServer, ProbeAnswer, ProbeNow};
 use crate::load::display::{self, Mode, SharedStats};
 use crate::load::{LoadReport, LoadStats};
 use crate::scheduler::{
     BACKSTOP_SLACK, BoxFuture, DebugRun, Runner, Scheduler, SchedulerEvents, StreamResult,
     process_seed,
 };
+use crate::sync;
 use status::StatusBoard;
 
 /// Default time in-flight runs get to finish at shutdown before they are cancelled.
@@ -96,6 +97,18 @@ pub trait Backend: Send + Sync + 'static {
     fn shutdown(&self, timeout: Duration) -> BoxFuture<()>;
 }
 
+/// Why a reload left the running config in place.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The loader or the backend rejected the new config (their message).
+    #[error("{0}")]
+    Rejected(String),
+    #[error("config load task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("shutting down; reload ignored")]
+    ShuttingDown,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("{0}")]
@@ -153,13 +166,13 @@ impl SchedulerEvents for Events {
     fn skipped(&self, probe: &ProbeSpec) {
         self.status.record_skip(&probe.name);
         if let Some((s, _)) = &self.summary {
-            s.lock().unwrap_or_else(|p| p.into_inner()).skipped();
+            sync::lock(s).skipped();
         }
         self.metrics.skipped(probe);
     }
     fn in_flight(&self, probe: &ProbeSpec, delta: i64) {
         if let Some((s, _)) = &self.summary {
-            s.lock().unwrap_or_else(|p| p.into_inner()).in_flight(delta);
+            sync::lock(s).in_flight(delta);
         }
         self.metrics.in_flight(probe, delta);
     }
@@ -167,9 +180,7 @@ impl SchedulerEvents for Events {
         self.status.record(&probe.name, stream, result);
         if let Some((s, start)) = &self.summary {
             let at = start.elapsed().as_secs_f64();
-            s.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .finished(result, at);
+            sync::lock(s).finished(result, at);
         }
         self.metrics.stream_finished(probe, stream, result);
     }
@@ -203,25 +214,24 @@ fn specs_of(config: &Config) -> Vec<Arc<ProbeSpec>> {
 }
 
 impl State {
-    async fn load_and_prepare(&self) -> Result<(Config, Arc<dyn Runner>), String> {
+    async fn load_and_prepare(&self) -> Result<(Config, Arc<dyn Runner>), ReloadError> {
         let loader = self.loader.clone();
         let backend = self.backend.clone();
         let path = self.path.clone();
         // Loading reads files and prepare decodes audio: keep both off the async workers.
         tokio::task::spawn_blocking(move || {
-            let config = loader(&path)?;
-            let runner = backend.prepare(&config)?;
+            let config = loader(&path).map_err(ReloadError::Rejected)?;
+            let runner = backend.prepare(&config).map_err(ReloadError::Rejected)?;
             Ok((config, runner))
         })
-        .await
-        .map_err(|e| format!("config load task failed: {e}"))?
+        .await?
     }
 
-    async fn reload(&self, trigger: ReloadTrigger) -> Result<String, String> {
+    async fn reload(&self, trigger: ReloadTrigger) -> Result<String, ReloadError> {
         let _serial = self.reload_lock.lock().await;
         let bytes = tokio::fs::read(&self.path).await.ok();
         {
-            let mut last = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = sync::lock(&self.last_seen);
             if trigger == ReloadTrigger::FileChange && bytes.is_some() && *last == bytes {
                 tracing::debug!(path = %self.path.display(), "config file event without content change");
                 return Ok("unchanged".into());
@@ -239,21 +249,17 @@ impl State {
         };
         let mut sched = self.scheduler.lock().await;
         let Some(scheduler) = sched.as_mut() else {
-            return Err("shutting down; reload ignored".into());
+            return Err(ReloadError::ShuttingDown);
         };
-        let old = self
-            .config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let old = sync::read(&self.config).clone();
         if old.server != config.server {
             tracing::warn!("server.listen takes effect only after a restart");
         }
         let specs = specs_of(&config);
         self.status.set_probes(&specs);
         let report = scheduler.apply(&specs, runner.clone());
-        *self.runner.write().unwrap_or_else(|p| p.into_inner()) = runner;
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        *sync::write(&self.runner) = runner;
+        *sync::write(&self.config) = Arc::new(config);
         self.backend.config_reloaded(true, unix_now());
         tracing::info!(?trigger, %report, "config reloaded");
         Ok(format!("reloaded: {report}"))
@@ -266,16 +272,12 @@ impl State {
         self.backend.render_metrics(accept)
     }
 
-    fn readiness(&self) -> Result<(), String> {
+    fn readiness(&self) -> Result<(), status::NotReady> {
         self.status.readiness()
     }
 
-    fn config(&self, format: ConfigFormat) -> Result<String, String> {
-        let config = self
-            .config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+    fn config(&self, format: ConfigFormat) -> Result<String, config_view::ViewError> {
+        let config = sync::read(&self.config).clone();
         config_view::render(&config, format)
     }
 
@@ -284,22 +286,14 @@ impl State {
     }
 
     fn probe_now(&self, name: &str, html: bool) -> ProbeNow {
-        let config = self
-            .config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let config = sync::read(&self.config).clone();
         let Some(spec) = config.probes.iter().find(|p| p.name == name) else {
             return ProbeNow::Unknown;
         };
         if self.debug_busy.swap(true, Ordering::AcqRel) {
             return ProbeNow::Busy;
         }
-        let runner = self
-            .runner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let runner = sync::read(&self.runner).clone();
         let busy = BusyGuard(self.debug_busy.clone());
         let bound = spec.timeout + BACKSTOP_SLACK;
         let spec = Arc::new(spec.clone());
@@ -356,15 +350,15 @@ impl App for AppHandle {
     fn metrics(&self, accept: Option<&str>) -> (&'static str, Vec<u8>) {
         self.0.metrics(accept)
     }
-    fn readiness(&self) -> Result<(), String> {
-        self.0.readiness()
+    fn readiness(&self) -> Result<(), AppError> {
+        Ok(self.0.readiness()?)
     }
-    fn reload(&self) -> BoxFuture<Result<String, String>> {
+    fn reload(&self) -> BoxFuture<Result<String, AppError>> {
         let state = self.0.clone();
-        Box::pin(async move { state.reload(ReloadTrigger::Http).await })
+        Box::pin(async move { Ok(state.reload(ReloadTrigger::Http).await?) })
     }
-    fn config(&self, format: ConfigFormat) -> Result<String, String> {
-        self.0.config(format)
+    fn config(&self, format: ConfigFormat) -> Result<String, AppError> {
+        Ok(self.0.config(format)?)
     }
     fn status_page(&self) -> String {
         self.0.status_page()
@@ -376,7 +370,7 @@ impl App for AppHandle {
         self.0.status.run_page(probe, id)
     }
     fn admin_token(&self) -> Option<crate::config::Secret> {
-        let config = self.0.config.read().unwrap_or_else(|p| p.into_inner());
+        let config = sync::read(&self.0.config);
         config.server.admin_token.as_ref().map(|t| t.token.clone())
     }
 }
@@ -386,7 +380,7 @@ impl App for AppHandle {
 pub struct Reloader(Arc<State>);
 
 impl Reloader {
-    pub async fn reload(&self, trigger: ReloadTrigger) -> Result<String, String> {
+    pub async fn reload(&self, trigger: ReloadTrigger) -> Result<String, ReloadError> {
         self.0.reload(trigger).await
     }
 }
@@ -504,11 +498,7 @@ impl Serve {
 
     /// The config running now.
     pub fn config(&self) -> Arc<Config> {
-        self.state
-            .config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        sync::read(&self.state.config).clone()
     }
 
     /// Serve until `stop` resolves or `--duration` elapses, then shut down in order: stop
@@ -562,7 +552,7 @@ impl Serve {
             .events
             .summary
             .as_ref()
-            .map(|(s, _)| s.lock().unwrap_or_else(|p| p.into_inner()).report());
+            .map(|(s, _)| sync::lock(s).report());
         ServeOutcome {
             reason,
             drained,
@@ -584,7 +574,7 @@ where
     F: FnOnce(&Config) -> Result<B, String>,
     B: Backend,
 {
-    let stop = signals::stop_signal().map_err(ServeError::Signal)?;
+    let stop = crate::signals::stop_signal().map_err(ServeError::Signal)?;
     let serve = Serve::start(args, loader, make_backend).await?;
     let hup = signals::spawn_reload_on_hup(serve.reloader()).map_err(ServeError::Signal)?;
     let outcome = serve.run_until(stop).await;
@@ -593,25 +583,11 @@ where
 }
 
 mod signals {
-    //! Unix signals: SIGTERM/SIGINT stop, SIGHUP reloads.
+    //! SIGHUP reloads (the stop signal is the program's one, `crate::signals`).
 
     use super::{ReloadTrigger, Reloader};
-    use std::future::Future;
     use tokio::signal::unix::{SignalKind, signal};
     use tokio::task::JoinHandle;
-
-    /// Resolves on the first SIGTERM or SIGINT. Handlers are installed now, so a signal that
-    /// arrives during startup is not lost.
-    pub fn stop_signal() -> std::io::Result<impl Future<Output = ()>> {
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        Ok(async move {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-                _ = int.recv() => tracing::info!("SIGINT received"),
-            }
-        })
-    }
 
     pub fn spawn_reload_on_hup(reloader: Reloader) -> std::io::Result<JoinHandle<()>> {
         let mut hup = signal(SignalKind::hangup())?;

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use super::status::fmt_time;
 use crate::config::{ModelChoice, Pacing, ProbeSpec};
-use crate::metrics::derive::derive;
+use crate::derive::derive;
 use crate::probe::{ErrorType, Timeline};
 use crate::render::waterfall::{self, Options};
 use crate::render::{esc, fmt_duration};

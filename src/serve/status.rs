@@ -19,6 +19,7 @@ pub use crate::render::esc;
 use crate::render::sparkline::{self, Frame};
 use crate::scheduler::{StreamResult, one_line};
 use crate::stats::quantile;
+use crate::sync;
 
 /// Successful runs kept per probe.
 pub const KEEP_SUCCESSES: usize = 20;
@@ -209,6 +210,16 @@ fn push_bounded<T>(q: &mut VecDeque<T>, v: T, cap: usize) {
     q.push_back(v);
 }
 
+/// Why `/readyz` answers 503.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    #[error("config not loaded yet")]
+    NoConfig,
+    /// The probes (comma-separated) whose first run has not been attempted.
+    #[error("first run not attempted yet for: {0}")]
+    FirstRunPending(String),
+}
+
 /// The shared board: written by scheduler events, read by HTTP handlers.
 #[derive(Debug, Default)]
 pub struct StatusBoard {
@@ -228,7 +239,7 @@ impl StatusBoard {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Board> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        sync::lock(&self.inner)
     }
 
     /// Install a new probe set (a config generation). History survives for probes whose
@@ -270,10 +281,10 @@ impl StatusBoard {
     }
 
     /// Ready once a config is loaded and every probe's first run has been attempted.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub fn readiness(&self) -> Result<(), NotReady> {
         let b = self.lock();
         if !b.config_loaded {
-            return Err("config not loaded yet".into());
+            return Err(NotReady::NoConfig);
         }
         let waiting: Vec<&str> = b
             .probes
@@ -284,10 +295,7 @@ impl StatusBoard {
         if waiting.is_empty() {
             Ok(())
         } else {
-            Err(format!(
-                "first run not attempted yet for: {}",
-                waiting.join(", ")
-            ))
+            Err(NotReady::FirstRunPending(waiting.join(", ")))
         }
     }
 

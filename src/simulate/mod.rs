@@ -10,11 +10,13 @@
 mod args;
 mod config;
 mod export;
+mod generation;
 mod http;
 mod openai;
 mod record;
 mod schedule;
 mod session;
+mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -5,7 +5,7 @@
 //! an item; a commit (or the server VAD hearing `silence_duration_ms` of silence) closes it with
 //! `input_audio_buffer.committed{item_id, previous_item_id}` chained to the previous item. Each
 //! item's text comes from the same generation task and timing knobs as the vLLM dialect
-//! (`session::Generation` with `Wire::OpenAi`), so injected values and faults are shared.
+//! (`generation::Generation` with `wire::Wire::OpenAi`), so injected values and faults are shared.
 //! Items are transcribed serially (SGLang's and Dynamo's order).
 
 use std::sync::Arc;
@@ -20,14 +20,13 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::config::{Fault, SimConfig};
+use super::generation::{AbortOnDrop, Control, Generation, Item};
 use super::record::{
     ClientFrame, ClientFrameKind, Emission, EmitKind, RecordHandle, UtteranceRecord,
 };
 use super::schedule::{SplitMix64, utterance_seed};
-use super::session::{
-    AbortOnDrop, Control, Generation, Item, SessionCtx, Sink, Wire, close_and_linger, decode_audio,
-    send, send_text, shutdown_requested, tick,
-};
+use super::session::{SessionCtx, decode_audio, shutdown_requested, tick};
+use super::wire::{Sink, Wire, close_and_linger, send, send_text};
 
 /// A sample at or above this magnitude is speech to the simulated VAD.
 pub(crate) const VAD_THRESHOLD: i32 = 500;

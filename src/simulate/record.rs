@@ -4,10 +4,11 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::config::Fault;
+use crate::sync::lock;
 
 /// What a client frame turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,11 +153,6 @@ impl SessionRecord {
             .find(|e| e.utterance == utterance && e.kind == EmitKind::Done)
             .map(|e| e.at)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panicking connection must not take the records of the others down with it.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One connection's record, written only by that connection's tasks.

@@ -2,40 +2,34 @@
 //! validated flag, one FIFO queue of audio chunks and end-of-audio sentinels, START/END commit
 //! semantics, at most one generation, the drain after `done`, exact error codes and messages.
 //! The generation runs as its own task so its emissions keep their deadlines while client
-//! events are handled; both write through one shared sink.
+//! events are handled; both write through one shared sink. This file is the interpretation:
+//! client frames → `Action`s (pure, `interpret`) and the connection loop that acts on them;
+//! the event JSON and the sink are `wire.rs`, the timed token task `generation.rs`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use serde::Serialize;
+use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Mutex, mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::config::{Fault, SimConfig};
+use super::generation::{AbortOnDrop, Control, Generation, Item};
 use super::record::{
     ClientFrame, ClientFrameKind, Emission, EmitKind, RecordHandle, UtteranceRecord,
 };
-use super::schedule::{Plan, SplitMix64, Token, shift, utterance_seed};
+use super::schedule::{SplitMix64, utterance_seed};
+use super::wire::{
+    Sink, Wire, close_and_linger, error_json, send, send_text, session_created_json,
+};
 
-/// The message of an exception inside the engine (what vLLM relays as `processing_error`).
-pub(crate) const ENGINE_FAILURE: &str =
-    "EngineCore encountered an issue. See stack trace (above) for the root cause.";
 const NOT_VALIDATED: &str =
     "Model not validated. Make sure to validate the model by sending a session.update event.";
-/// How long to wait for the peer's close reply after we sent a close frame.
-const CLOSE_LINGER: Duration = Duration::from_secs(2);
-
-pub(crate) type Sink<S> = Arc<Mutex<SplitSink<WebSocketStream<S>, Message>>>;
 
 pub(crate) struct SessionCtx {
     pub(crate) cfg: Arc<SimConfig>,
@@ -47,102 +41,6 @@ pub(crate) struct SessionCtx {
     pub(crate) realtime_index: u64,
     /// Realtime sessions open on the whole simulator now (the load knob's multiplier).
     pub(crate) open_sessions: Arc<std::sync::atomic::AtomicU64>,
-}
-
-/// One entry of the connection's single FIFO queue, stamped with the receipt of its event.
-#[derive(Debug)]
-pub(crate) enum Item {
-    Audio { at: Instant },
-    End { at: Instant },
-}
-
-/// What the generation asks the connection to do to the transport.
-#[derive(Debug)]
-pub(crate) enum Control {
-    DropTcp,
-    Close(u16),
-}
-
-pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-#[derive(Serialize)]
-struct SessionCreated<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    id: &'a str,
-    created: u64,
-}
-
-#[derive(Serialize)]
-struct Delta<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    delta: &'a str,
-}
-
-#[derive(Serialize)]
-struct Usage {
-    prompt_tokens: u64,
-    total_tokens: u64,
-    completion_tokens: u64,
-    prompt_tokens_details: Option<()>,
-    completion_tokens_details: Option<()>,
-}
-
-#[derive(Serialize)]
-struct Done<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    text: &'a str,
-    usage: Usage,
-}
-
-#[derive(Serialize)]
-struct ErrorEvent<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    error: &'a str,
-    code: &'a str,
-}
-
-pub(crate) fn to_json<T: Serialize>(v: &T) -> String {
-    // These shapes hold only strings and integers, which always serialize.
-    serde_json::to_string(v).unwrap_or_default()
-}
-
-pub(crate) fn delta_json(delta: &str) -> String {
-    to_json(&Delta {
-        kind: "transcription.delta",
-        delta,
-    })
-}
-
-pub(crate) fn done_json(text: &str, prompt_tokens: u32, completion_tokens: u64) -> String {
-    to_json(&Done {
-        kind: "transcription.done",
-        text,
-        usage: Usage {
-            prompt_tokens: u64::from(prompt_tokens),
-            total_tokens: u64::from(prompt_tokens) + completion_tokens,
-            completion_tokens,
-            prompt_tokens_details: None,
-            completion_tokens_details: None,
-        },
-    })
-}
-
-pub(crate) fn error_json(message: &str, code: &str) -> String {
-    to_json(&ErrorEvent {
-        kind: "error",
-        error: message,
-        code,
-    })
 }
 
 /// What a client text frame asks for, decided without touching the socket.
@@ -327,56 +225,9 @@ pub(crate) fn interpret(
     }
 }
 
-pub(crate) async fn send<S>(sink: &Sink<S>, msg: Message) -> Result<Instant, WsError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut guard = sink.lock().await;
-    guard.send(msg).await?;
-    Ok(Instant::now())
-}
-
-pub(crate) async fn send_text<S>(sink: &Sink<S>, text: String) -> Result<Instant, WsError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    send(sink, Message::Text(text.into())).await
-}
-
 pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
     // A dropped sender also means the server is going away.
     let _ = rx.wait_for(|stop| *stop).await;
-}
-
-/// Send a close frame, then read until the peer's reply (or the linger bound) so it is flushed.
-pub(crate) async fn close_and_linger<S>(
-    sink: &Sink<S>,
-    stream: &mut SplitStream<WebSocketStream<S>>,
-    code: u16,
-    record: &RecordHandle,
-    utterance: u32,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let frame = CloseFrame {
-        code: CloseCode::from(code),
-        reason: "".into(),
-    };
-    if let Ok(at) = send(sink, Message::Close(Some(frame))).await {
-        record.update(|r| {
-            r.emissions.push(Emission {
-                utterance,
-                kind: EmitKind::Close { code },
-                deadline: None,
-                jitter_ns: 0,
-                at,
-            })
-        });
-        let _ = tokio::time::timeout(CLOSE_LINGER, async {
-            while let Some(Ok(_)) = stream.next().await {}
-        })
-        .await;
-    }
 }
 
 /// Serve one upgraded connection until the client leaves, a fault ends it, or shutdown.
@@ -405,11 +256,7 @@ where
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let hello = to_json(&SessionCreated {
-        kind: "session.created",
-        id: &id,
-        created,
-    });
+    let hello = session_created_json(&id, created);
     match send_text(&sink, hello).await {
         Ok(at) => record.update(|r| r.session_created_at = Some(at)),
         Err(_) => return,
@@ -553,297 +400,11 @@ where
     }
 }
 
-/// The shape of the events a generation emits.
-#[derive(Debug, Clone)]
-pub(crate) enum Wire {
-    /// `transcription.delta/done`; the rest of the queue is discarded after `done`.
-    Vllm,
-    /// `conversation.item.input_audio_transcription.*` of this item; the queue is kept for the
-    /// next item (super::openai).
-    OpenAi { item_id: String },
-}
-
-impl Wire {
-    fn delta(&self, delta: &str) -> String {
-        match self {
-            Wire::Vllm => delta_json(delta),
-            Wire::OpenAi { item_id } => super::openai::delta_json(item_id, delta),
-        }
-    }
-
-    fn done(&self, text: &str, prompt_tokens: u32, completion_tokens: u64) -> String {
-        match self {
-            Wire::Vllm => done_json(text, prompt_tokens, completion_tokens),
-            Wire::OpenAi { item_id } => {
-                super::openai::completed_json(item_id, text, prompt_tokens, completion_tokens)
-            }
-        }
-    }
-}
-
-/// One utterance's generation task.
-pub(crate) struct Generation<S> {
-    pub(crate) cfg: Arc<SimConfig>,
-    pub(crate) fault: Fault,
-    pub(crate) sink: Sink<S>,
-    pub(crate) queue: Arc<Mutex<mpsc::UnboundedReceiver<Item>>>,
-    pub(crate) ctl: mpsc::UnboundedSender<Control>,
-    pub(crate) record: RecordHandle,
-    pub(crate) utterance: u32,
-    pub(crate) seed: u64,
-    pub(crate) wire: Wire,
-    pub(crate) open_sessions: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl<S> Generation<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    fn emitted(&self, kind: EmitKind, deadline: Option<Instant>, jitter_ns: i64, at: Instant) {
-        let utterance = self.utterance;
-        self.record.update(|r| {
-            r.emissions.push(Emission {
-                utterance,
-                kind,
-                deadline,
-                jitter_ns,
-                at,
-            })
-        });
-    }
-
-    fn mark(&self, f: impl FnOnce(&mut UtteranceRecord)) {
-        let i = self.utterance as usize;
-        self.record.update(|r| {
-            if let Some(u) = r.utterances.get_mut(i) {
-                f(u)
-            }
-        });
-    }
-
-    /// Inject the mid-stream fault. Returns whether the generation goes on.
-    async fn fire_fault(&self) -> bool {
-        match self.fault {
-            Fault::ErrorMidStream => {
-                let (msg, code) = match &self.wire {
-                    Wire::Vllm => (
-                        error_json(ENGINE_FAILURE, "processing_error"),
-                        "processing_error",
-                    ),
-                    // The OpenAI dialect fails the item instead (Dynamo's code).
-                    Wire::OpenAi { item_id } => (
-                        super::openai::failed_json(item_id, ENGINE_FAILURE),
-                        "transcription_error",
-                    ),
-                };
-                if let Ok(at) = send_text(&self.sink, msg).await {
-                    let code = code.to_string();
-                    self.emitted(EmitKind::Error { code }, None, 0, at);
-                }
-                false
-            }
-            Fault::DropTcp => {
-                self.emitted(EmitKind::DropTcp, None, 0, Instant::now());
-                let _ = self.ctl.send(Control::DropTcp);
-                false
-            }
-            Fault::Close1011 | Fault::Close1012 => {
-                let code = if self.fault == Fault::Close1011 {
-                    1011
-                } else {
-                    1012
-                };
-                let _ = self.ctl.send(Control::Close(code));
-                false
-            }
-            Fault::OversizedFrame => {
-                let bytes = self.cfg.oversized_frame_bytes;
-                let head = r#"{"type":"transcription.delta","delta":""#;
-                let tail = r#""}"#;
-                let fill = bytes.saturating_sub(head.len() + tail.len());
-                let mut frame = String::with_capacity(bytes);
-                frame.push_str(head);
-                frame.extend(std::iter::repeat_n('x', fill));
-                frame.push_str(tail);
-                let len = frame.len();
-                match send_text(&self.sink, frame).await {
-                    Ok(at) => {
-                        self.emitted(EmitKind::Oversized { bytes: len }, None, 0, at);
-                        true
-                    }
-                    Err(_) => false,
-                }
-            }
-            Fault::MalformedJson => {
-                let frame = r#"{"type":"transcription.delta","delta":" cut sho"#.to_string();
-                match send_text(&self.sink, frame).await {
-                    Ok(at) => {
-                        self.emitted(EmitKind::Malformed, None, 0, at);
-                        true
-                    }
-                    Err(_) => false,
-                }
-            }
-            Fault::BinaryFrame => {
-                let payload = vec![0x00u8, 0xff, 0x10, 0x20];
-                match send(&self.sink, Message::Binary(payload.into())).await {
-                    Ok(at) => {
-                        self.emitted(EmitKind::Binary, None, 0, at);
-                        true
-                    }
-                    Err(_) => false,
-                }
-            }
-            _ => true,
-        }
-    }
-
-    pub(crate) async fn run(mut self) {
-        if self.utterance < self.cfg.fault_from_utterance {
-            self.fault = Fault::None;
-        }
-        let queue = self.queue.clone();
-        let mut queue = queue.lock().await;
-        let cfg = self.cfg.clone();
-        let mut plan = Plan::new(&cfg);
-
-        let t_audio = match queue.recv().await {
-            Some(Item::Audio { at }) => at,
-            Some(Item::End { at }) => {
-                // END before any audio: the generation ends at once with an empty transcript.
-                self.mark(|u| u.end_at = Some(at));
-                if self.fault == Fault::NeverDone {
-                    std::future::pending::<()>().await;
-                }
-                if let Ok(sent) =
-                    send_text(&self.sink, self.wire.done("", cfg.prompt_tokens, 0)).await
-                {
-                    self.emitted(EmitKind::Done, None, 0, sent);
-                }
-                if matches!(self.wire, Wire::Vllm) {
-                    while queue.try_recv().is_ok() {}
-                }
-                return;
-            }
-            None => return,
-        };
-        self.mark(|u| u.first_audio_at = Some(t_audio));
-        if !cfg.load_delay_per_stream.is_zero() {
-            let open = self
-                .open_sessions
-                .load(std::sync::atomic::Ordering::Relaxed);
-            plan.delay_by(cfg.load_delay_per_stream * open.min(u64::from(u32::MAX)) as u32);
-        }
-
-        if self.fault == Fault::UnknownEventFlood {
-            for seq in 0..cfg.flood_events {
-                let frame = format!(r#"{{"type":"rtprobe.simulated_noise","seq":{seq}}}"#);
-                match send_text(&self.sink, frame).await {
-                    Ok(at) => self.emitted(EmitKind::UnknownEvent, None, 0, at),
-                    Err(_) => return,
-                }
-            }
-        }
-
-        let truncate = self.fault == Fault::Truncate;
-        let total = if truncate {
-            plan.tokens_through_word(cfg.fault_after_words)
-        } else {
-            plan.tokens.len()
-        };
-        let fire_after = cfg.fault_after_words.min(plan.word_count());
-        if fire_after == 0 && !self.fire_fault().await {
-            return;
-        }
-
-        let mut rng = SplitMix64::new(self.seed);
-        let mut t_end: Option<Instant> = None;
-        let mut next = 0usize;
-        let mut words = 0usize;
-        let mut text = String::new();
-        let mut pending: Option<(Instant, i64)> = None;
-        let mut floor = t_audio;
-        loop {
-            let at_done = next >= total;
-            if pending.is_none() {
-                let base = if !at_done {
-                    plan.token_base(next, t_audio, t_end)
-                } else if truncate {
-                    Some(plan.truncated_done_base(next, t_audio))
-                } else {
-                    plan.done_base(next, t_audio, t_end)
-                };
-                pending = base.map(|b| {
-                    let jitter = rng.offset_ns(cfg.jitter);
-                    (shift(b, jitter).max(floor), jitter)
-                });
-            }
-            let deadline = pending.map(|(d, _)| d);
-            tokio::select! {
-                biased;
-                item = queue.recv(), if t_end.is_none() => match item {
-                    Some(Item::Audio { .. }) => {}
-                    Some(Item::End { at }) => {
-                        t_end = Some(at);
-                        self.mark(|u| u.end_at = Some(at));
-                    }
-                    None => return,
-                },
-                _ = sleep_until_opt(deadline), if deadline.is_some() => {
-                    let Some((deadline, jitter)) = pending.take() else { return };
-                    floor = deadline;
-                    if at_done {
-                        if self.fault == Fault::NeverDone {
-                            std::future::pending::<()>().await;
-                        }
-                        let msg = self.wire.done(&text, cfg.prompt_tokens, next as u64);
-                        if let Ok(at) = send_text(&self.sink, msg).await {
-                            self.emitted(EmitKind::Done, Some(deadline), jitter, at);
-                        }
-                        // vLLM discards whatever is left in the queue after `done`; the OpenAI
-                        // dialect keeps it: it is the next item's audio.
-                        if matches!(self.wire, Wire::Vllm) {
-                            while queue.try_recv().is_ok() {}
-                        }
-                        return;
-                    }
-                    let (delta, nonempty) = match &plan.tokens[next] {
-                        Token::Word(w) => (w.as_str(), true),
-                        Token::Empty => ("", false),
-                    };
-                    next += 1;
-                    text.push_str(delta);
-                    if self.fault != Fault::DoneOnly {
-                        match send_text(&self.sink, self.wire.delta(delta)).await {
-                            Ok(at) => self.emitted(EmitKind::Delta { nonempty }, Some(deadline), jitter, at),
-                            Err(_) => return,
-                        }
-                    }
-                    if nonempty {
-                        words += 1;
-                        if words == fire_after && !self.fire_fault().await {
-                            return;
-                        }
-                    }
-                }
-                else => return,
-            }
-        }
-    }
-}
-
 pub(crate) async fn tick(pinger: &mut Option<tokio::time::Interval>) {
     match pinger {
         Some(p) => {
             p.tick().await;
         }
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
     }
 }
@@ -866,22 +427,6 @@ mod tests {
             Action::Error { message, code } => (message.as_str(), code),
             other => panic!("expected an error, got {other:?}"),
         }
-    }
-
-    #[test]
-    fn wire_shapes_are_compact_and_ordered() {
-        assert_eq!(
-            done_json(" a", 39, 3),
-            r#"{"type":"transcription.done","text":" a","usage":{"prompt_tokens":39,"total_tokens":42,"completion_tokens":3,"prompt_tokens_details":null,"completion_tokens_details":null}}"#
-        );
-        assert_eq!(
-            delta_json("\"q\""),
-            r#"{"type":"transcription.delta","delta":"\"q\""}"#
-        );
-        assert_eq!(
-            error_json("Invalid JSON", "invalid_json"),
-            r#"{"type":"error","error":"Invalid JSON","code":"invalid_json"}"#
-        );
     }
 
     #[test]

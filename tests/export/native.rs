@@ -7,7 +7,7 @@ use crate::support;
 
 use prost::Message;
 use rtprobe::config::{Buckets, HistogramFormat, MetricsSettings};
-use rtprobe::metrics::derive::Derived;
+use rtprobe::derive::Derived;
 use rtprobe::metrics::prom_proto::{Histogram, MetricFamily, MetricType};
 use rtprobe::metrics::{ProbeLabels, Telemetry};
 use support::metrics::spec;

@@ -25,9 +25,10 @@ async fn serve_pushes_a_resource_naming_the_replica() {
     let dir = tempfile::tempdir().unwrap();
     let audio = crate::support::clip();
     // The target refuses connections: runs fail fast, and every export still carries the
-    // resource (the runs counter and the export-failure counter are always there).
+    // resource (the runs counter and the export-failure counter are always there). Burst
+    // pacing: a 1 s timeout is shorter than the 3 s clip, which config rejects in real time.
     let config = format!(
-        "server:\n  listen: 127.0.0.1:{}\nprobes:\n  - name: sidecar\n    target: http://127.0.0.1:{}\n    model: m\n    audio: {}\n    interval: 4s\n    timeout: 4s\n",
+        "server:\n  listen: 127.0.0.1:{}\nprobes:\n  - name: sidecar\n    target: http://127.0.0.1:{}\n    model: m\n    audio: {}\n    pacing: burst\n    interval: 1s\n",
         closed_port(),
         closed_port(),
         audio.display()

@@ -210,8 +210,8 @@ async fn each_run_is_a_trace_with_phase_and_stream_spans() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flush_waits_for_queued_runs() {
     use rtprobe::config::model::OtlpProtocol;
+    use rtprobe::derive::derive;
     use rtprobe::metrics::ProbeLabels;
-    use rtprobe::metrics::derive::derive;
     use rtprobe::metrics::traces::{TraceExporter, run_spans};
 
     let (endpoint, received) = grpc_trace_receiver().await;

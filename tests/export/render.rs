@@ -6,7 +6,7 @@ use crate::support;
 use std::collections::BTreeMap;
 
 use rtprobe::config::model::Buckets;
-use rtprobe::metrics::derive::Derived;
+use rtprobe::derive::Derived;
 use rtprobe::metrics::{ProbeLabels, Telemetry};
 use rtprobe::probe::error::ErrorType;
 use support::metrics::{buckets, derived, spec};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rtprobe::audio::PreparedAudio;
 use rtprobe::config::{BearerToken, ProbeSpec, Secret, SecretSource};
-use rtprobe::metrics::derive::derive;
+use rtprobe::derive::derive;
 use rtprobe::probe::timeline::SentKind;
 use rtprobe::probe::{MAX_IGNORED_EVENTS, Timeline, run};
 use rtprobe::simulate::{Fault, SimConfig};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use rtprobe::config::{Dialect, DialectSpec, ProbeSpec, TurnDetection};
-use rtprobe::metrics::derive::derive;
+use rtprobe::derive::derive;
 use rtprobe::probe::timeline::SentKind;
 use rtprobe::probe::{Timeline, run};
 use support::probe::{constant_at, spec_for};

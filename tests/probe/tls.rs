@@ -51,7 +51,7 @@ async fn trusted_ca_works_and_times_every_phase() {
     ];
     assert!(order.iter().all(Option::is_some), "{p:?}");
     assert!(order.windows(2).all(|w| w[0] <= w[1]), "{p:?}");
-    let names: Vec<&str> = rtprobe::metrics::derive::derive(&tl, None)
+    let names: Vec<&str> = rtprobe::derive::derive(&tl, None)
         .phases
         .iter()
         .map(|p| p.0)

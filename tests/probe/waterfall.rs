@@ -6,7 +6,7 @@ use crate::support;
 
 use std::time::Duration;
 
-use rtprobe::metrics::derive::{Derived, derive};
+use rtprobe::derive::{Derived, derive};
 use rtprobe::probe::timeline::{SentKind, Timeline};
 use rtprobe::probe::{ErrorType, ServerCode, run};
 use rtprobe::render::waterfall::{Options, render};

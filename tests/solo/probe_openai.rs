@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rtprobe::audio::PreparedAudio;
 use rtprobe::config::{Dialect, TurnDetection};
-use rtprobe::metrics::derive::derive;
+use rtprobe::derive::derive;
 use rtprobe::probe::run;
 use rtprobe::probe::timeline::SentKind;
 use rtprobe::simulate::{ClientFrameKind, EmitKind, Fault, SessionRecord, SimConfig};
@@ -20,8 +20,8 @@ use support::sim::start;
 
 const TOLERANCE: f64 = 0.002;
 
-/// The timing tests of this binary run one at a time: two at once on a 2-core machine measure
-/// the machine, not the probe.
+/// The tests of this binary run one at a time: the timed ones measure the machine, not the
+/// probe, when another test runs beside them on a 2-core machine.
 static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const TRANSCRIPT: &str = "Mary had a little lamb, its fleece was white as snow.";
 
@@ -215,6 +215,8 @@ async fn server_vad_values_match_ground_truth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_16k_clip_is_resampled_and_accepted_at_24k() {
     let _alone = crate::support::gate::alone(module_path!());
+    // Not timed itself, but it would steal the CPU from the timed tests running beside it.
+    let _one_at_a_time = TIMING.lock().await;
     // A real 16 kHz WAV from the examples, prepared at the dialect's rate.
     let clip =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/audio/mary-had-a-little-lamb.wav");
@@ -299,6 +301,8 @@ fn fault(f: Fault) -> SimConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_knob_gives_its_error_type() {
     let _alone = crate::support::gate::alone(module_path!());
+    // Not timed itself, but it would steal the CPU from the timed tests running beside it.
+    let _one_at_a_time = TIMING.lock().await;
     let short = |s: &mut rtprobe::config::ProbeSpec| {
         s.deadlines.connect = Duration::from_millis(500);
     };
@@ -348,6 +352,8 @@ async fn every_fault_knob_gives_its_error_type() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn done_only_and_a_short_commit() {
     let _alone = crate::support::gate::alone(module_path!());
+    // Not timed itself, but it would steal the CPU from the timed tests running beside it.
+    let _one_at_a_time = TIMING.lock().await;
     // No deltas: the completed transcript is the one token (guidellm's done-only rule).
     let sim = start(SimConfig {
         dialect: Dialect::OpenAi,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rtprobe::audio::PreparedAudio;
 use rtprobe::config::{Dialect, ProbeSpec};
-use rtprobe::metrics::derive::derive;
+use rtprobe::derive::derive;
 use rtprobe::probe::{Timeline, run_session};
 use rtprobe::simulate::{Fault, SessionRecord, SimConfig, SimHandle};
 use support::probe::{constant_at, openai_spec, since, spec};
@@ -160,6 +160,8 @@ async fn openai_session_per_utterance_values_match_ground_truth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_in_a_later_utterance_fails_the_run_and_names_it() {
     let _alone = crate::support::gate::alone(module_path!());
+    // Not timed itself, but it would steal the CPU from the timed tests running beside it.
+    let _one_at_a_time = TIMING.lock().await;
     for dialect in [Dialect::Vllm, Dialect::OpenAi] {
         let sim = start(SimConfig {
             dialect,

@@ -7,7 +7,7 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use rtprobe::config::{BearerToken, ModelChoice, Pacing, Secret, SecretSource};
-use rtprobe::metrics::derive::derive;
+use rtprobe::derive::derive;
 use rtprobe::probe::timeline::SentKind;
 use rtprobe::probe::{ProgressEvent, run, run_observed};
 use rtprobe::simulate::{ClientFrameKind, SimConfig};

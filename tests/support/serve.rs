@@ -11,7 +11,7 @@ use rtprobe::config::{
     BearerToken, Buckets, Config, Deadlines, ModelChoice, Pacing, ProbeSpec, Secret, SecretSource,
     ServerSettings, Target, TlsSettings,
 };
-use rtprobe::metrics::derive::Derived;
+use rtprobe::derive::Derived;
 use rtprobe::probe::{ErrorType, ProbeError};
 use rtprobe::scheduler::{BoxFuture, Runner, SchedulerEvents, StreamResult};
 use rtprobe::serve::Backend;
@@ -424,7 +424,7 @@ pub async fn start_production(path: &Path) -> rtprobe::serve::Serve {
     rtprobe::serve::Serve::start(
         args,
         |p: &Path| rtprobe::config::load(p).map_err(|e| e.to_string()),
-        rtprobe::serve::glue::ProbeBackend::new,
+        rtprobe::serve::backend::ProbeBackend::new,
     )
     .await
     .expect("serve starts")

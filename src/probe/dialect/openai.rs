@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::config::{DialectSpec, TurnDetection};
 use crate::probe::dialect::{Event, Frames};
 use crate::probe::error::ServerCode;
-use crate::probe::events::EventError;
+use crate::probe::events::{EventError, not_json};
 use crate::probe::timeline::Usage;
 
 /// `event_id`s rtprobe sets, so a server's `error.event_id` points at the frame it refused.
@@ -120,14 +120,7 @@ fn error_parts(error: Option<Value>, top_code: Option<Value>) -> (String, Option
 }
 
 pub fn parse(frame: &str) -> Result<Event<'_>, EventError> {
-    let raw: Raw<'_> = serde_json::from_str(frame).map_err(|e| {
-        EventError::NotJson(format!(
-            "{:?} at line {} column {}",
-            e.classify(),
-            e.line(),
-            e.column()
-        ))
-    })?;
+    let raw: Raw<'_> = serde_json::from_str(frame).map_err(|e| not_json(&e))?;
     let kind = raw.kind.ok_or(EventError::NoType)?;
     Ok(match kind.as_ref() {
         // The legacy beta name, where a server still sends it.

@@ -2,7 +2,7 @@
 //! and a fully populated `Derived` whose values are easy to check by hand.
 
 use rtprobe::config::model::{Buckets, ProbeSpec};
-use rtprobe::metrics::derive::Derived;
+use rtprobe::derive::Derived;
 use rtprobe::probe::timeline::Usage;
 
 pub fn spec(name: &str) -> ProbeSpec {

@@ -2,9 +2,12 @@
 //! the one in docs/metrics.md (timestamps: docs/protocol-vllm.md §8; guidellm's: §10), and is
 //! unit-tested here with exact numbers. A value that is undefined for a run is `None`, never a fake 0.
 
+pub mod wer;
+
 use std::time::Duration;
 
-use crate::metrics::wer::word_error_rate;
+use wer::word_error_rate;
+
 use crate::probe::error::{ErrorType, ProbeError};
 use crate::probe::timeline::{SentKind, Timeline, Usage};
 
@@ -250,12 +253,7 @@ mod tests {
     }
 
     fn sent(kind: SentKind, at: u64) -> Sent {
-        Sent {
-            kind,
-            at: ms(at),
-            scheduled: None,
-            audio_end: None,
-        }
+        Sent::control(kind, ms(at))
     }
 
     fn append(at: u64, scheduled: u64, audio_end: u64) -> Sent {

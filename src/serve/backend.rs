@@ -1,22 +1,47 @@
-//! The production `serve::Backend`: probe runs through `probe::run` + `metrics::derive`, with
+//! The production `serve::Backend`: probe runs through `probe::run` + `derive`, with
 //! each probe's audio prepared once per config generation, and scheduler events recorded
 //! through `metrics::{Telemetry, Recorder, ProbeLabels}`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::audio::PreparedAudio;
-use crate::config::{Config, ModelChoice, ProbeSpec};
-use crate::metrics::derive::derive_session;
+use crate::audio::{AudioError, PreparedAudio};
+use crate::config::{self, Config, ModelChoice, ProbeSpec};
+use crate::derive::derive_session;
 use crate::metrics::traces::{TraceExporter, run_spans, trace_id};
-use crate::metrics::{ProbeLabels, Recorder, Telemetry};
+use crate::metrics::{MetricsError, ProbeLabels, Recorder, Telemetry};
 use crate::probe::ErrorType;
 use crate::scheduler::{BoxFuture, DebugRun, Runner, SchedulerEvents, StreamResult};
-use crate::serve::Backend;
+use crate::serve::{Backend, ServeArgs, ServeError, ServeOutcome};
+use crate::sync;
+
+/// Why the production backend could not start or take a config. `serve` shows it as the
+/// reason a start or reload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("probes[{index}] ({probe}): {source}")]
+    Audio {
+        index: usize,
+        probe: String,
+        #[source]
+        source: AudioError,
+    },
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+}
+
+/// Why a run's audio was unavailable (see [`GenerationRunner::audio_for`]).
+#[derive(Debug, thiserror::Error)]
+enum AudioUnavailable {
+    #[error(transparent)]
+    Audio(#[from] AudioError),
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// Audio is shared between probes that stream the same file at the same chunk size and rate.
 type AudioKey = (PathBuf, Duration, u32);
@@ -55,7 +80,7 @@ struct GenerationRunner {
 
 impl GenerationRunner {
     /// Decode every distinct audio file of the config once. Runs on a blocking thread.
-    fn prepare(config: &Config) -> Result<Self, String> {
+    fn prepare(config: &Config) -> Result<Self, BackendError> {
         let mut audio = HashMap::new();
         for (i, p) in config.probes.iter().enumerate() {
             for clip in p.clips() {
@@ -66,8 +91,13 @@ impl GenerationRunner {
                 // `config::load` already prepared this file the same way; it can only fail here
                 // if the file changed in between. `e` names the file.
                 let prepared =
-                    crate::audio::prepare_at(&clip.audio, p.chunk, p.dialect.sample_rate)
-                        .map_err(|e| format!("probes[{i}] ({}): {e}", p.name))?;
+                    crate::audio::prepare_at(&clip.audio, p.chunk, p.dialect.sample_rate).map_err(
+                        |source| BackendError::Audio {
+                            index: i,
+                            probe: p.name.clone(),
+                            source,
+                        },
+                    )?;
                 audio.insert(key, Arc::new(prepared));
             }
         }
@@ -80,7 +110,10 @@ impl GenerationRunner {
     /// The prepared audio for a probe. A spec always belongs to this runner's generation
     /// (the scheduler swaps runner and probe set together), so the fallback only guards
     /// against that invariant breaking: decode now, off the async workers.
-    async fn audio_for(&self, spec: &ProbeSpec) -> Result<Vec<Arc<PreparedAudio>>, String> {
+    async fn audio_for(
+        &self,
+        spec: &ProbeSpec,
+    ) -> Result<Vec<Arc<PreparedAudio>>, AudioUnavailable> {
         let mut out = Vec::new();
         for clip in spec.clips() {
             let key = (clip.audio, spec.chunk, spec.dialect.sample_rate);
@@ -91,9 +124,7 @@ impl GenerationRunner {
             let (path, chunk, rate) = key;
             let a =
                 tokio::task::spawn_blocking(move || crate::audio::prepare_at(&path, chunk, rate))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
+                    .await??;
             out.push(Arc::new(a));
         }
         Ok(out)
@@ -150,7 +181,7 @@ impl Runner for Arc<GenerationRunner> {
                 Ok(a) => a,
                 Err(e) => {
                     return DebugRun {
-                        json: serde_json::json!({ "probe": probe.name, "error": e }),
+                        json: serde_json::json!({ "probe": probe.name, "error": e.to_string() }),
                         timeline: None,
                     };
                 }
@@ -199,7 +230,7 @@ async fn session(probe: &ProbeSpec, audio: &[Arc<PreparedAudio>]) -> crate::prob
 fn derive_utterances(
     probe: &ProbeSpec,
     timeline: &mut crate::probe::Timeline,
-) -> Vec<crate::metrics::derive::Derived> {
+) -> Vec<crate::derive::Derived> {
     let clips = probe.clips();
     let references: Vec<Option<&str>> = clips.iter().map(|c| c.reference.as_deref()).collect();
     derive_session(timeline, &references, probe.max_wer)
@@ -227,7 +258,7 @@ struct MetricsEvents {
 
 impl MetricsEvents {
     fn live_labels(&self, probe: &ProbeSpec) -> Option<ProbeLabels> {
-        let live = self.live.read().unwrap_or_else(|p| p.into_inner());
+        let live = sync::read(&self.live);
         live.get(&identity(probe)).cloned()
     }
 
@@ -238,7 +269,7 @@ impl MetricsEvents {
             .iter()
             .map(|p| (identity(p), labels(p)))
             .collect();
-        let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
+        let mut live = sync::write(&self.live);
         for (key, old) in live.iter() {
             if !next.contains_key(key) {
                 self.recorder.forget(old);
@@ -304,11 +335,9 @@ impl Exported {
 }
 
 /// The run-trace exporter for `config`, when it asks for traces.
-fn trace_exporter(config: &Config) -> Result<Option<Arc<TraceExporter>>, String> {
+fn trace_exporter(config: &Config) -> Result<Option<Arc<TraceExporter>>, MetricsError> {
     match &config.otlp {
-        Some(o) if o.traces => TraceExporter::start(o)
-            .map(|t| Some(Arc::new(t)))
-            .map_err(|e| e.to_string()),
+        Some(o) if o.traces => TraceExporter::start(o).map(|t| Some(Arc::new(t))),
         _ => Ok(None),
     }
 }
@@ -322,11 +351,27 @@ pub struct ProbeBackend {
     exported: Mutex<Exported>,
 }
 
+/// `rtprobe serve` with the production parts: configs through `config::load`, runs and
+/// metrics through [`ProbeBackend`].
+pub async fn serve(args: ServeArgs) -> Result<ServeOutcome, ServeError> {
+    super::run(
+        args,
+        |p: &Path| config::load(p).map_err(|e| e.to_string()),
+        ProbeBackend::new,
+    )
+    .await
+}
+
 impl ProbeBackend {
+    /// The error is `serve`'s `make_backend` boundary: the text it shows, from a
+    /// [`BackendError`].
     pub fn new(config: &Config) -> Result<ProbeBackend, String> {
+        Self::start(config).map_err(|e| e.to_string())
+    }
+
+    fn start(config: &Config) -> Result<ProbeBackend, BackendError> {
         let telemetry =
-            Telemetry::with_settings(&config.buckets, &config.metrics, config.otlp.as_ref())
-                .map_err(|e| e.to_string())?;
+            Telemetry::with_settings(&config.buckets, &config.metrics, config.otlp.as_ref())?;
         let events = Arc::new(MetricsEvents {
             recorder: telemetry.recorder(),
             live: RwLock::new(HashMap::new()),
@@ -339,10 +384,10 @@ impl ProbeBackend {
             exported: Mutex::new(Exported::of(config)),
         })
     }
-}
 
-impl Backend for ProbeBackend {
-    fn prepare(&self, config: &Config) -> Result<Arc<dyn Runner>, String> {
+    /// A config generation: its audio prepared, and the metrics pipeline rebuilt when what is
+    /// exported changes.
+    fn take(&self, config: &Config) -> Result<Arc<dyn Runner>, BackendError> {
         // Audio first: a config whose audio cannot be prepared is rejected before anything
         // exported changes.
         let mut runner = GenerationRunner::prepare(config)?;
@@ -350,23 +395,24 @@ impl Backend for ProbeBackend {
             tracing::warn!(probe = %p.name, "TLS certificate verification is off for this probe (tls.insecure_skip_verify)");
         }
         let next = Exported::of(config);
-        let mut exported = self.exported.lock().unwrap_or_else(|p| p.into_inner());
+        let mut exported = sync::lock(&self.exported);
         if *exported != next {
             self.events.set_live(config);
-            let t = self.telemetry.lock().unwrap_or_else(|p| p.into_inner());
+            let t = sync::lock(&self.telemetry);
             if let Some(t) = t.as_ref() {
-                t.reconfigure_with(&config.buckets, &config.metrics, config.otlp.as_ref())
-                    .map_err(|e| e.to_string())?;
+                t.reconfigure_with(&config.buckets, &config.metrics, config.otlp.as_ref())?;
             }
-            *self.traces.lock().unwrap_or_else(|p| p.into_inner()) = trace_exporter(config)?;
+            *sync::lock(&self.traces) = trace_exporter(config)?;
             *exported = next;
         }
-        runner.traces = self
-            .traces
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        runner.traces = sync::lock(&self.traces).clone();
         Ok(Arc::new(Arc::new(runner)))
+    }
+}
+
+impl Backend for ProbeBackend {
+    fn prepare(&self, config: &Config) -> Result<Arc<dyn Runner>, String> {
+        self.take(config).map_err(|e| e.to_string())
     }
 
     fn events(&self) -> Arc<dyn SchedulerEvents> {
@@ -374,7 +420,7 @@ impl Backend for ProbeBackend {
     }
 
     fn render_metrics(&self, accept: Option<&str>) -> (&'static str, Vec<u8>) {
-        let t = self.telemetry.lock().unwrap_or_else(|p| p.into_inner());
+        let t = sync::lock(&self.telemetry);
         match t.as_ref() {
             Some(t) => t.render(accept),
             // Only after shutdown, when the HTTP server is closing too.
@@ -387,12 +433,8 @@ impl Backend for ProbeBackend {
     }
 
     fn shutdown(&self, timeout: Duration) -> BoxFuture<()> {
-        let t = self
-            .telemetry
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let traces = self.traces.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let t = sync::lock(&self.telemetry).take();
+        let traces = sync::lock(&self.traces).take();
         Box::pin(async move {
             if let Some(traces) = traces {
                 traces.flush(timeout).await;
