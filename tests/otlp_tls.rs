@@ -1,16 +1,17 @@
 //! OTLP over https (gRPC and HTTP/protobuf) to receivers whose certificate chains to the test
 //! CA in `tests/fixtures/otlp-tls`, trusted through `SSL_CERT_FILE` as an operator would. Its own
 //! test binary because it sets a process environment variable; the untrusted case lives in
-//! `otlp_receiver.rs`, where the test CA is never trusted.
+//! `export/otlp_receiver.rs`, whose binary never sets it, so there the test CA is never trusted.
 
-mod metrics_support;
+// The shared support tree; this binary uses only a part of it.
+#[allow(dead_code)]
+#[path = "support/mod.rs"]
+mod support;
 
 use std::time::Duration;
 
-use metrics_support::buckets;
-use metrics_support::receiver::{TLS_DIR, check, grpc_receiver, http_receiver, record, settings};
 use rtprobe::config::model::OtlpProtocol;
-use rtprobe::metrics::Telemetry;
+use support::metrics::receiver::{TLS_DIR, check, export_once_over_tls};
 
 #[test]
 fn otlp_over_https_trusts_ssl_cert_file() {
@@ -23,24 +24,14 @@ fn otlp_over_https_trusts_ssl_cert_file() {
         .unwrap();
     rt.block_on(async {
         for protocol in [OtlpProtocol::Grpc, OtlpProtocol::HttpProtobuf] {
-            let (endpoint, received) = match protocol {
-                OtlpProtocol::Grpc => grpc_receiver(true).await,
-                OtlpProtocol::HttpProtobuf => http_receiver(true).await,
-            };
+            let (endpoint, received, failures) =
+                export_once_over_tls(protocol, Duration::from_secs(10)).await;
             assert!(endpoint.starts_with("https://127.0.0.1:"));
-            let t = Telemetry::new(
-                &buckets(),
-                Some(&settings(endpoint, protocol, Duration::from_secs(3600))),
-            )
-            .unwrap();
-            record(&t);
-            let recorder = t.recorder();
-            t.shutdown(Duration::from_secs(10)).await;
             let (auth, metrics) = received
                 .latest_with("gen_ai.client.operation.time_to_first_chunk")
                 .unwrap_or_else(|| panic!("{protocol:?}: nothing arrived over TLS"));
             check(auth, &metrics);
-            assert_eq!(recorder.otlp_export_failures(), 0, "{protocol:?}");
+            assert_eq!(failures, 0, "{protocol:?}");
         }
     });
 }

@@ -2,12 +2,15 @@
 //! SIGTERM stops with cancellation and returns normally. Alone in its own test binary because
 //! it signals the whole process.
 
-mod serve_common;
+// The shared support tree; this binary uses only a part of it.
+#[allow(dead_code)]
+#[path = "support/mod.rs"]
+mod support;
 
 use std::time::Duration;
 
 use rtprobe::serve::{ServeArgs, StopReason};
-use serve_common::{FakeBackend, load_test_config, wait_until};
+use support::serve::{FakeBackend, load_test_config, wait_until};
 
 fn kill(sig: &str) {
     let status = std::process::Command::new("kill")

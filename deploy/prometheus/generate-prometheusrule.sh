@@ -1,6 +1,6 @@
 #!/bin/sh
 # Regenerate rtprobe-prometheusrule.yaml (prometheus-operator) from rtprobe-rules.yaml, the one
-# source of the rules. tests/deploy_rules.rs fails when the two differ.
+# source of the rules. tests/deploy/rules.rs fails when the two differ.
 set -eu
 cd "$(dirname "$0")"
 {

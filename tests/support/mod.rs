@@ -1,7 +1,15 @@
-//! Helpers shared by the deployment tests: locating external tools (promtool, prometheus,
-//! kubectl, kubernetes-validate), reading the repository's YAML, and running commands with a
-//! bounded wait. Each test binary uses a different subset, hence the dead_code allowance.
-#![allow(dead_code)]
+//! The one support tree of the integration tests, declared by every test binary as
+//! `mod support`. Here: locating external tools (promtool, prometheus, kubectl, kubernetes-validate), reading the
+//! repository's YAML, and running commands with a bounded wait. The submodules hold the fakes and
+//! fixtures of one area each.
+
+pub mod gate;
+pub mod load;
+pub mod metrics;
+pub mod probe;
+pub mod serve;
+pub mod sim;
+pub mod wav;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -190,4 +198,50 @@ pub fn grafana_substitute(expr: &str) -> String {
         .replace("$probe", ".*")
         .replace("$model", ".*")
         .replace("$instance", ".*")
+}
+
+/// A child process (an `rtprobe` the test started) that is killed and reaped when the test ends,
+/// failed assertions included, so no server outlives its test.
+pub struct Kill(pub std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A blocking HTTP/1.1 GET on loopback, head and body as one string; `None` when nothing
+/// listens yet. The read is bounded by `read_timeout`.
+pub fn get(addr: std::net::SocketAddr, path: &str, read_timeout: Duration) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(read_timeout)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    Some(out)
+}
+
+/// One probe as a user writes it, built by the real loader (`config::parse`) from the YAML of
+/// its fields (one per line), so a test's spec has the defaults and passes the checks a config
+/// file does. Relative paths resolve against the repository root.
+pub fn probe_spec(fields: &str) -> rtprobe::config::ProbeSpec {
+    let text = format!("probes:\n  - {}\n", fields.trim().replace('\n', "\n    "));
+    let config = rtprobe::config::parse(&text, &repo().join("rtprobe.yaml"))
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    config.probes.into_iter().next().expect("one probe")
+}
+
+/// The shipped clip (3.08 s, "The quick brown fox…") the specs and configs point at, relative to
+/// the repository; tests that stream audio pass their own `PreparedAudio`.
+pub const CLIP: &str = "examples/audio/quick-brown-fox.flac";
+
+/// `CLIP` as an absolute path, for configs written outside the repository.
+pub fn clip() -> PathBuf {
+    repo().join(CLIP)
 }

@@ -1,0 +1,16 @@
+//! Deployment tests: Kubernetes manifests, Prometheus rules, Grafana dashboards and configs.
+//!
+//! One binary per area, so a test build links the dependency tree (OTel, tonic, rustls) a
+//! few times rather than once per file.
+
+// The support tree is shared by every test binary and each uses a different part of it, so
+// an item one binary does not use is not dead code.
+#[allow(dead_code)]
+#[path = "../support/mod.rs"]
+mod support;
+
+mod configs;
+mod dashboards;
+mod grafana;
+mod manifests;
+mod rules;

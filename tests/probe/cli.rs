@@ -1,0 +1,224 @@
+//! The `rtprobe` binary as a user runs it: `probe` against a simulator prints the table (or
+//! JSON) and exits 0; a failing target exits 1 naming the `error.type`; `check-config` exits
+//! 0 or 1 with the precise message.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use rtprobe::simulate::{Fault, SimConfig, Simulator};
+
+fn rtprobe(args: &[&str]) -> Output {
+    crate::support::run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_rtprobe"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("RTPROBE_LOG"),
+        Duration::from_secs(60),
+    )
+}
+
+const CLIP: &str = "examples/audio/quick-brown-fox.flac";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
+    let cfg = SimConfig {
+        token_interval: Duration::from_millis(40),
+        ..SimConfig::default()
+    };
+    let sim = crate::support::sim::start(cfg).await;
+    let target = format!("http://{}", sim.addr());
+    let dir = tempfile::tempdir().unwrap();
+    let svg_path = dir.path().join("run.svg");
+    let out = tokio::task::spawn_blocking({
+        let target = target.clone();
+        move || {
+            rtprobe(&[
+                "probe",
+                "--target",
+                &target,
+                "--audio",
+                CLIP,
+                "--reference",
+                "Mary had a little lamb, its fleece was white as snow.",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for row in [
+        "outcome                      success",
+        "Time To Last Round Trip",
+        "Avg RTT",
+        "WER                          0.000",
+        "model                        auto",
+    ] {
+        assert!(stdout.contains(row), "missing {row:?} in:\n{stdout}");
+    }
+
+    let out = tokio::task::spawn_blocking({
+        let target = target.clone();
+        let svg_path = svg_path.clone();
+        move || {
+            rtprobe(&[
+                "probe",
+                "--target",
+                &target,
+                "--audio",
+                CLIP,
+                "--model",
+                "demo-realtime",
+                "--json",
+                "--svg",
+                svg_path.to_str().unwrap(),
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success());
+    // The same picture as the run pages of `serve`: one mark per delta the JSON reports.
+    let svg = std::fs::read_to_string(&svg_path).expect("--svg wrote the file");
+    let doc = roxmltree::Document::parse(&svg).expect("the SVG parses");
+    let class_count = |c: &str| {
+        doc.descendants()
+            .filter(|n| n.attribute("class") == Some(c))
+            .count()
+    };
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(v["success"], true);
+    assert!(v["derived"]["rtt_last"].as_f64().unwrap() > 0.0);
+    let deltas = v["timeline"]["deltas"].as_array().unwrap();
+    assert!(deltas.len() > 5);
+    assert_eq!(
+        class_count("m-delta") + class_count("m-delta-empty"),
+        deltas.len()
+    );
+    assert_eq!(class_count("m-done"), 1);
+    sim.shutdown().await;
+
+    let bad = Simulator::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        SimConfig {
+            fault: Fault::HttpStatus(503),
+            ..SimConfig::default()
+        },
+    )
+    .await
+    .unwrap()
+    .spawn();
+    let target = format!("http://{}", bad.addr());
+    let bad_svg = dir.path().join("bad.svg");
+    let out = tokio::task::spawn_blocking({
+        let bad_svg = bad_svg.clone();
+        move || {
+            rtprobe(&[
+                "probe",
+                "--target",
+                &target,
+                "--audio",
+                CLIP,
+                "--model",
+                "m",
+                "--svg",
+                bad_svg.to_str().unwrap(),
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error.type=http_5xx"), "{stderr}");
+    // A failed run is drawn too, with where it stopped.
+    let svg = std::fs::read_to_string(&bad_svg).expect("--svg wrote the file");
+    roxmltree::Document::parse(&svg).expect("the SVG parses");
+    assert!(svg.contains("class=\"m-stop\"") && svg.contains("✕ http_5xx"));
+    bad.shutdown().await;
+}
+
+#[test]
+fn check_config_exit_codes() {
+    let ok = rtprobe(&["check-config", "examples/rtprobe-demo.yaml"]);
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("OK, 2 probe(s): mary, quick-fox"));
+    let bad = rtprobe(&[
+        "check-config",
+        "tests/fixtures/config/invalid/timeout-longer-than-interval.yaml",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    let msg = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        msg.contains("probes[0].timeout") && msg.contains("line 7"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_hoc_probe_in_the_openai_dialect() {
+    let cfg = SimConfig {
+        dialect: rtprobe::config::Dialect::OpenAi,
+        token_interval: Duration::from_millis(20),
+        ..SimConfig::default()
+    };
+    let sim = crate::support::sim::start(cfg).await;
+    let target = format!("http://{}", sim.addr());
+    let out = tokio::task::spawn_blocking({
+        let target = target.clone();
+        move || {
+            rtprobe(&[
+                "probe",
+                "--dialect",
+                "openai",
+                "--target",
+                &target,
+                "--audio",
+                CLIP,
+                "--json",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert!(v.to_string().contains("Mary had a little lamb"), "{v}");
+    let rec = sim
+        .records()
+        .into_iter()
+        .find(|r| r.status == Some(101))
+        .expect("an upgrade");
+    assert!(rec.request.unwrap().1.ends_with("?intent=transcription"));
+    sim.shutdown().await;
+
+    // An openai-only flag with the vllm dialect is a config error naming the key.
+    let out = tokio::task::spawn_blocking(move || {
+        rtprobe(&[
+            "probe",
+            "--target",
+            &target,
+            "--audio",
+            CLIP,
+            "--language",
+            "en",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("language belongs to the openai dialect"),
+        "{stderr}"
+    );
+}
