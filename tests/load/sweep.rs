@@ -83,10 +83,12 @@ async fn sweep_finds_the_breaking_level_and_charts_it() {
         let ms = |v: &serde_json::Value| v.as_f64().expect("a reading") * 1000.0;
         let lat = &l["latency"];
         // Within the slack either way; a p90 may be later still (one late emission on a busy
-        // machine), never earlier.
+        // machine). Earlier by at most one stream's delay: the simulator counts the sessions
+        // open when an utterance's first audio arrives, and a stream whose audio comes before
+        // the last of its level has connected sees one session fewer.
         let near = |got: f64, want: f64, late: f64, what: &str| {
             assert!(
-                got >= want - SLACK_MS && got <= want + late,
+                got >= want - K_MS - SLACK_MS && got <= want + late,
                 "{n} streams: {what} {got:.1} ms, injected {want} ms\n{l:#}"
             );
         };
