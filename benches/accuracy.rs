@@ -23,6 +23,8 @@ use rtprobe::probe;
 use rtprobe::stats::{mean, quantile};
 use serde_json::Value;
 
+mod support;
+
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -420,30 +422,7 @@ fn render_bench(probes: usize) -> (Vec<f64>, usize) {
         (0..probes).map(yaml_probe).collect::<String>()
     );
     let cfg = config::parse(&yaml, Path::new("bench.yaml")).expect("config");
-    let d = Derived {
-        e2e: Some(3.2),
-        ttft: Some(0.4),
-        time_to_first_text: Some(0.35),
-        itl_gaps: vec![0.08, 0.16, 0.24],
-        itl_guidellm: Some(0.02),
-        rtt_last: Some(0.15),
-        rtt_mean: Some(0.3),
-        finalize: Some(0.19),
-        phases: vec![("connect", 0.001), ("upgrade", 0.002), ("session", 0.0005)],
-        send_window_audio_rate: Some(1.0),
-        send_window_output_tokens: Some(12.0),
-        decode_token_rate: Some(4.0),
-        usage: Some(rtprobe::probe::timeline::Usage {
-            prompt_tokens: 39,
-            completion_tokens: 40,
-            total_tokens: 79,
-        }),
-        wer: Some(0.1),
-        pacing_lateness: vec![0.0002; 30],
-        text_deltas: 9,
-        deltas: 17,
-        ..Derived::default()
-    };
+    let d = support::full_run();
     for p in &cfg.probes {
         let labels = rtprobe::metrics::ProbeLabels::new(p, "m");
         rec.record_run(&labels, &d, Ok(()));
