@@ -17,6 +17,23 @@ fn rtprobe(args: &[&str]) -> Output {
     )
 }
 
+/// `rtprobe` off the async runtime (the simulator serves on it); its stdout, once it exited 0.
+async fn rtprobe_ok(args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        rtprobe(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 const CLIP: &str = "examples/audio/quick-brown-fox.flac";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,28 +46,16 @@ async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
     let target = format!("http://{}", sim.addr());
     let dir = tempfile::tempdir().unwrap();
     let svg_path = dir.path().join("run.svg");
-    let out = tokio::task::spawn_blocking({
-        let target = target.clone();
-        move || {
-            rtprobe(&[
-                "probe",
-                "--target",
-                &target,
-                "--audio",
-                CLIP,
-                "--reference",
-                "Mary had a little lamb, its fleece was white as snow.",
-            ])
-        }
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = rtprobe_ok(&[
+        "probe",
+        "--target",
+        target.as_str(),
+        "--audio",
+        CLIP,
+        "--reference",
+        "Mary had a little lamb, its fleece was white as snow.",
+    ])
+    .await;
     for row in [
         "outcome                      success",
         "Time To Last Round Trip",
@@ -168,29 +173,17 @@ async fn ad_hoc_probe_in_the_openai_dialect() {
     };
     let sim = crate::support::sim::start(cfg).await;
     let target = format!("http://{}", sim.addr());
-    let out = tokio::task::spawn_blocking({
-        let target = target.clone();
-        move || {
-            rtprobe(&[
-                "probe",
-                "--dialect",
-                "openai",
-                "--target",
-                &target,
-                "--audio",
-                CLIP,
-                "--json",
-            ])
-        }
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = rtprobe_ok(&[
+        "probe",
+        "--dialect",
+        "openai",
+        "--target",
+        target.as_str(),
+        "--audio",
+        CLIP,
+        "--json",
+    ])
+    .await;
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
     assert!(v.to_string().contains("Mary had a little lamb"), "{v}");
     let rec = sim
