@@ -27,8 +27,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, UpDownCounter};
+use opentelemetry::{Key, KeyValue, StringValue, Value};
 
 use crate::config::model::{Buckets, ProbeSpec};
 use crate::derive::Derived;
@@ -61,6 +61,12 @@ fn prom_label(key: &str) -> String {
         .collect()
 }
 
+/// A config string as an attribute value that clones by reference count: the SDK clones every
+/// series' attributes on each collect, which with owned strings was a copy per string per scrape.
+fn shared(value: &str) -> Value {
+    Value::String(StringValue::from(Arc::<str>::from(value)))
+}
+
 /// Bounded attribute set of one probe (built once per probe per config generation). Every value
 /// comes from the config (or the model name the caller resolved), never from a server reply.
 #[derive(Debug, Clone)]
@@ -81,12 +87,12 @@ impl ProbeLabels {
 
     pub fn new(spec: &ProbeSpec, model: &str) -> ProbeLabels {
         let mut base = vec![
-            KeyValue::new("rtprobe.probe", spec.name.clone()),
-            KeyValue::new("server.address", spec.target.host.clone()),
+            KeyValue::new("rtprobe.probe", shared(&spec.name)),
+            KeyValue::new("server.address", shared(&spec.target.host)),
             KeyValue::new("server.port", i64::from(spec.target.port)),
-            KeyValue::new("gen_ai.request.model", model.to_owned()),
+            KeyValue::new("gen_ai.request.model", shared(model)),
             KeyValue::new("gen_ai.operation.name", "speech_to_text"),
-            KeyValue::new("gen_ai.provider.name", spec.dialect.provider.clone()),
+            KeyValue::new("gen_ai.provider.name", shared(&spec.dialect.provider)),
         ];
         let reserved: Vec<String> = RESERVED_KEYS.iter().map(|k| prom_label(k)).collect();
         for (k, v) in &spec.labels {
@@ -98,24 +104,16 @@ impl ProbeLabels {
                 );
                 continue;
             }
-            base.push(KeyValue::new(k.clone(), v.clone()));
+            base.push(KeyValue::new(
+                Key::from(Arc::<str>::from(k.as_str())),
+                shared(v),
+            ));
         }
-        let with = |extra: KeyValue| -> Arc<[KeyValue]> {
-            let mut v = base.clone();
-            v.push(extra);
-            v.into()
-        };
         let key: String = base
             .iter()
             .map(|kv| format!("{}={}\u{1f}", kv.key, kv.value))
             .collect();
-        ProbeLabels {
-            key: key.into(),
-            success: with(KeyValue::new("outcome", "success")),
-            input_tokens: with(KeyValue::new("gen_ai.token.type", "input")),
-            output_tokens: with(KeyValue::new("gen_ai.token.type", "output")),
-            base: base.into(),
-        }
+        ProbeLabels::from_base(key, base)
     }
 
     /// The same attributes plus `key=value`: a multi-utterance probe's `rtprobe.utterance`
@@ -123,17 +121,21 @@ impl ProbeLabels {
     pub fn with(&self, key: &'static str, value: &'static str) -> ProbeLabels {
         let mut base = self.base.to_vec();
         base.push(KeyValue::new(key, value));
+        ProbeLabels::from_base(format!("{}{key}={value}\u{1f}", self.key), base)
+    }
+
+    fn from_base(key: String, base: Vec<KeyValue>) -> ProbeLabels {
         let with = |extra: KeyValue| -> Arc<[KeyValue]> {
             let mut v = base.clone();
             v.push(extra);
-            v.into()
+            by_key(v).into()
         };
         ProbeLabels {
-            key: format!("{}{key}={value}\u{1f}", self.key).into(),
+            key: key.into(),
             success: with(KeyValue::new("outcome", "success")),
             input_tokens: with(KeyValue::new("gen_ai.token.type", "input")),
             output_tokens: with(KeyValue::new("gen_ai.token.type", "output")),
-            base: base.into(),
+            base: by_key(base).into(),
         }
     }
 
@@ -141,14 +143,21 @@ impl ProbeLabels {
         let mut v = self.base.to_vec();
         v.push(KeyValue::new("outcome", "failure"));
         v.push(KeyValue::new("error.type", error.as_str()));
-        v
+        by_key(v)
     }
 
     fn phase(&self, phase: &'static str) -> Vec<KeyValue> {
         let mut v = self.base.to_vec();
         v.push(KeyValue::new("phase", phase));
-        v
+        by_key(v)
     }
+}
+
+/// Attributes in the SDK's own order (by key; keys are unique here). Given any other order, the
+/// SDK keeps each series under both orders and walks both on every collect.
+fn by_key(mut attrs: Vec<KeyValue>) -> Vec<KeyValue> {
+    attrs.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    attrs
 }
 
 /// Every instrument of one meter provider. Rebuilt with the provider, never mutated.
@@ -194,6 +203,15 @@ impl Instruments {
                     .with_unit(unit)
                     .with_description(desc)
                     .with_boundaries(bounds.to_vec())
+                    .build()
+            })
+        };
+        let counter = |name: &'static str, unit: &'static str, desc: &'static str| {
+            on_all(meters, |meter| {
+                meter
+                    .u64_counter(name)
+                    .with_unit(unit)
+                    .with_description(desc)
                     .build()
             })
         };
@@ -251,15 +269,11 @@ impl Instruments {
                 "Mean receive time of non-empty deltas minus mean send time of all frames",
                 lat,
             ),
-            rtt_mean_negative: on_all(meters, |meter| {
-                meter
-                    .u64_counter("rtprobe.round_trip.mean.negative")
-                    .with_unit("{run}")
-                    .with_description(
-                        "Successful runs whose Avg RTT was negative (text led the audio); not recorded as a latency",
-                    )
-                    .build()
-            }),
+            rtt_mean_negative: counter(
+                "rtprobe.round_trip.mean.negative",
+                "{run}",
+                "Successful runs whose Avg RTT was negative (text led the audio); not recorded as a latency",
+            ),
             finalize: hist(
                 "rtprobe.finalize.duration",
                 "s",
@@ -310,13 +324,11 @@ impl Instruments {
                 "How late each audio append was sent against its schedule",
                 &b.lateness_seconds,
             ),
-            runs: on_all(meters, |meter| {
-                meter
-                    .u64_counter("rtprobe.probe.runs")
-                    .with_unit("{run}")
-                    .with_description("Probe runs, by outcome and error type")
-                    .build()
-            }),
+            runs: counter(
+                "rtprobe.probe.runs",
+                "{run}",
+                "Probe runs, by outcome and error type",
+            ),
             success: on_all(meters, |meter| {
                 meter
                     .u64_gauge("rtprobe.probe.success")
@@ -336,13 +348,11 @@ impl Instruments {
                 "How late a run started against its schedule",
                 &b.lateness_seconds,
             ),
-            skipped: on_all(meters, |meter| {
-                meter
-                    .u64_counter("rtprobe.scheduler.skipped")
-                    .with_unit("{run}")
-                    .with_description("Runs skipped because the previous run still ran")
-                    .build()
-            }),
+            skipped: counter(
+                "rtprobe.scheduler.skipped",
+                "{run}",
+                "Runs skipped because the previous run still ran",
+            ),
             reload_success: on_all(meters, |meter| {
                 meter
                     .u64_gauge("rtprobe.config.reload.success")

@@ -11,6 +11,7 @@ mod identity;
 mod instruments;
 mod otlp;
 mod prom;
+mod prom_labels;
 pub mod prom_proto;
 mod telemetry;
 pub mod traces;

@@ -30,11 +30,10 @@
 //! Note that Prometheus ingests only the native part of a histogram that has both unless its
 //! scrape config sets `scrape_classic_histograms: true`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use opentelemetry::Value;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::{
     AggregatedMetrics, ExponentialBucket, ExponentialHistogramDataPoint, HistogramDataPoint,
@@ -45,6 +44,8 @@ use opentelemetry_sdk::metrics::{InstrumentKind, ManualReader, Pipeline, Tempora
 use prost::Message;
 
 use crate::config::model::HistogramFormat;
+pub(crate) use crate::metrics::prom_labels::LabelCache;
+use crate::metrics::prom_labels::{Fx, LabelSet, escape_into};
 use crate::metrics::prom_proto as pb;
 
 /// Content type of the text body.
@@ -163,30 +164,38 @@ enum Sample {
     Histogram(Hist),
 }
 
-type Labels = Vec<(String, String)>;
-
 #[derive(Debug, Default)]
 struct Family {
     help: String,
-    series: BTreeMap<Labels, Sample>,
+    series: Vec<(Arc<LabelSet>, Sample)>,
+    /// Index into `series` by label set (one set per distinct label content).
+    index: HashMap<*const LabelSet, usize, Fx>,
+}
+
+impl Family {
+    fn sample(&mut self, set: Arc<LabelSet>, new: impl FnOnce() -> Sample) -> &mut Sample {
+        let i = *self.index.entry(Arc::as_ptr(&set)).or_insert_with(|| {
+            self.series.push((set, new()));
+            self.series.len() - 1
+        });
+        &mut self.series[i].1
+    }
+
+    fn put(&mut self, set: Arc<LabelSet>, sample: Sample) {
+        *self.sample(set, || Sample::Gauge(0.0)) = sample;
+    }
+
+    /// Series in the order the bridge wrote them (see `LabelSet::order`).
+    fn sorted(&self) -> Vec<&(Arc<LabelSet>, Sample)> {
+        let mut series: Vec<_> = self.series.iter().collect();
+        series.sort_unstable_by_key(|(set, _)| set.rank());
+        series
+    }
 }
 
 /// Everything collected, by Prometheus family name.
 #[derive(Debug, Default)]
 pub(crate) struct Families(BTreeMap<String, Family>);
-
-/// Label name sanitising, as the OTel Prometheus compatibility spec (and the bridge) does it.
-fn label_name(key: &str) -> String {
-    key.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == ':' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
 
 /// Metric name sanitising: invalid characters → `_`, a leading digit gets a `_` prefix.
 fn metric_name(name: &str) -> String {
@@ -258,30 +267,6 @@ fn family_name(otel_name: &str, unit: &str, counter: bool) -> String {
         name.push_str("_total");
     }
     name
-}
-
-/// Sanitised, sorted labels; keys that sanitise to the same name join their values with `;`
-/// in the order of the original keys.
-fn labels<'a>(attrs: impl Iterator<Item = &'a opentelemetry::KeyValue>) -> Labels {
-    let mut by_name: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    for kv in attrs {
-        let value = match &kv.value {
-            Value::String(s) => s.as_str().to_owned(),
-            other => other.to_string(),
-        };
-        by_name
-            .entry(label_name(kv.key.as_str()))
-            .or_default()
-            .push((kv.key.as_str().to_owned(), value));
-    }
-    by_name
-        .into_iter()
-        .map(|(name, mut values)| {
-            values.sort();
-            let joined: Vec<String> = values.into_iter().map(|(_, v)| v).collect();
-            (name, joined.join(";"))
-        })
-        .collect()
 }
 
 trait Num: Copy {
@@ -365,12 +350,29 @@ fn classic_of<T: Num>(dp: &HistogramDataPoint<T>) -> Vec<(f64, u64)> {
         .collect()
 }
 
+/// What a render converts: the text format has no native buckets, so it skips the exponential
+/// streams (their data points are still collected: the SDK reads every stream of a reader).
+#[derive(Debug, Clone, Copy)]
+struct Wanted {
+    native: bool,
+}
+
 impl Families {
-    fn add<T: Num>(&mut self, name: &str, help: &str, unit: &str, data: &MetricData<T>) {
+    fn add<T: Num>(
+        &mut self,
+        metric: (&str, &str, &str),
+        data: &MetricData<T>,
+        wanted: Wanted,
+        cache: &mut LabelCache,
+    ) {
+        let (name, help, unit) = metric;
         let (base, native) = match name.strip_suffix(NATIVE_SUFFIX) {
             Some(base) => (base, true),
             None => (name, false),
         };
+        if native && !wanted.native {
+            return;
+        }
         let counter = matches!(data, MetricData::Sum(s) if s.is_monotonic());
         let family = self.0.entry(family_name(base, unit, counter)).or_default();
         if !native && family.help.is_empty() {
@@ -385,22 +387,19 @@ impl Families {
                     } else {
                         Sample::Gauge(v)
                     };
-                    family.series.insert(labels(dp.attributes()), sample);
+                    family.put(cache.get(dp.attributes()), sample);
                 }
             }
             MetricData::Gauge(g) => {
                 for dp in g.data_points() {
-                    family
-                        .series
-                        .insert(labels(dp.attributes()), Sample::Gauge(dp.value().f()));
+                    family.put(cache.get(dp.attributes()), Sample::Gauge(dp.value().f()));
                 }
             }
             MetricData::Histogram(h) => {
                 for dp in h.data_points() {
-                    let entry = family
-                        .series
-                        .entry(labels(dp.attributes()))
-                        .or_insert_with(|| Sample::Histogram(Hist::default()));
+                    let entry = family.sample(cache.get(dp.attributes()), || {
+                        Sample::Histogram(Hist::default())
+                    });
                     if let Sample::Histogram(hist) = entry {
                         hist.count = dp.count();
                         hist.sum = dp.sum().f();
@@ -410,10 +409,9 @@ impl Families {
             }
             MetricData::ExponentialHistogram(h) => {
                 for dp in h.data_points() {
-                    let entry = family
-                        .series
-                        .entry(labels(dp.attributes()))
-                        .or_insert_with(|| Sample::Histogram(Hist::default()));
+                    let entry = family.sample(cache.get(dp.attributes()), || {
+                        Sample::Histogram(Hist::default())
+                    });
                     if let Sample::Histogram(hist) = entry {
                         hist.count = dp.count() as u64;
                         hist.sum = dp.sum().f();
@@ -424,41 +422,36 @@ impl Families {
         }
     }
 
-    /// Reads everything the SDK aggregated since start (cumulative).
-    pub(crate) fn collect(reader: &ManualReader) -> Families {
+    /// Reads everything the SDK aggregated since start (cumulative), with each data point's
+    /// labels from `cache`.
+    fn collect(reader: &ManualReader, wanted: Wanted, cache: &mut LabelCache) -> Families {
         let mut rm = ResourceMetrics::default();
         if let Err(e) = reader.collect(&mut rm) {
             tracing::warn!(error = %e, "collecting metrics for /metrics failed");
         }
         let mut families = Families::default();
+        cache.start();
         for sm in rm.scope_metrics() {
             for m in sm.metrics() {
-                let (name, help, unit) = (m.name(), m.description(), m.unit());
+                let metric = (m.name(), m.description(), m.unit());
                 match m.data() {
-                    AggregatedMetrics::F64(d) => families.add(name, help, unit, d),
-                    AggregatedMetrics::U64(d) => families.add(name, help, unit, d),
-                    AggregatedMetrics::I64(d) => families.add(name, help, unit, d),
+                    AggregatedMetrics::F64(d) => families.add(metric, d, wanted, cache),
+                    AggregatedMetrics::U64(d) => families.add(metric, d, wanted, cache),
+                    AggregatedMetrics::I64(d) => families.add(metric, d, wanted, cache),
                 }
             }
         }
+        // Ranks every set before any family sorts its series.
+        cache.finish();
         families
     }
 
-    /// Series in the order the bridge wrote them: by label count, then label values.
-    fn sorted(family: &Family) -> Vec<(&Labels, &Sample)> {
-        let mut series: Vec<_> = family.series.iter().collect();
-        series.sort_by(|(a, _), (b, _)| {
-            a.len()
-                .cmp(&b.len())
-                .then_with(|| a.iter().map(|l| &l.1).cmp(b.iter().map(|l| &l.1)))
-        });
-        series
-    }
-
-    pub(crate) fn text(&self) -> Vec<u8> {
+    fn text(&self) -> Vec<u8> {
         let mut out = String::with_capacity(64 * 1024);
+        // `le="…"` of each classic bound, formatted once per family: its series share bounds.
+        let mut les: Vec<(f64, String)> = Vec::new();
         for (name, family) in &self.0 {
-            let Some(kind) = family.series.values().next() else {
+            let Some((_, kind)) = family.series.first() else {
                 continue;
             };
             if !family.help.is_empty() {
@@ -478,33 +471,40 @@ impl Families {
             out.push(' ');
             out.push_str(kind);
             out.push('\n');
-            for (labels, sample) in Self::sorted(family) {
-                let labels = label_text(labels);
+            les.clear();
+            for (set, sample) in family.sorted() {
+                let labels = set.text();
                 match sample {
                     Sample::Counter(v) | Sample::Gauge(v) => {
-                        line(&mut out, name, "", &labels, None, *v)
+                        line(&mut out, name, "", labels, None, Number::Float(*v))
                     }
                     Sample::Histogram(h) => {
-                        for (bound, count) in h.classic.iter().flatten() {
-                            line(
-                                &mut out,
-                                name,
-                                "_bucket",
-                                &labels,
-                                Some(Le::Bound(*bound)),
-                                *count as f64,
-                            );
+                        for (i, (bound, count)) in h.classic.iter().flatten().enumerate() {
+                            if les.get(i).map(|(b, _)| b) != Some(bound) {
+                                les.truncate(i);
+                                les.push((*bound, format!("le=\"{bound}\"")));
+                            }
+                            let le = Some(les[i].1.as_str());
+                            line(&mut out, name, "_bucket", labels, le, Number::Count(*count));
                         }
+                        let inf = Some("le=\"+Inf\"");
                         line(
                             &mut out,
                             name,
                             "_bucket",
-                            &labels,
-                            Some(Le::Inf),
-                            h.count as f64,
+                            labels,
+                            inf,
+                            Number::Count(h.count),
                         );
-                        line(&mut out, name, "_sum", &labels, None, h.sum);
-                        line(&mut out, name, "_count", &labels, None, h.count as f64);
+                        line(&mut out, name, "_sum", labels, None, Number::Float(h.sum));
+                        line(
+                            &mut out,
+                            name,
+                            "_count",
+                            labels,
+                            None,
+                            Number::Count(h.count),
+                        );
                     }
                 }
             }
@@ -512,10 +512,15 @@ impl Families {
         out.into_bytes()
     }
 
-    pub(crate) fn protobuf(&self, histograms: HistogramFormat) -> Vec<u8> {
+    /// Length-delimited `MetricFamily` messages. Each `Metric` is encoded by hand around its
+    /// label set's pre-encoded `label` fields (a message's fields may be concatenated, and these
+    /// come first, as prost would write them), so no label string is copied per series.
+    fn protobuf(&self, histograms: HistogramFormat) -> Vec<u8> {
+        use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
         let mut out = Vec::with_capacity(64 * 1024);
+        let mut metrics = Vec::new();
         for (name, family) in &self.0 {
-            let Some(first) = family.series.values().next() else {
+            let Some((_, first)) = family.series.first() else {
                 continue;
             };
             let kind = match first {
@@ -523,36 +528,31 @@ impl Families {
                 Sample::Gauge(_) => pb::MetricType::Gauge,
                 Sample::Histogram(_) => pb::MetricType::Histogram,
             };
-            let metric = Self::sorted(family)
-                .into_iter()
-                .map(|(labels, sample)| {
-                    let label = labels
-                        .iter()
-                        .map(|(k, v)| pb::LabelPair {
-                            name: Some(k.clone()),
-                            value: Some(v.clone()),
-                        })
-                        .collect();
-                    let mut m = pb::Metric {
-                        label,
-                        ..Default::default()
-                    };
-                    match sample {
-                        Sample::Counter(v) => m.counter = Some(pb::Counter { value: Some(*v) }),
-                        Sample::Gauge(v) => m.gauge = Some(pb::Gauge { value: Some(*v) }),
-                        Sample::Histogram(h) => m.histogram = Some(histogram_pb(h, histograms)),
-                    }
-                    m
-                })
-                .collect();
-            let mf = pb::MetricFamily {
+            metrics.clear();
+            for (set, sample) in family.sorted() {
+                let mut m = pb::Metric::default();
+                match sample {
+                    Sample::Counter(v) => m.counter = Some(pb::Counter { value: Some(*v) }),
+                    Sample::Gauge(v) => m.gauge = Some(pb::Gauge { value: Some(*v) }),
+                    Sample::Histogram(h) => m.histogram = Some(histogram_pb(h, histograms)),
+                }
+                let len = set.proto().len() + m.encoded_len();
+                encode_key(4, WireType::LengthDelimited, &mut metrics);
+                encode_varint(len as u64, &mut metrics);
+                metrics.extend_from_slice(set.proto());
+                m.encode_raw(&mut metrics);
+            }
+            let head = pb::MetricFamily {
                 name: Some(name.clone()),
                 help: (!family.help.is_empty()).then(|| family.help.clone()),
                 r#type: Some(kind as i32),
-                metric,
+                metric: Vec::new(),
             };
-            // Writing into a Vec cannot fail.
-            let _ = mf.encode_length_delimited(&mut out);
+            let len = head.encoded_len() + metrics.len();
+            out.reserve(encoded_len_varint(len as u64) + len + key_len(4));
+            encode_varint(len as u64, &mut out);
+            head.encode_raw(&mut out);
+            out.extend_from_slice(&metrics);
         }
         out
     }
@@ -617,40 +617,16 @@ fn histogram_pb(h: &Hist, format: HistogramFormat) -> pb::Histogram {
     out
 }
 
-fn escape_into(out: &mut String, v: &str, quote: bool) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '"' if quote => out.push_str("\\\""),
-            c => out.push(c),
-        }
-    }
-}
-
-/// A series' labels as written in every one of its lines, escaped once: `a="x",b="y"`.
-fn label_text(labels: &Labels) -> String {
-    let mut out = String::with_capacity(labels.len() * 32);
-    for (i, (k, v)) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(k);
-        out.push_str("=\"");
-        escape_into(&mut out, v, true);
-        out.push('"');
-    }
-    out
-}
-
-/// The `le` label of a bucket line.
+/// A sample value as the text format writes it: counts as integers (exact beyond 2^53, and
+/// what `f64` prints for smaller ones), everything else as Rust's shortest round-trip `f64`.
 #[derive(Clone, Copy)]
-enum Le {
-    Bound(f64),
-    Inf,
+enum Number {
+    Float(f64),
+    Count(u64),
 }
 
-fn line(out: &mut String, name: &str, suffix: &str, labels: &str, le: Option<Le>, v: f64) {
+/// One sample line; `le` is the whole `le="…"` label of a bucket line.
+fn line(out: &mut String, name: &str, suffix: &str, labels: &str, le: Option<&str>, v: Number) {
     use std::fmt::Write;
     out.push_str(name);
     out.push_str(suffix);
@@ -661,26 +637,29 @@ fn line(out: &mut String, name: &str, suffix: &str, labels: &str, le: Option<Le>
             if !labels.is_empty() {
                 out.push(',');
             }
-            match le {
-                Le::Bound(b) => {
-                    let _ = write!(out, "le=\"{b}\"");
-                }
-                Le::Inf => out.push_str("le=\"+Inf\""),
-            }
+            out.push_str(le);
         }
         out.push('}');
     }
-    let _ = write!(out, " {v}");
+    let _ = match v {
+        Number::Float(v) => write!(out, " {v}"),
+        Number::Count(v) => write!(out, " {v}"),
+    };
     out.push('\n');
 }
 
-/// Collects once and encodes in `format`.
+/// Collects once and encodes in `format`, converting labels through `labels` (kept by the
+/// caller across renders, see `prom_labels`).
 pub(crate) fn render(
     reader: &ManualReader,
     format: Format,
     histograms: HistogramFormat,
+    labels: &mut LabelCache,
 ) -> Vec<u8> {
-    let families = Families::collect(reader);
+    let wanted = Wanted {
+        native: format == Format::Protobuf && histograms != HistogramFormat::Classic,
+    };
+    let families = Families::collect(reader, wanted, labels);
     match format {
         Format::Text => families.text(),
         Format::Protobuf => families.protobuf(histograms),
@@ -742,36 +721,39 @@ mod tests {
     }
 
     #[test]
-    fn labels_are_sanitised_sorted_and_merged() {
-        use opentelemetry::KeyValue;
-        let kvs = [
-            KeyValue::new("server.port", 8000i64),
-            KeyValue::new("a.b", "x"),
-            KeyValue::new("a_b", "y"),
-            KeyValue::new("q", "say \"hi\""),
-        ];
-        let l = labels(kvs.iter());
-        assert_eq!(
-            l,
-            vec![
-                ("a_b".to_owned(), "x;y".to_owned()),
-                ("q".to_owned(), "say \"hi\"".to_owned()),
-                ("server_port".to_owned(), "8000".to_owned()),
-            ]
-        );
+    fn sample_lines() {
         let mut out = String::new();
+        let labels = "a=\"x\"";
         line(
             &mut out,
             "m",
             "_bucket",
-            &label_text(&l),
-            Some(Le::Bound(0.5)),
-            3.0,
+            labels,
+            Some("le=\"0.5\""),
+            Number::Count(3),
         );
-        line(&mut out, "m", "_count", "", None, 3.0);
+        line(
+            &mut out,
+            "m",
+            "_bucket",
+            "",
+            Some("le=\"+Inf\""),
+            Number::Count(4),
+        );
+        line(&mut out, "m", "_count", "", None, Number::Count(3));
+        line(
+            &mut out,
+            "m",
+            "_sum",
+            labels,
+            None,
+            Number::Float(0.1 + 0.2),
+        );
+        line(&mut out, "g", "", "", None, Number::Float(2.0));
         assert_eq!(
             out,
-            "m_bucket{a_b=\"x;y\",q=\"say \\\"hi\\\"\",server_port=\"8000\",le=\"0.5\"} 3\nm_count 3\n"
+            "m_bucket{a=\"x\",le=\"0.5\"} 3\nm_bucket{le=\"+Inf\"} 4\nm_count 3\n\
+             m_sum{a=\"x\"} 0.30000000000000004\ng 2\n"
         );
     }
 

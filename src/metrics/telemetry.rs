@@ -35,7 +35,14 @@ struct Pipeline {
 pub struct Telemetry {
     pipeline: Mutex<Pipeline>,
     shared: Arc<Shared>,
-    renders: Mutex<Coalesce>,
+    renders: Mutex<Renders>,
+}
+
+/// What renders keep between them; one render runs at a time, under this lock.
+#[derive(Default)]
+struct Renders {
+    bodies: Coalesce,
+    labels: prom::LabelCache,
 }
 
 /// Concurrent scrapes (an HA Prometheus pair) share one render: renders run one at a time, and
@@ -227,7 +234,7 @@ impl Telemetry {
         Ok(Telemetry {
             pipeline: Mutex::new(pipeline),
             shared: Arc::new(Shared::new(instruments, export_failures)),
-            renders: Mutex::new(Coalesce::default()),
+            renders: Mutex::new(Renders::default()),
         })
     }
 
@@ -283,7 +290,7 @@ impl Telemetry {
         let arrived = Instant::now();
         let format = prom::Format::negotiate(accept);
         let mut renders = crate::sync::lock(&self.renders);
-        if let Some(body) = renders.fresh(format, arrived) {
+        if let Some(body) = renders.bodies.fresh(format, arrived) {
             return (format.content_type(), body.to_vec());
         }
         // The reader is shared; the pipeline lock is held only to clone it.
@@ -292,8 +299,13 @@ impl Telemetry {
             (Arc::clone(&p.reader), p.histograms)
         };
         let collected = Instant::now();
-        let body = Arc::new(prom::render(&reader, format, histograms));
-        renders.store(format, collected, Arc::clone(&body));
+        let body = Arc::new(prom::render(
+            &reader,
+            format,
+            histograms,
+            &mut renders.labels,
+        ));
+        renders.bodies.store(format, collected, Arc::clone(&body));
         drop(renders);
         (format.content_type(), body.to_vec())
     }
