@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rtprobe::serve::{ServeArgs, StopReason};
 use rtprobe::simulate::Fault;
-use support::serve::{NOWHERE, Watch, config_of, probe_entry, quick_sim, wait_until};
+use support::serve::*;
 
 fn kill(sig: &str) {
     let status = std::process::Command::new("kill")
@@ -28,11 +28,7 @@ async fn sighup_reloads_and_sigterm_stops() {
     // All deltas, then no `done`: a run of `a` waits for its 6 s timeout (below the done
     // deadline), so one is in flight when SIGTERM comes.
     let sim = quick_sim(Fault::NeverDone).await;
-    let hang = probe_entry(
-        &format!("http://{}", sim.addr()),
-        "demo-realtime",
-        "name: a, interval: 6s",
-    );
+    let hang = sim_entry(&sim, "name: a, interval: 6s");
     let path = dir.path().join("rtprobe.yaml");
     std::fs::write(&path, config_of(std::slice::from_ref(&hang))).unwrap();
     let mut args = ServeArgs::new(&path);

@@ -13,7 +13,7 @@ use rtprobe::probe::ErrorType;
 use rtprobe::serve::backend::ProbeBackend;
 use rtprobe::serve::{Serve, ServeArgs, ServeError, StopReason};
 use rtprobe::simulate::Fault;
-use support::serve::{NOWHERE, Watch, config_of, config_text, probe_entry, quick_sim, wait_until};
+use support::serve::*;
 
 fn args(path: &Path) -> ServeArgs {
     let mut a = ServeArgs::new(path);
@@ -39,13 +39,8 @@ async fn duration_mode_stops_and_summarises() {
     let dir = tempfile::tempdir().unwrap();
     let sim = quick_sim(Fault::None).await;
     let path = dir.path().join("rtprobe.yaml");
-    let up = format!("http://{}", sim.addr());
     let text = config_of(&[
-        probe_entry(
-            &up,
-            "demo-realtime",
-            "name: ok, interval: 1s, concurrency: 2",
-        ),
+        sim_entry(&sim, "name: ok, interval: 1s, concurrency: 2"),
         // Nothing listens there: every run fails to connect.
         probe_entry(NOWHERE, "demo-realtime", "name: down, interval: 1s"),
     ]);
@@ -58,7 +53,7 @@ async fn duration_mode_stops_and_summarises() {
     assert_eq!(outcome.reason, StopReason::DurationElapsed);
     assert!(outcome.drained);
     let s = outcome.summary.expect("summary in duration mode");
-    let recorded = b.events.finished.lock().unwrap().len() as u64;
+    let recorded = b.events.finished.len() as u64;
     assert_eq!(
         s.finished(),
         recorded,
@@ -123,11 +118,7 @@ async fn stop_cancels_in_flight_after_grace() {
     // All deltas, then no `done`: a run waits for its 4 s timeout (below the done deadline).
     let sim = quick_sim(Fault::NeverDone).await;
     let path = dir.path().join("rtprobe.yaml");
-    let text = config_text(
-        &format!("http://{}", sim.addr()),
-        "demo-realtime",
-        &["name: long, interval: 4s"],
-    );
+    let text = sim_config(&sim, &["name: long, interval: 4s"]);
     std::fs::write(&path, text).unwrap();
     let mut a = args(&path);
     a.grace_period = Duration::from_millis(300);

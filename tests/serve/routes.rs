@@ -10,10 +10,7 @@ use std::time::Duration;
 use rtprobe::audio::AudioError;
 use rtprobe::serve::Serve;
 use rtprobe::simulate::Fault;
-use support::serve::{
-    NOWHERE, Watch, config_of, config_text, http, load_with_env, probe_entry, quick_sim,
-    start_watched, start_watched_with, wait_until,
-};
+use support::serve::*;
 
 const TOKEN: &str = "sekret-TOKEN-8c1f2a";
 
@@ -221,11 +218,7 @@ async fn reload_endpoint_applies_valid_and_keeps_old_on_invalid() {
 async fn probe_now_only_runs_configured_probes() {
     let dir = tempfile::tempdir().unwrap();
     let sim = quick_sim(Fault::None).await;
-    let text = config_text(
-        &format!("http://{}", sim.addr()),
-        "demo-realtime",
-        &["name: a.b-1, interval: 60s"],
-    );
+    let text = sim_config(&sim, &["name: a.b-1, interval: 60s"]);
     let (serve, _b) = start_watched(dir.path(), &text).await;
     let addr = serve.local_addr();
     let r = http(addr, "GET", "/probe?name=a.b-1", "").await;
@@ -257,19 +250,15 @@ async fn status_page_lists_probes_results_and_failures() {
     let dir = tempfile::tempdir().unwrap();
     let sim = quick_sim(Fault::None).await;
     let down = quick_sim(Fault::HttpStatus(503)).await;
-    let (up, down_url) = (
-        format!("http://{}", sim.addr()),
-        format!("http://{}", down.addr()),
-    );
     let text = config_of(&[
-        probe_entry(
-            &up,
-            "demo-realtime",
-            "name: good, interval: 2s, concurrency: 2",
-        ),
+        sim_entry(&sim, "name: good, interval: 2s, concurrency: 2"),
         // A model the simulator does not serve: its error names it, so the detail has markup.
-        probe_entry(&up, "<b>detail</b>", "name: hostile, interval: 2s"),
-        probe_entry(&down_url, "demo-realtime", "name: bad, interval: 2s"),
+        probe_entry(
+            &target(&sim),
+            "<b>detail</b>",
+            "name: hostile, interval: 2s",
+        ),
+        sim_entry(&down, "name: bad, interval: 2s"),
     ]);
     let (serve, b) = start_watched(dir.path(), &text).await;
     let addr = serve.local_addr();
@@ -331,11 +320,7 @@ async fn one_on_demand_probe_at_a_time() {
         ..Default::default()
     })
     .await;
-    let text = config_text(
-        &format!("http://{}", sim.addr()),
-        "demo-realtime",
-        &["name: slow, interval: 60s"],
-    );
+    let text = sim_config(&sim, &["name: slow, interval: 60s"]);
     let (serve, _b) = start_watched(dir.path(), &text).await;
     let addr = serve.local_addr();
     // Two at once: whichever arrives second, within the first's 1.5 s, is refused.

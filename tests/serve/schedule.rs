@@ -20,14 +20,31 @@ fn start(seed: u64) -> (Scheduler, Arc<FakeRunner>, Arc<Recorder>) {
     (s, runner, events)
 }
 
+/// Schedule the one probe of `fields`, whose streams do `act`.
+fn apply_one(s: &mut Scheduler, runner: &Arc<FakeRunner>, fields: &str, act: Act) {
+    let p = spec(fields);
+    runner.act(&p, act);
+    s.apply(&[Arc::new(p)], runner.clone());
+}
+
+/// Until `name`'s first run has started (on the paused clock).
+async fn first_run(events: &Recorder, name: &str) {
+    while events.starts_of(name).is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn ticks_on_an_absolute_grid_without_drift() {
     let (mut s, runner, events) = start(7);
     let t0 = Instant::now();
     // Each run takes 3 s, so a drifting "sleep interval after the run" loop would show.
-    let p = spec("name: grid, interval: 10s");
-    runner.act(&p, Act::sleep(3 * S));
-    s.apply(&[Arc::new(p)], runner.clone());
+    apply_one(
+        &mut s,
+        &runner,
+        "name: grid, interval: 10s",
+        Act::sleep(3 * S),
+    );
     tokio::time::sleep(100 * S).await;
     let starts = runner.starts_of("grid");
     assert!(starts.len() >= 9 && starts.len() <= 10, "{}", starts.len());
@@ -89,9 +106,12 @@ async fn offsets_spread_and_jitter_stays_within_bounds() {
 async fn slow_run_skips_ticks_and_never_overlaps() {
     let (mut s, runner, events) = start(1);
     // 11 s runs on a 10 s interval: every other tick finds the previous run going.
-    let p = spec("name: slow, interval: 10s");
-    runner.act(&p, Act::sleep(11 * S));
-    s.apply(&[Arc::new(p)], runner.clone());
+    apply_one(
+        &mut s,
+        &runner,
+        "name: slow, interval: 10s",
+        Act::sleep(11 * S),
+    );
     tokio::time::sleep(200 * S).await;
     let starts = runner.starts_of("slow");
     let skipped = events.skipped_of("slow");
@@ -109,9 +129,12 @@ async fn slow_run_skips_ticks_and_never_overlaps() {
 #[tokio::test(start_paused = true)]
 async fn concurrency_runs_n_streams_per_run() {
     let (mut s, runner, events) = start(2);
-    let p = spec("name: fan, interval: 10s, concurrency: 3");
-    runner.act(&p, Act::sleep(S));
-    s.apply(&[Arc::new(p)], runner.clone());
+    apply_one(
+        &mut s,
+        &runner,
+        "name: fan, interval: 10s, concurrency: 3",
+        Act::sleep(S),
+    );
     tokio::time::sleep(35 * S).await;
     let runs = events.starts_of("fan").len();
     assert!(runs >= 3);
@@ -138,9 +161,12 @@ async fn concurrency_runs_n_streams_per_run() {
 #[tokio::test(start_paused = true)]
 async fn backstop_fails_a_stream_that_ignores_its_timeout() {
     let (mut s, runner, events) = start(3);
-    let p = spec("name: stuck, interval: 60s, timeout: 10s");
-    runner.act(&p, Act::sleep(50 * S));
-    s.apply(&[Arc::new(p)], runner.clone());
+    apply_one(
+        &mut s,
+        &runner,
+        "name: stuck, interval: 60s, timeout: 10s",
+        Act::sleep(50 * S),
+    );
     tokio::time::sleep(75 * S).await;
     let done = events.finished_of("stuck");
     assert!(!done.is_empty());
@@ -189,12 +215,13 @@ async fn panic_in_a_stream_is_contained_and_counted() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_waits_for_runs_within_grace() {
     let (mut s, runner, events) = start(5);
-    let p = spec("name: quick, interval: 10s");
-    runner.act(&p, Act::sleep(2 * S));
-    s.apply(&[Arc::new(p)], runner.clone());
-    while events.starts_of("quick").is_empty() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    apply_one(
+        &mut s,
+        &runner,
+        "name: quick, interval: 10s",
+        Act::sleep(2 * S),
+    );
+    first_run(&events, "quick").await;
     let t = Instant::now();
     let report = s.shutdown(5 * S).await;
     assert!(report.drained);
@@ -210,12 +237,13 @@ async fn shutdown_waits_for_runs_within_grace() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_cancels_after_grace_and_records_cancelled() {
     let (mut s, runner, events) = start(6);
-    let p = spec("name: long, interval: 100s, concurrency: 2");
-    runner.act(&p, Act::sleep(60 * S));
-    s.apply(&[Arc::new(p)], runner.clone());
-    while events.starts_of("long").is_empty() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    apply_one(
+        &mut s,
+        &runner,
+        "name: long, interval: 100s, concurrency: 2",
+        Act::sleep(60 * S),
+    );
+    first_run(&events, "long").await;
     let t = Instant::now();
     let report = s.shutdown(5 * S).await;
     assert!(!report.drained);
@@ -284,9 +312,7 @@ async fn changed_probe_does_not_overlap_its_previous_run() {
     runner.act(&old, Act::sleep(9 * S));
     let old = Arc::new(old);
     s.apply(&[old], runner.clone());
-    while events.starts_of("x").is_empty() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    first_run(&events, "x").await;
     // Changed right after its run began: the new schedule's ticks skip while it runs.
     let new = spec("name: x, interval: 500ms");
     runner.act(&new, Act::sleep(Duration::from_millis(100)));

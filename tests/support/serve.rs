@@ -109,8 +109,8 @@ impl Act {
 /// records its start and does what the test set for its spec (nothing, by default).
 #[derive(Default)]
 pub struct FakeRunner {
-    /// Every stream started: (probe, stream, start instant).
-    pub starts: Mutex<Vec<(String, u32, Instant)>>,
+    /// Every stream started: (stream, start instant) by probe.
+    pub starts: ByProbe<(u32, Instant)>,
     acts: Mutex<Vec<(ProbeSpec, Act)>>,
 }
 
@@ -125,22 +125,13 @@ impl FakeRunner {
     }
 
     pub fn starts_of(&self, name: &str) -> Vec<(u32, Instant)> {
-        self.starts
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _, _)| n == name)
-            .map(|(_, s, t)| (*s, *t))
-            .collect()
+        self.starts.of(name)
     }
 }
 
 impl Runner for FakeRunner {
     fn run(&self, probe: Arc<ProbeSpec>, stream: u32) -> BoxFuture<StreamResult> {
-        self.starts
-            .lock()
-            .unwrap()
-            .push((probe.name.clone(), stream, Instant::now()));
+        self.starts.push(&probe.name, (stream, Instant::now()));
         let act = self
             .acts
             .lock()
@@ -174,20 +165,67 @@ impl Runner for FakeRunner {
     }
 }
 
-/// (probe, stream, outcome) of one finished stream.
-pub type Finished = (String, u32, Result<(), ProbeError>);
+/// Values recorded per probe, in the order they came.
+pub struct ByProbe<T>(Mutex<Vec<(String, T)>>);
+
+impl<T> Default for ByProbe<T> {
+    fn default() -> Self {
+        ByProbe(Mutex::new(Vec::new()))
+    }
+}
+
+impl<T: Clone> ByProbe<T> {
+    pub fn push(&self, probe: &str, value: T) {
+        self.0.lock().unwrap().push((probe.to_string(), value));
+    }
+    /// The values of `probe`.
+    pub fn of(&self, probe: &str) -> Vec<T> {
+        let all = self.0.lock().unwrap();
+        all.iter()
+            .filter(|(n, _)| n == probe)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+    /// How many values, of every probe.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A counter per probe, with the highest value it reached.
+#[derive(Default)]
+pub struct Counts(Mutex<BTreeMap<String, (i64, i64)>>);
+
+impl Counts {
+    pub fn add(&self, probe: &str, delta: i64) {
+        let mut m = self.0.lock().unwrap();
+        let (now, high) = m.entry(probe.to_string()).or_default();
+        *now += delta;
+        *high = (*high).max(*now);
+    }
+    pub fn of(&self, probe: &str) -> i64 {
+        self.0.lock().unwrap().get(probe).map_or(0, |c| c.0)
+    }
+    pub fn high_of(&self, probe: &str) -> i64 {
+        self.0.lock().unwrap().get(probe).map_or(0, |c| c.1)
+    }
+}
 
 /// Everything the scheduler reported.
 #[derive(Default)]
 pub struct Recorder {
-    pub started: Mutex<Vec<(String, Duration, Instant)>>,
-    pub skipped: Mutex<BTreeMap<String, u64>>,
-    pub in_flight: Mutex<BTreeMap<String, i64>>,
-    pub max_in_flight: Mutex<BTreeMap<String, i64>>,
-    pub finished: Mutex<Vec<Finished>>,
-    pub finish_times: Mutex<Vec<(String, Instant)>>,
-    /// The derived values of every finished stream, by probe.
-    pub derived: Mutex<Vec<(String, Derived)>>,
+    /// Each run's scheduling delay and start.
+    pub started: ByProbe<(Duration, Instant)>,
+    pub skipped: Counts,
+    pub in_flight: Counts,
+    /// Each finished stream: its number and outcome.
+    pub finished: ByProbe<(u32, Result<(), ProbeError>)>,
+    pub finish_times: ByProbe<Instant>,
+    /// The derived values of every finished stream.
+    pub derived: ByProbe<Derived>,
 }
 
 impl Recorder {
@@ -195,99 +233,43 @@ impl Recorder {
         Arc::new(Self::default())
     }
     pub fn skipped_of(&self, name: &str) -> u64 {
-        self.skipped.lock().unwrap().get(name).copied().unwrap_or(0)
+        self.skipped.of(name) as u64
     }
     pub fn in_flight_of(&self, name: &str) -> i64 {
-        self.in_flight
-            .lock()
-            .unwrap()
-            .get(name)
-            .copied()
-            .unwrap_or(0)
+        self.in_flight.of(name)
     }
     pub fn max_in_flight_of(&self, name: &str) -> i64 {
-        self.max_in_flight
-            .lock()
-            .unwrap()
-            .get(name)
-            .copied()
-            .unwrap_or(0)
+        self.in_flight.high_of(name)
     }
     pub fn finished_of(&self, name: &str) -> Vec<(u32, Result<(), ProbeError>)> {
-        self.finished
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _, _)| n == name)
-            .map(|(_, s, r)| (*s, r.clone()))
-            .collect()
+        self.finished.of(name)
     }
     pub fn finish_times_of(&self, name: &str) -> Vec<Instant> {
-        self.finish_times
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, t)| *t)
-            .collect()
+        self.finish_times.of(name)
     }
     pub fn derived_of(&self, name: &str) -> Vec<Derived> {
-        self.derived
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, d)| d.clone())
-            .collect()
+        self.derived.of(name)
     }
     pub fn starts_of(&self, name: &str) -> Vec<(Duration, Instant)> {
-        self.started
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _, _)| n == name)
-            .map(|(_, d, t)| (*d, *t))
-            .collect()
+        self.started.of(name)
     }
 }
 
 impl SchedulerEvents for Recorder {
     fn run_started(&self, probe: &ProbeSpec, delay: Duration) {
-        self.started
-            .lock()
-            .unwrap()
-            .push((probe.name.clone(), delay, Instant::now()));
+        self.started.push(&probe.name, (delay, Instant::now()));
     }
     fn skipped(&self, probe: &ProbeSpec) {
-        *self
-            .skipped
-            .lock()
-            .unwrap()
-            .entry(probe.name.clone())
-            .or_default() += 1;
+        self.skipped.add(&probe.name, 1);
     }
     fn in_flight(&self, probe: &ProbeSpec, delta: i64) {
-        let mut m = self.in_flight.lock().unwrap();
-        let v = m.entry(probe.name.clone()).or_default();
-        *v += delta;
-        let now = *v;
-        let mut mx = self.max_in_flight.lock().unwrap();
-        let e = mx.entry(probe.name.clone()).or_default();
-        *e = (*e).max(now);
+        self.in_flight.add(&probe.name, delta);
     }
     fn stream_finished(&self, probe: &ProbeSpec, stream: u32, result: &StreamResult) {
-        self.finished
-            .lock()
-            .unwrap()
-            .push((probe.name.clone(), stream, result.outcome.clone()));
-        self.finish_times
-            .lock()
-            .unwrap()
-            .push((probe.name.clone(), Instant::now()));
-        self.derived
-            .lock()
-            .unwrap()
-            .push((probe.name.clone(), result.derived.clone()));
+        let name = &probe.name;
+        self.finished.push(name, (stream, result.outcome.clone()));
+        self.finish_times.push(name, Instant::now());
+        self.derived.push(name, result.derived.clone());
     }
 }
 
@@ -475,6 +457,21 @@ pub async fn quick_sim(fault: rtprobe::simulate::Fault) -> rtprobe::simulate::Si
         ..Default::default()
     })
     .await
+}
+
+/// [`config_text`] for probes of the simulator's model on `sim`.
+pub fn sim_config(sim: &rtprobe::simulate::SimHandle, probes: &[&str]) -> String {
+    config_text(&target(sim), "demo-realtime", probes)
+}
+
+/// [`probe_entry`] for a probe of the simulator's model on `sim`.
+pub fn sim_entry(sim: &rtprobe::simulate::SimHandle, fields: &str) -> String {
+    probe_entry(&target(sim), "demo-realtime", fields)
+}
+
+/// The target URL of `sim`, as a config names it.
+pub fn target(sim: &rtprobe::simulate::SimHandle) -> String {
+    format!("http://{}", sim.addr())
 }
 
 /// `serve` on the config `text` (written to `rtprobe.yaml` in `dir`) with the real loader and
