@@ -20,11 +20,13 @@ fn start(seed: u64) -> (Scheduler, Arc<FakeRunner>, Arc<Recorder>) {
     (s, runner, events)
 }
 
-/// Schedule the one probe of `fields`, whose streams do `act`.
-fn apply_one(s: &mut Scheduler, runner: &Arc<FakeRunner>, fields: &str, act: Act) {
+/// A scheduler running the one probe of `fields`, whose streams do `act`.
+fn one_probe(seed: u64, fields: &str, act: Act) -> (Scheduler, Arc<FakeRunner>, Arc<Recorder>) {
+    let (mut s, runner, events) = start(seed);
     let p = spec(fields);
     runner.act(&p, act);
     s.apply(&[Arc::new(p)], runner.clone());
+    (s, runner, events)
 }
 
 /// Until `name`'s first run has started (on the paused clock).
@@ -36,15 +38,10 @@ async fn first_run(events: &Recorder, name: &str) {
 
 #[tokio::test(start_paused = true)]
 async fn ticks_on_an_absolute_grid_without_drift() {
-    let (mut s, runner, events) = start(7);
-    let t0 = Instant::now();
     // Each run takes 3 s, so a drifting "sleep interval after the run" loop would show.
-    apply_one(
-        &mut s,
-        &runner,
-        "name: grid, interval: 10s",
-        Act::sleep(3 * S),
-    );
+    let (_s, runner, events) = one_probe(7, "name: grid, interval: 10s", Act::sleep(3 * S));
+    // The paused clock has not moved since the probe was applied.
+    let t0 = Instant::now();
     tokio::time::sleep(100 * S).await;
     let starts = runner.starts_of("grid");
     assert!(starts.len() >= 9 && starts.len() <= 10, "{}", starts.len());
@@ -104,14 +101,8 @@ async fn offsets_spread_and_jitter_stays_within_bounds() {
 
 #[tokio::test(start_paused = true)]
 async fn slow_run_skips_ticks_and_never_overlaps() {
-    let (mut s, runner, events) = start(1);
     // 11 s runs on a 10 s interval: every other tick finds the previous run going.
-    apply_one(
-        &mut s,
-        &runner,
-        "name: slow, interval: 10s",
-        Act::sleep(11 * S),
-    );
+    let (_s, runner, events) = one_probe(1, "name: slow, interval: 10s", Act::sleep(11 * S));
     tokio::time::sleep(200 * S).await;
     let starts = runner.starts_of("slow");
     let skipped = events.skipped_of("slow");
@@ -128,13 +119,8 @@ async fn slow_run_skips_ticks_and_never_overlaps() {
 
 #[tokio::test(start_paused = true)]
 async fn concurrency_runs_n_streams_per_run() {
-    let (mut s, runner, events) = start(2);
-    apply_one(
-        &mut s,
-        &runner,
-        "name: fan, interval: 10s, concurrency: 3",
-        Act::sleep(S),
-    );
+    let (_s, runner, events) =
+        one_probe(2, "name: fan, interval: 10s, concurrency: 3", Act::sleep(S));
     tokio::time::sleep(35 * S).await;
     let runs = events.starts_of("fan").len();
     assert!(runs >= 3);
@@ -160,10 +146,8 @@ async fn concurrency_runs_n_streams_per_run() {
 
 #[tokio::test(start_paused = true)]
 async fn backstop_fails_a_stream_that_ignores_its_timeout() {
-    let (mut s, runner, events) = start(3);
-    apply_one(
-        &mut s,
-        &runner,
+    let (_s, runner, events) = one_probe(
+        3,
         "name: stuck, interval: 60s, timeout: 10s",
         Act::sleep(50 * S),
     );
@@ -214,13 +198,7 @@ async fn panic_in_a_stream_is_contained_and_counted() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_waits_for_runs_within_grace() {
-    let (mut s, runner, events) = start(5);
-    apply_one(
-        &mut s,
-        &runner,
-        "name: quick, interval: 10s",
-        Act::sleep(2 * S),
-    );
+    let (s, runner, events) = one_probe(5, "name: quick, interval: 10s", Act::sleep(2 * S));
     first_run(&events, "quick").await;
     let t = Instant::now();
     let report = s.shutdown(5 * S).await;
@@ -236,10 +214,8 @@ async fn shutdown_waits_for_runs_within_grace() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_cancels_after_grace_and_records_cancelled() {
-    let (mut s, runner, events) = start(6);
-    apply_one(
-        &mut s,
-        &runner,
+    let (s, _runner, events) = one_probe(
+        6,
         "name: long, interval: 100s, concurrency: 2",
         Act::sleep(60 * S),
     );
