@@ -38,11 +38,7 @@ const CLIP: &str = "examples/audio/quick-brown-fox.flac";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
-    let cfg = SimConfig {
-        token_interval: Duration::from_millis(40),
-        ..SimConfig::default()
-    };
-    let sim = crate::support::sim::start(cfg).await;
+    let sim = crate::support::sim::start_brisk().await;
     let target = format!("http://{}", sim.addr());
     let dir = tempfile::tempdir().unwrap();
     let svg_path = dir.path().join("run.svg");

@@ -298,11 +298,8 @@ async fn missing_or_wrong_api_key_is_http_401_without_leaking_it() {
 
 #[tokio::test]
 async fn refused_port_is_connect() {
-    // Bind then drop a listener: nothing listens on that port any more.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // Nothing listens on that port.
+    let port = crate::support::free_port();
     let started = Instant::now();
     let tl = run(&spec_for("127.0.0.1", port, false), &clip()).await;
     assert_eq!(tl.outcome.unwrap_err().kind.as_str(), "connect");

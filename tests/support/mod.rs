@@ -200,6 +200,15 @@ pub fn grafana_substitute(expr: &str) -> String {
         .replace("$instance", ".*")
 }
 
+/// A loopback port nothing listens on (a listener bound, then dropped): a collector or server
+/// that is down, or a port to hand a child process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
 /// A child process (an `rtprobe` the test started) that is killed and reaped when the test ends,
 /// failed assertions included, so no server outlives its test.
 pub struct Kill(pub std::process::Child);

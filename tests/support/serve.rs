@@ -4,7 +4,7 @@
 //! loopback requests.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -417,10 +417,17 @@ pub async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// `serve` as production runs it on the config file at `path`: the real config loader and the
-/// real probe backend; no file watching (a test reloads when it means to).
-pub async fn start_production(path: &Path) -> rtprobe::serve::Serve {
-    let mut args = rtprobe::serve::ServeArgs::new(path);
+/// Writes `text` as the config file `rtprobe.yaml` in `dir`; returns its path.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("rtprobe.yaml");
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    path
+}
+
+/// `serve` as production runs it on the config `text` (written by [`write_config`]): the real
+/// config loader and the real probe backend; no file watching (a test reloads when it means to).
+pub async fn start_production(dir: &Path, text: &str) -> rtprobe::serve::Serve {
+    let mut args = rtprobe::serve::ServeArgs::new(write_config(dir, text));
     args.no_watch = true;
     rtprobe::serve::Serve::start(args, rtprobe::config::load, ProbeBackend::new)
         .await
@@ -486,9 +493,7 @@ pub async fn start_watched_with(
     text: &str,
     loader: impl LoadConfig,
 ) -> (rtprobe::serve::Serve, Watch) {
-    let path = dir.join("rtprobe.yaml");
-    std::fs::write(&path, text).unwrap();
-    let mut args = rtprobe::serve::ServeArgs::new(&path);
+    let mut args = rtprobe::serve::ServeArgs::new(write_config(dir, text));
     args.no_watch = true;
     let watch = Watch::new();
     let serve = rtprobe::serve::Serve::start(args, loader, watch.factory())

@@ -24,6 +24,15 @@ pub async fn start(cfg: SimConfig) -> SimHandle {
         .spawn()
 }
 
+/// The default simulator but a word every 40 ms, so a real-time run ends soon after its clip.
+pub async fn start_brisk() -> SimHandle {
+    start(SimConfig {
+        token_interval: Duration::from_millis(40),
+        ..SimConfig::default()
+    })
+    .await
+}
+
 /// `{"type":"input_audio_buffer.append"}` with `samples` PCM16 zeros.
 pub fn append(samples: usize) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(vec![0u8; samples * 2]);
