@@ -41,13 +41,7 @@ async fn sighup_reloads_and_sigterm_stops() {
         rtprobe::config::load,
         b.factory(),
     ));
-    assert!(
-        wait_until(Duration::from_secs(15), || !b
-            .events
-            .starts_of("a")
-            .is_empty())
-        .await
-    );
+    assert!(b.run_started("a", Duration::from_secs(15)).await);
     // The SIGHUP handler is installed right after start-up returns; give it a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;
 

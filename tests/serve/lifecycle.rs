@@ -24,8 +24,7 @@ fn args(path: &Path) -> ServeArgs {
 #[tokio::test]
 async fn invalid_initial_config_does_not_start() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rtprobe.yaml");
-    std::fs::write(&path, "probes:\n  - {name: a, interval: often}\n").unwrap();
+    let path = write_config(dir.path(), "probes:\n  - {name: a, interval: often}\n");
     let r = Serve::start(args(&path), load, ProbeBackend::new).await;
     match r {
         Err(ServeError::Config(e)) => assert!(e.to_string().contains("line 2"), "{e}"),
@@ -38,14 +37,12 @@ async fn invalid_initial_config_does_not_start() {
 async fn duration_mode_stops_and_summarises() {
     let dir = tempfile::tempdir().unwrap();
     let sim = quick_sim(Fault::None).await;
-    let path = dir.path().join("rtprobe.yaml");
     let text = config_of(&[
         sim_entry(&sim, "name: ok, interval: 1s, concurrency: 2"),
         // Nothing listens there: every run fails to connect.
         probe_entry(NOWHERE, "demo-realtime", "name: down, interval: 1s"),
     ]);
-    std::fs::write(&path, text).unwrap();
-    let mut a = args(&path);
+    let mut a = args(&write_config(dir.path(), &text));
     a.duration = Some(Duration::from_millis(2500));
     let b = Watch::new();
     let serve = Serve::start(a, load, b.factory()).await.unwrap();
@@ -117,21 +114,13 @@ async fn stop_cancels_in_flight_after_grace() {
     let dir = tempfile::tempdir().unwrap();
     // All deltas, then no `done`: a run waits for its 4 s timeout (below the done deadline).
     let sim = quick_sim(Fault::NeverDone).await;
-    let path = dir.path().join("rtprobe.yaml");
-    let text = sim_config(&sim, &["name: long, interval: 4s"]);
-    std::fs::write(&path, text).unwrap();
+    let path = write_config(dir.path(), &sim_config(&sim, &["name: long, interval: 4s"]));
     let mut a = args(&path);
     a.grace_period = Duration::from_millis(300);
     let b = Watch::new();
     let serve = Serve::start(a, load, b.factory()).await.unwrap();
     let addr = serve.local_addr();
-    assert!(
-        wait_until(Duration::from_secs(10), || !b
-            .events
-            .starts_of("long")
-            .is_empty())
-        .await
-    );
+    assert!(b.run_started("long", Duration::from_secs(10)).await);
     let t = std::time::Instant::now();
     let outcome = serve.run_until(async {}).await;
     let took = t.elapsed();

@@ -302,6 +302,11 @@ impl Watch {
         }
     }
 
+    /// Until a run of `probe` has started, at most `within`; whether one did.
+    pub async fn run_started(&self, probe: &str, within: Duration) -> bool {
+        wait_until(within, || !self.events.starts_of(probe).is_empty()).await
+    }
+
     /// The next `prepare` refuses the config with `error`, as the real backend does when a
     /// probe's audio stopped decoding between loading and preparing: a race between two
     /// reads of one file that a test cannot time, so it is set here.
