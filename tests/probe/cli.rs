@@ -5,7 +5,8 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use rtprobe::simulate::{Fault, SimConfig, Simulator};
+use crate::support::CLIP;
+use rtprobe::simulate::{Fault, SimConfig};
 
 fn rtprobe(args: &[&str]) -> Output {
     crate::support::run_bounded(
@@ -17,14 +18,19 @@ fn rtprobe(args: &[&str]) -> Output {
     )
 }
 
-/// `rtprobe` off the async runtime (the simulator serves on it); its stdout, once it exited 0.
-async fn rtprobe_ok(args: &[&str]) -> String {
+/// `rtprobe` off the async runtime (the simulator serves on it).
+async fn rtprobe_off(args: &[&str]) -> Output {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let out = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         rtprobe(&args.iter().map(String::as_str).collect::<Vec<_>>())
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// [`rtprobe_off`]'s stdout, once it exited 0.
+async fn rtprobe_ok(args: &[&str]) -> String {
+    let out = rtprobe_off(args).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -33,8 +39,6 @@ async fn rtprobe_ok(args: &[&str]) -> String {
     );
     stdout
 }
-
-const CLIP: &str = "examples/audio/quick-brown-fox.flac";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
@@ -62,26 +66,19 @@ async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
         assert!(stdout.contains(row), "missing {row:?} in:\n{stdout}");
     }
 
-    let out = tokio::task::spawn_blocking({
-        let target = target.clone();
-        let svg_path = svg_path.clone();
-        move || {
-            rtprobe(&[
-                "probe",
-                "--target",
-                &target,
-                "--audio",
-                CLIP,
-                "--model",
-                "demo-realtime",
-                "--json",
-                "--svg",
-                svg_path.to_str().unwrap(),
-            ])
-        }
-    })
-    .await
-    .unwrap();
+    let out = rtprobe_off(&[
+        "probe",
+        "--target",
+        &target,
+        "--audio",
+        CLIP,
+        "--model",
+        "demo-realtime",
+        "--json",
+        "--svg",
+        svg_path.to_str().unwrap(),
+    ])
+    .await;
     assert!(out.status.success());
     // The same picture as the run pages of `serve`: one mark per delta the JSON reports.
     let svg = std::fs::read_to_string(&svg_path).expect("--svg wrote the file");
@@ -103,36 +100,25 @@ async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
     assert_eq!(class_count("m-done"), 1);
     sim.shutdown().await;
 
-    let bad = Simulator::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        SimConfig {
-            fault: Fault::HttpStatus(503),
-            ..SimConfig::default()
-        },
-    )
-    .await
-    .unwrap()
-    .spawn();
+    let bad = crate::support::sim::start(SimConfig {
+        fault: Fault::HttpStatus(503),
+        ..SimConfig::default()
+    })
+    .await;
     let target = format!("http://{}", bad.addr());
     let bad_svg = dir.path().join("bad.svg");
-    let out = tokio::task::spawn_blocking({
-        let bad_svg = bad_svg.clone();
-        move || {
-            rtprobe(&[
-                "probe",
-                "--target",
-                &target,
-                "--audio",
-                CLIP,
-                "--model",
-                "m",
-                "--svg",
-                bad_svg.to_str().unwrap(),
-            ])
-        }
-    })
-    .await
-    .unwrap();
+    let out = rtprobe_off(&[
+        "probe",
+        "--target",
+        &target,
+        "--audio",
+        CLIP,
+        "--model",
+        "m",
+        "--svg",
+        bad_svg.to_str().unwrap(),
+    ])
+    .await;
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("error.type=http_5xx"), "{stderr}");
@@ -191,19 +177,16 @@ async fn ad_hoc_probe_in_the_openai_dialect() {
     sim.shutdown().await;
 
     // An openai-only flag with the vllm dialect is a config error naming the key.
-    let out = tokio::task::spawn_blocking(move || {
-        rtprobe(&[
-            "probe",
-            "--target",
-            &target,
-            "--audio",
-            CLIP,
-            "--language",
-            "en",
-        ])
-    })
-    .await
-    .unwrap();
+    let out = rtprobe_off(&[
+        "probe",
+        "--target",
+        &target,
+        "--audio",
+        CLIP,
+        "--language",
+        "en",
+    ])
+    .await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
