@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::promql::witness_operands;
 use support::*;
 
 /// Transcript emitted by the simulators (also the probes' reference text, so WER is 0).
@@ -242,86 +243,6 @@ fn le_strings(boundaries: &[f64]) -> BTreeSet<String> {
         .iter()
         .map(|b| format!("{b}"))
         .chain(["+Inf".to_string()])
-        .collect()
-}
-
-/// Split at top-level `and`/`or`/`unless` and comparison operators (outside parentheses,
-/// brackets, braces and strings).
-fn top_level_operands(expr: &str) -> Vec<String> {
-    let chars: Vec<char> = expr.chars().collect();
-    let (mut depth, mut in_str) = (0i32, false);
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if in_str {
-            if c == '\\' {
-                i += 1;
-            } else if c == '"' {
-                in_str = false;
-            }
-            i += 1;
-            continue;
-        }
-        let mut cut = 0; // length of an operator starting at i
-        match c {
-            '"' => in_str = true,
-            '(' | '[' | '{' => depth += 1,
-            ')' | ']' | '}' => depth -= 1,
-            _ if depth == 0 => {
-                let rest: String = chars[i..].iter().take(7).collect();
-                let word_boundary_before = i == 0 || !chars[i - 1].is_ascii_alphanumeric();
-                for kw in ["and", "or", "unless"] {
-                    let after = chars.get(i + kw.len());
-                    if word_boundary_before
-                        && rest.starts_with(kw)
-                        && after.is_none_or(|a| !a.is_ascii_alphanumeric() && *a != '_')
-                    {
-                        cut = kw.len();
-                    }
-                }
-                for op in ["==", "!=", ">=", "<=", ">", "<"] {
-                    if cut == 0 && rest.starts_with(op) {
-                        cut = op.len();
-                    }
-                }
-            }
-            _ => {}
-        }
-        if cut > 0 {
-            parts.push(chars[start..i].iter().collect::<String>());
-            i += cut;
-            start = i;
-            continue;
-        }
-        i += 1;
-    }
-    parts.push(chars[start..].iter().collect());
-    parts
-        .into_iter()
-        .map(|p| p.trim().to_string())
-        .filter(|p| !p.is_empty())
-        .collect()
-}
-
-/// Operands worth evaluating on their own: not numeric literals; `absent*(x)` becomes `x`.
-fn witness_operands(expr: &str) -> Vec<String> {
-    top_level_operands(expr)
-        .into_iter()
-        .filter(|p| p.chars().any(|c| c.is_ascii_alphabetic()))
-        .map(|p| {
-            for f in ["absent_over_time(", "absent("] {
-                if let Some(inner) = p.strip_prefix(f).and_then(|r| r.strip_suffix(')')) {
-                    let inner = inner.trim();
-                    return match inner.rfind('[') {
-                        Some(b) if f == "absent_over_time(" => inner[..b].to_string(),
-                        _ => inner.to_string(),
-                    };
-                }
-            }
-            p
-        })
         .collect()
 }
 

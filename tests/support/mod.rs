@@ -7,6 +7,7 @@ pub mod gate;
 pub mod load;
 pub mod metrics;
 pub mod probe;
+pub mod promql;
 pub mod serve;
 pub mod sim;
 pub mod wav;
