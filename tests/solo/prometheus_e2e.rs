@@ -269,6 +269,14 @@ impl Prom {
         Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
     }
 
+    /// The runs counted so far of the series matching `selector` (0 before the first scrape).
+    fn runs(&self, selector: &str) -> f64 {
+        self.query(&format!("sum(rtprobe_probe_runs_total{{{selector}}})"))
+            .ok()
+            .and_then(|r| r.first().map(value_of))
+            .unwrap_or(0.0)
+    }
+
     fn must(&self, expr: &str) -> Vec<Value> {
         self.query(expr)
             .unwrap_or_else(|e| panic!("query failed: {expr}\n{e}"))
@@ -393,12 +401,7 @@ fn rtprobe_scraped_by_prometheus_with_the_shipped_rules_and_dashboards() {
     let prom = procs.prometheus("prometheus", &prometheus, &prom_config, &[]);
 
     // Enough runs of every kind: healthy and slow successes, each injected failure.
-    let runs = |sel: &str| -> f64 {
-        prom.query(&format!("sum(rtprobe_probe_runs_total{{{sel}}})"))
-            .ok()
-            .and_then(|r| r.first().map(value_of))
-            .unwrap_or(0.0)
-    };
+    let runs = |sel: &str| prom.runs(sel);
     wait_for(
         &mut procs,
         Duration::from_secs(150),
@@ -746,14 +749,11 @@ fn fleet_replicas_apart_and_native_histograms() {
     let (classic, native) = (&proms[0], &proms[1]);
 
     // Enough runs of each replica seen by both, so rate() over 1m has several increases.
-    let runs = |prom: &Prom, replica: &str| -> f64 {
-        prom.query(&format!(
-            "sum(rtprobe_probe_runs_total{{instance=\"{}\",outcome=\"success\"}})",
+    let runs = |prom: &Prom, replica: &str| {
+        prom.runs(&format!(
+            "instance=\"{}\",outcome=\"success\"",
             instance(replica)
         ))
-        .ok()
-        .and_then(|r| r.first().map(value_of))
-        .unwrap_or(0.0)
     };
     wait_for(
         &mut procs,
