@@ -168,11 +168,7 @@ async fn ad_hoc_probe_in_the_openai_dialect() {
     .await;
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
     assert!(v.to_string().contains("Mary had a little lamb"), "{v}");
-    let rec = sim
-        .records()
-        .into_iter()
-        .find(|r| r.status == Some(101))
-        .expect("an upgrade");
+    let rec = crate::support::sim::session_record(&sim);
     assert!(rec.request.unwrap().1.ends_with("?intent=transcription"));
     sim.shutdown().await;
 

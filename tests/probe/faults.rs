@@ -328,11 +328,7 @@ async fn dropping_the_run_cancels_the_session() {
     // The connection went away with the dropped future: the simulator sees its end promptly.
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let rec = sim
-            .records()
-            .into_iter()
-            .find(|r| r.status == Some(101))
-            .unwrap();
+        let rec = crate::support::sim::session_record(&sim);
         if rec.ended_at.is_some() {
             break;
         }

@@ -5,6 +5,7 @@
 //! replayed to the client (tests/fixtures/openai/).
 
 use crate::support;
+use crate::support::sim::take_session_record;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -24,13 +25,6 @@ const TOLERANCE: f64 = 0.002;
 /// probe, when another test runs beside them on a 2-core machine.
 static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const TRANSCRIPT: &str = "Mary had a little lamb, its fleece was white as snow.";
-
-fn realtime_record(sim: &rtprobe::simulate::SimHandle) -> SessionRecord {
-    sim.take_records()
-        .into_iter()
-        .find(|r| r.status == Some(101))
-        .expect("session record")
-}
 
 /// One run's errors against ground truth: (name, measured − truth in seconds).
 fn errors_against_truth(
@@ -90,7 +84,7 @@ async fn check_runs(
     for _ in 0..RUNS {
         let tl = run(spec, audio).await;
         assert!(tl.succeeded(), "{:?}", tl.outcome);
-        let rec = realtime_record(sim);
+        let rec = take_session_record(sim);
         extra(&tl, &rec);
         let e = errors_against_truth(&tl, &rec);
         clean += usize::from(e.iter().all(|(_, v)| v.abs() < TOLERANCE));
@@ -248,7 +242,7 @@ async fn a_16k_clip_is_resampled_and_accepted_at_24k() {
     let tl = run(&spec, &at24).await;
     assert!(tl.succeeded(), "{:?}", tl.outcome);
     assert_eq!(tl.audio_sent, at24.duration());
-    let rec = realtime_record(&sim);
+    let rec = take_session_record(&sim);
     let appended: u64 = rec
         .client_frames
         .iter()

@@ -4,6 +4,7 @@
 //! the run and names k.
 
 use crate::support;
+use crate::support::sim::take_session_record;
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use rtprobe::audio::PreparedAudio;
 use rtprobe::config::{Dialect, ProbeSpec};
 use rtprobe::derive::derive;
 use rtprobe::probe::{Timeline, run_session};
-use rtprobe::simulate::{Fault, SessionRecord, SimConfig, SimHandle};
+use rtprobe::simulate::{Fault, SessionRecord, SimConfig};
 use support::probe::{constant_at, openai_spec, since, spec};
 use support::sim::start;
 
@@ -35,13 +36,6 @@ fn timed_sim(dialect: Dialect) -> SimConfig {
 async fn session(spec: &ProbeSpec, clips: &[PreparedAudio]) -> Timeline {
     let refs: Vec<&PreparedAudio> = clips.iter().collect();
     run_session(spec, &refs, &mut |_: &rtprobe::probe::ProgressEvent| {}).await
-}
-
-fn record(sim: &SimHandle) -> SessionRecord {
-    sim.take_records()
-        .into_iter()
-        .find(|r| r.status == Some(101))
-        .expect("session record")
 }
 
 /// Errors of every utterance's derived values against the simulator's ground truth.
@@ -111,7 +105,7 @@ async fn three_utterances(dialect: Dialect) {
         let tl = session(&spec, &clips).await;
         assert!(tl.succeeded(), "{:?}", tl.outcome);
         assert_eq!(tl.failed_utterance, None);
-        let rec = record(&sim);
+        let rec = take_session_record(&sim);
         let e = errors(&tl, &rec, 3);
         for (k, c) in clean.iter_mut().enumerate() {
             let prefix = format!("u{k}.");

@@ -45,11 +45,7 @@ async fn measured_values_match_ground_truth() {
             &tl,
             Some("Mary had a little lamb, its fleece was white as snow."),
         );
-        let rec = sim
-            .take_records()
-            .into_iter()
-            .find(|r| r.status == Some(101))
-            .expect("session record");
+        let rec = crate::support::sim::take_session_record(&sim);
         let truth = rec.deltas(0);
         let words: Vec<Instant> = truth.iter().filter(|d| d.1).map(|d| d.0).collect();
         assert_eq!(tl.deltas.len(), truth.len());
@@ -206,11 +202,7 @@ async fn realtime_order_and_progress() {
 
     // The simulator saw a clean close 1000 after done.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rec = sim
-        .records()
-        .into_iter()
-        .find(|r| r.status == Some(101))
-        .unwrap();
+    let rec = crate::support::sim::session_record(&sim);
     assert!(matches!(
         rec.client_frames.last().unwrap().kind,
         ClientFrameKind::Close
@@ -289,11 +281,7 @@ async fn keepalive_pings_are_answered_while_streaming() {
     let audio = silence(Duration::from_millis(1200), Duration::from_millis(100));
     let tl = run(&spec(&sim), &audio).await;
     assert!(tl.succeeded(), "{:?}", tl.outcome);
-    let rec = sim
-        .records()
-        .into_iter()
-        .find(|r| r.status == Some(101))
-        .unwrap();
+    let rec = crate::support::sim::session_record(&sim);
     let pongs = rec
         .client_frames
         .iter()

@@ -77,11 +77,7 @@ async fn deltas_follow_the_grid_and_the_tail() {
     let mut c = Client::connect(sim.addr()).await;
     let (client_deltas, client_done) = paced_run(&mut c, 8).await;
     c.close().await;
-    let rec = sim
-        .records()
-        .into_iter()
-        .find(|r| r.status == Some(101))
-        .unwrap();
+    let rec = crate::support::sim::session_record(&sim);
     sim.shutdown().await;
 
     let u = &rec.utterances[0];
@@ -159,11 +155,7 @@ async fn words_left_at_end_of_audio_keep_the_interval() {
     assert_eq!(deltas.len(), 6);
     assert_eq!(done["text"], " a b c d e f");
     c.close().await;
-    let rec = sim
-        .records()
-        .into_iter()
-        .find(|r| r.status == Some(101))
-        .unwrap();
+    let rec = crate::support::sim::session_record(&sim);
     sim.shutdown().await;
     let t_audio = rec.utterances[0].first_audio_at.unwrap();
     let d = deadlines(&rec);
@@ -187,11 +179,7 @@ async fn jitter_run(seed: u64) -> Vec<i64> {
     let mut c = Client::ready(sim.addr()).await;
     c.utterance(3).await;
     c.close().await;
-    let rec = sim
-        .records()
-        .into_iter()
-        .find(|r| r.status == Some(101))
-        .unwrap();
+    let rec = crate::support::sim::session_record(&sim);
     sim.shutdown().await;
     // Every timed emission's deadline is its grid base shifted by its own jitter draw (unless
     // clamped to stay after the previous one, which the spacing here rules out).

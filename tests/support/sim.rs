@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
-use rtprobe::simulate::{SimConfig, SimHandle, Simulator};
+use rtprobe::simulate::{SessionRecord, SimConfig, SimHandle, Simulator};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,6 +22,23 @@ pub async fn start(cfg: SimConfig) -> SimHandle {
         .await
         .expect("bind")
         .spawn()
+}
+
+/// The record of the first connection `sim` upgraded to a session.
+pub fn session_record(sim: &SimHandle) -> SessionRecord {
+    upgraded(sim.records())
+}
+
+/// As [`session_record`], taking every record out (the next run's session is then the first).
+pub fn take_session_record(sim: &SimHandle) -> SessionRecord {
+    upgraded(sim.take_records())
+}
+
+fn upgraded(records: Vec<SessionRecord>) -> SessionRecord {
+    records
+        .into_iter()
+        .find(|r| r.status == Some(101))
+        .expect("a connection upgraded to a session")
 }
 
 /// The default simulator but a word every 40 ms, so a real-time run ends soon after its clip.
