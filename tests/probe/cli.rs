@@ -18,6 +18,13 @@ fn rtprobe(args: &[&str]) -> Output {
     )
 }
 
+/// `rtprobe probe` of the shipped clip against `target`, with `extra` flags.
+fn probe_args<'a>(target: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["probe", "--target", target, "--audio", CLIP];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// `rtprobe` off the async runtime (the simulator serves on it).
 async fn rtprobe_off(args: &[&str]) -> Output {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
@@ -46,15 +53,13 @@ async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
     let target = format!("http://{}", sim.addr());
     let dir = tempfile::tempdir().unwrap();
     let svg_path = dir.path().join("run.svg");
-    let stdout = rtprobe_ok(&[
-        "probe",
-        "--target",
+    let stdout = rtprobe_ok(&probe_args(
         target.as_str(),
-        "--audio",
-        CLIP,
-        "--reference",
-        "Mary had a little lamb, its fleece was white as snow.",
-    ])
+        &[
+            "--reference",
+            "Mary had a little lamb, its fleece was white as snow.",
+        ],
+    ))
     .await;
     for row in [
         "outcome                      success",
@@ -66,18 +71,16 @@ async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
         assert!(stdout.contains(row), "missing {row:?} in:\n{stdout}");
     }
 
-    let out = rtprobe_off(&[
-        "probe",
-        "--target",
+    let out = rtprobe_off(&probe_args(
         &target,
-        "--audio",
-        CLIP,
-        "--model",
-        "demo-realtime",
-        "--json",
-        "--svg",
-        svg_path.to_str().unwrap(),
-    ])
+        &[
+            "--model",
+            "demo-realtime",
+            "--json",
+            "--svg",
+            svg_path.to_str().unwrap(),
+        ],
+    ))
     .await;
     assert!(out.status.success());
     // The same picture as the run pages of `serve`: one mark per delta the JSON reports.
@@ -107,17 +110,10 @@ async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
     .await;
     let target = format!("http://{}", bad.addr());
     let bad_svg = dir.path().join("bad.svg");
-    let out = rtprobe_off(&[
-        "probe",
-        "--target",
+    let out = rtprobe_off(&probe_args(
         &target,
-        "--audio",
-        CLIP,
-        "--model",
-        "m",
-        "--svg",
-        bad_svg.to_str().unwrap(),
-    ])
+        &["--model", "m", "--svg", bad_svg.to_str().unwrap()],
+    ))
     .await;
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -155,17 +151,7 @@ async fn ad_hoc_probe_in_the_openai_dialect() {
     };
     let sim = crate::support::sim::start(cfg).await;
     let target = format!("http://{}", sim.addr());
-    let stdout = rtprobe_ok(&[
-        "probe",
-        "--dialect",
-        "openai",
-        "--target",
-        target.as_str(),
-        "--audio",
-        CLIP,
-        "--json",
-    ])
-    .await;
+    let stdout = rtprobe_ok(&probe_args(&target, &["--dialect", "openai", "--json"])).await;
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
     assert!(v.to_string().contains("Mary had a little lamb"), "{v}");
     let rec = crate::support::sim::session_record(&sim);
@@ -173,16 +159,7 @@ async fn ad_hoc_probe_in_the_openai_dialect() {
     sim.shutdown().await;
 
     // An openai-only flag with the vllm dialect is a config error naming the key.
-    let out = rtprobe_off(&[
-        "probe",
-        "--target",
-        &target,
-        "--audio",
-        CLIP,
-        "--language",
-        "en",
-    ])
-    .await;
+    let out = rtprobe_off(&probe_args(&target, &["--language", "en"])).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
