@@ -281,12 +281,7 @@ async fn keepalive_pings_are_answered_while_streaming() {
     let audio = silence(Duration::from_millis(1200), Duration::from_millis(100));
     let tl = run(&spec(&sim), &audio).await;
     assert!(tl.succeeded(), "{:?}", tl.outcome);
-    let rec = crate::support::sim::session_record(&sim);
-    let pongs = rec
-        .client_frames
-        .iter()
-        .filter(|f| f.kind == ClientFrameKind::Pong)
-        .count();
+    let pongs = crate::support::sim::pongs(&crate::support::sim::session_record(&sim));
     assert!(pongs >= 5, "only {pongs} pongs");
     sim.shutdown().await;
 }

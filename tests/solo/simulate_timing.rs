@@ -31,8 +31,7 @@ fn timed() -> SimConfig {
 /// Appends paced every 100 ms for `chunks`, then END; returns the client's deltas and done.
 async fn paced_run(c: &mut Client, chunks: usize) -> (Vec<(Instant, String)>, Instant) {
     c.hello().await;
-    c.send(UPDATE).await;
-    c.send(START).await;
+    c.send_all(&[UPDATE, START]).await;
     let t0 = Instant::now();
     let mut deltas = Vec::new();
     let mut sent = 0;
@@ -148,8 +147,7 @@ async fn words_left_at_end_of_audio_keep_the_interval() {
     })
     .await;
     let mut c = Client::ready(sim.addr()).await;
-    c.send(START).await;
-    c.send(&append(1600)).await;
+    c.send_all(&[START, &append(1600)]).await;
     c.send(END).await; // audio ends long before the words are out
     let (deltas, _, done) = c.until_done().await;
     assert_eq!(deltas.len(), 6);

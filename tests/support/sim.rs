@@ -34,6 +34,14 @@ pub fn take_session_record(sim: &SimHandle) -> SessionRecord {
     upgraded(sim.take_records())
 }
 
+/// How many pongs the client sent in a session.
+pub fn pongs(rec: &SessionRecord) -> usize {
+    rec.client_frames
+        .iter()
+        .filter(|f| f.kind == rtprobe::simulate::ClientFrameKind::Pong)
+        .count()
+}
+
 fn upgraded(records: Vec<SessionRecord>) -> SessionRecord {
     records
         .into_iter()
@@ -81,10 +89,16 @@ impl Client {
         Self::connect_url(&format!("ws://{addr}/v1/realtime")).await
     }
 
-    /// The opening of most session tests: connect, read `session.created`, send `session.update`.
-    pub async fn ready(addr: SocketAddr) -> Client {
+    /// Connect and read `session.created`.
+    pub async fn greeted(addr: SocketAddr) -> Client {
         let mut c = Self::connect(addr).await;
         c.hello().await;
+        c
+    }
+
+    /// The opening of most session tests: connect, read `session.created`, send `session.update`.
+    pub async fn ready(addr: SocketAddr) -> Client {
+        let mut c = Self::greeted(addr).await;
         c.send(UPDATE).await;
         c
     }
@@ -104,6 +118,21 @@ impl Client {
             .await
             .expect("send");
         Instant::now()
+    }
+
+    /// Send each of `frames` in order.
+    pub async fn send_all(&mut self, frames: &[&str]) {
+        for f in frames {
+            self.send(f).await;
+        }
+    }
+
+    /// The next frame is a close with `code`.
+    pub async fn expect_close(&mut self, code: u16) {
+        match self.next(WAIT).await {
+            Got::Close(_, got) => assert_eq!(got, Some(code)),
+            other => panic!("expected close {code}, got {other:?}"),
+        }
     }
 
     /// The next frame other than ping/pong (which tungstenite answers by itself).
@@ -209,6 +238,12 @@ impl Client {
             }
         }
     }
+}
+
+/// A client's close, then the simulator's shutdown: the end of most session tests.
+pub async fn finish(c: Client, sim: SimHandle) {
+    c.close().await;
+    sim.shutdown().await;
 }
 
 /// Was the connection dropped without a close frame?
