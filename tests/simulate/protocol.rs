@@ -20,6 +20,14 @@ async fn ready() -> (SimHandle, Client) {
     (sim, c)
 }
 
+/// [`quick`] with the API key `s3cret`.
+fn guarded() -> SimConfig {
+    SimConfig {
+        api_key: Some(Secret::new("s3cret")),
+        ..quick()
+    }
+}
+
 fn quick() -> SimConfig {
     SimConfig {
         first_text_delay: Duration::from_millis(20),
@@ -301,11 +309,7 @@ async fn http_routes() {
 
 #[tokio::test]
 async fn api_key_guards_the_upgrade_and_v1_only() {
-    let sim = start(SimConfig {
-        api_key: Some(Secret::new("s3cret")),
-        ..quick()
-    })
-    .await;
+    let sim = start(guarded()).await;
     let none = raw_http(sim.addr(), &upgrade_request("/v1/realtime", "")).await;
     assert!(none.starts_with("HTTP/1.1 401 "), "{none}");
     assert!(none.ends_with(r#"{"error":"Unauthorized"}"#), "{none}");
@@ -339,11 +343,7 @@ async fn api_key_guards_the_upgrade_and_v1_only() {
 #[tokio::test]
 async fn api_key_accepted_by_a_websocket_client() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let sim = start(SimConfig {
-        api_key: Some(Secret::new("s3cret")),
-        ..quick()
-    })
-    .await;
+    let sim = start(guarded()).await;
     let mut req = format!("ws://{}/v1/realtime", sim.addr())
         .into_client_request()
         .unwrap();
