@@ -147,15 +147,20 @@ pub fn grafana_alerts_file() -> PathBuf {
     repo().join("deploy/grafana/rtprobe-slo-alerts.yaml")
 }
 
-/// Dashboard JSON files shipped in `dashboards/`, sorted by name.
-pub fn dashboard_files() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(repo().join("dashboards"))
-        .expect("dashboards dir")
+/// The files in `dir` whose name ends in `.{ext}`, sorted by name.
+pub fn files_in(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
     v.sort();
     v
+}
+
+/// Dashboard JSON files shipped in `dashboards/`, sorted by name.
+pub fn dashboard_files() -> Vec<PathBuf> {
+    files_in(&repo().join("dashboards"), "json")
 }
 
 /// Every panel of a dashboard, rows' nested panels included.
