@@ -13,7 +13,7 @@ use rtprobe::config::{Dialect, ProbeSpec};
 use rtprobe::derive::derive;
 use rtprobe::probe::{Timeline, run_session};
 use rtprobe::simulate::{Fault, SessionRecord, SimConfig};
-use support::probe::{constant_at, openai_spec, since, spec};
+use support::probe::{dialect_run, since};
 use support::sim::start;
 
 const TOLERANCE: f64 = 0.002;
@@ -84,16 +84,7 @@ fn errors(tl: &Timeline, rec: &SessionRecord, n: usize) -> Vec<(String, f64)> {
 async fn three_utterances(dialect: Dialect) {
     let _one_at_a_time = TIMING.lock().await;
     let sim = start(timed_sim(dialect)).await;
-    let (spec, rate) = match dialect {
-        Dialect::Vllm => (spec(&sim), 16_000),
-        Dialect::OpenAi => (openai_spec(&sim), 24_000),
-    };
-    let clip = constant_at(
-        Duration::from_millis(1500),
-        Duration::from_millis(100),
-        rate,
-        0,
-    );
+    let (spec, clip) = dialect_run(&sim, dialect, Duration::from_millis(1500), 0);
     let clips = vec![clip.clone(), clip.clone(), clip];
     // Four sessions; each utterance must be within the tolerance in two of them (a session may
     // lose the CPU on a shared 2-core machine, while a real bias fails every session), and every
@@ -120,23 +111,12 @@ async fn three_utterances(dialect: Dialect) {
         assert_eq!(tl.deltas.iter().filter(|d| d.nonempty).count(), 33);
         assert_eq!(tl.audio_sent, Duration::from_millis(4500));
     }
-    let worst = all.iter().map(|e| e.1.abs()).fold(0.0, f64::max);
-    eprintln!(
-        "{dialect:?} session: {} per-utterance values, worst error {:.3} ms",
-        all.len(),
-        worst * 1e3
-    );
+    crate::support::probe::log_worst(&format!("{dialect:?} session, per utterance"), &all);
     assert!(
         clean.iter().all(|c| *c >= 2),
         "clean sessions per utterance {clean:?} (need 2 of {SESSIONS} each): {all:?}"
     );
-    for (name, e) in &all {
-        assert!(
-            e.abs() < 10.0 * TOLERANCE,
-            "{name} off by {:.3} ms",
-            e * 1e3
-        );
-    }
+    crate::support::probe::assert_within_10x(&all, TOLERANCE);
     sim.shutdown().await;
 }
 
@@ -154,9 +134,8 @@ async fn openai_session_per_utterance_values_match_ground_truth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_in_a_later_utterance_fails_the_run_and_names_it() {
-    let _alone = crate::support::gate::alone(module_path!());
     // Not timed itself, but it would steal the CPU from the timed tests running beside it.
-    let _one_at_a_time = TIMING.lock().await;
+    let _timed = crate::support::gate::one_at_a_time(module_path!(), &TIMING).await;
     for dialect in [Dialect::Vllm, Dialect::OpenAi] {
         let sim = start(SimConfig {
             dialect,
@@ -166,16 +145,7 @@ async fn a_failure_in_a_later_utterance_fails_the_run_and_names_it() {
             ..SimConfig::default()
         })
         .await;
-        let (spec, rate) = match dialect {
-            Dialect::Vllm => (spec(&sim), 16_000),
-            Dialect::OpenAi => (openai_spec(&sim), 24_000),
-        };
-        let clip = constant_at(
-            Duration::from_millis(400),
-            Duration::from_millis(100),
-            rate,
-            0,
-        );
+        let (spec, clip) = dialect_run(&sim, dialect, Duration::from_millis(400), 0);
         let tl = session(&spec, &[clip.clone(), clip.clone(), clip]).await;
         let err = tl.outcome.clone().unwrap_err();
         let want = match dialect {
