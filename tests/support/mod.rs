@@ -1,7 +1,8 @@
 //! The one support tree of the integration tests, declared by every test binary as
 //! `mod support`. Here: locating external tools (promtool, prometheus, kubectl, kubernetes-validate), reading the
-//! repository's YAML, and running commands with a bounded wait. The submodules hold the fakes and
-//! fixtures of one area each.
+//! repository's YAML, listing fixture files, free loopback ports, and running commands with a
+//! bounded wait. The submodules hold the helpers of one area each (`promql`: the PromQL scanner
+//! the dashboard and Prometheus tests share).
 
 pub mod gate;
 pub mod load;
