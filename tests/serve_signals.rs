@@ -10,7 +10,8 @@ mod support;
 use std::time::Duration;
 
 use rtprobe::serve::{ServeArgs, StopReason};
-use support::serve::{FakeBackend, load_test_config, wait_until};
+use rtprobe::simulate::Fault;
+use support::serve::*;
 
 fn kill(sig: &str) {
     let status = std::process::Command::new("kill")
@@ -24,32 +25,28 @@ fn kill(sig: &str) {
 #[tokio::test]
 async fn sighup_reloads_and_sigterm_stops() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rtprobe.conf");
-    std::fs::write(&path, "probe a 50 timeout_ms=60000 fake.sleep_ms=60000\n").unwrap();
+    // All deltas, then no `done`: a run of `a` waits for its 6 s timeout (below the done
+    // deadline), so one is in flight when SIGTERM comes.
+    let sim = quick_sim(Fault::NeverDone).await;
+    let hang = sim_entry(&sim, "name: a, interval: 6s");
+    let path = dir.path().join("rtprobe.yaml");
+    std::fs::write(&path, config_of(std::slice::from_ref(&hang))).unwrap();
     let mut args = ServeArgs::new(&path);
     args.no_watch = true;
     args.listen = Some("127.0.0.1:0".into());
     args.grace_period = Duration::from_millis(200);
-    let backend = FakeBackend::new();
-    let b = backend.handle();
-    let task = tokio::spawn(rtprobe::serve::run(args, load_test_config, move |_| {
-        Ok(backend)
-    }));
-    assert!(
-        wait_until(Duration::from_secs(10), || !b
-            .events
-            .starts_of("a")
-            .is_empty())
-        .await
-    );
+    let b = Watch::new();
+    let task = tokio::spawn(rtprobe::serve::run(
+        args,
+        rtprobe::config::load,
+        b.factory(),
+    ));
+    assert!(b.run_started("a", Duration::from_secs(15)).await);
     // The SIGHUP handler is installed right after start-up returns; give it a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    std::fs::write(
-        &path,
-        "probe a 50 timeout_ms=60000 fake.sleep_ms=60000\nprobe b 60000\n",
-    )
-    .unwrap();
+    let other = probe_entry(NOWHERE, "demo-realtime", "name: b, interval: 60s");
+    std::fs::write(&path, config_of(&[hang, other])).unwrap();
     kill("HUP");
     assert!(
         wait_until(Duration::from_secs(10), || *b.reloads.lock().unwrap()
@@ -73,4 +70,5 @@ async fn sighup_reloads_and_sigterm_stops() {
             .is_err_and(|e| e.kind == rtprobe::probe::ErrorType::Cancelled)
     }));
     assert!(*b.flushed.lock().unwrap());
+    sim.shutdown().await;
 }

@@ -195,8 +195,10 @@ pub async fn run(args: &LoadArgs, mode: Mode) -> Result<SweepResult, LoadError> 
         ..config
     };
     let (backend, runner) = tokio::task::spawn_blocking(move || {
-        let backend = ProbeBackend::new(&config).map_err(LoadError::Backend)?;
-        let runner = backend.prepare(&config).map_err(LoadError::Config)?;
+        let backend = ProbeBackend::new(&config).map_err(|e| LoadError::Backend(e.to_string()))?;
+        let runner = backend
+            .prepare(&config)
+            .map_err(|e| LoadError::Config(e.to_string()))?;
         Ok::<_, LoadError>((backend, runner))
     })
     .await

@@ -3,7 +3,7 @@
 //! through `metrics::{Telemetry, Recorder, ProbeLabels}`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -354,22 +354,12 @@ pub struct ProbeBackend {
 /// `rtprobe serve` with the production parts: configs through `config::load`, runs and
 /// metrics through [`ProbeBackend`].
 pub async fn serve(args: ServeArgs) -> Result<ServeOutcome, ServeError> {
-    super::run(
-        args,
-        |p: &Path| config::load(p).map_err(|e| e.to_string()),
-        ProbeBackend::new,
-    )
-    .await
+    super::run(args, config::load, ProbeBackend::new).await
 }
 
 impl ProbeBackend {
-    /// The error is `serve`'s `make_backend` boundary: the text it shows, from a
-    /// [`BackendError`].
-    pub fn new(config: &Config) -> Result<ProbeBackend, String> {
-        Self::start(config).map_err(|e| e.to_string())
-    }
-
-    fn start(config: &Config) -> Result<ProbeBackend, BackendError> {
+    /// The metrics pipeline (and trace exporter) for `config`; `serve`'s `make_backend`.
+    pub fn new(config: &Config) -> Result<ProbeBackend, BackendError> {
         let telemetry =
             Telemetry::with_settings(&config.buckets, &config.metrics, config.otlp.as_ref())?;
         let events = Arc::new(MetricsEvents {
@@ -411,8 +401,8 @@ impl ProbeBackend {
 }
 
 impl Backend for ProbeBackend {
-    fn prepare(&self, config: &Config) -> Result<Arc<dyn Runner>, String> {
-        self.take(config).map_err(|e| e.to_string())
+    fn prepare(&self, config: &Config) -> Result<Arc<dyn Runner>, BackendError> {
+        self.take(config)
     }
 
     fn events(&self) -> Arc<dyn SchedulerEvents> {

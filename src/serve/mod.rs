@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use crate::config::{Config, ProbeSpec};
+use crate::config::{Config, ConfigError, ProbeSpec};
 use crate::http::{App, AppError, ConfigFormat, HttpError, HttpServer, ProbeAnswer, ProbeNow};
 use crate::load::display::{self, Mode, SharedStats};
 use crate::load::{LoadReport, LoadStats};
@@ -28,6 +28,7 @@ use crate::scheduler::{
     process_seed,
 };
 use crate::sync;
+use backend::BackendError;
 use status::StatusBoard;
 
 /// Default time in-flight runs get to finish at shutdown before they are cancelled.
@@ -78,15 +79,25 @@ impl ServeArgs {
 }
 
 /// Loads and validates a config file: `config::load` in production (the same code as
-/// `check-config`), with its error rendered to text (config errors never contain secrets).
-pub type Loader = dyn Fn(&Path) -> Result<Config, String> + Send + Sync;
+/// `check-config`; config errors never contain secrets).
+pub type Loader = dyn Fn(&Path) -> Result<Config, ConfigError> + Send + Sync;
+
+/// The bounds of a config loader, shared by [`Serve::start`] and [`run`]: anything callable
+/// like `config::load` that can move to a blocking thread.
+pub trait LoadConfig: Fn(&Path) -> Result<Config, ConfigError> + Send + Sync + 'static {}
+impl<L> LoadConfig for L where L: Fn(&Path) -> Result<Config, ConfigError> + Send + Sync + 'static {}
+
+/// The backend factory, shared by [`Serve::start`] and [`run`]: called once with the first
+/// config (`ProbeBackend::new` in production).
+pub trait MakeBackend<B: Backend>: FnOnce(&Config) -> Result<B, BackendError> {}
+impl<B: Backend, F> MakeBackend<B> for F where F: FnOnce(&Config) -> Result<B, BackendError> {}
 
 /// What `serve` needs from probe execution and metrics.
 pub trait Backend: Send + Sync + 'static {
     /// Prepare a config generation (decode each probe's audio once) and return the runner
     /// for its probes. An error rejects the config like a validation error. Called from a
     /// blocking thread.
-    fn prepare(&self, config: &Config) -> Result<Arc<dyn Runner>, String>;
+    fn prepare(&self, config: &Config) -> Result<Arc<dyn Runner>, BackendError>;
     /// Where scheduler events go for metrics (skips, in-flight, delay, each stream's outcome).
     fn events(&self) -> Arc<dyn SchedulerEvents>;
     /// `/metrics`: (content type, body) for an `Accept` header.
@@ -100,9 +111,12 @@ pub trait Backend: Send + Sync + 'static {
 /// Why a reload left the running config in place.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
-    /// The loader or the backend rejected the new config (their message).
-    #[error("{0}")]
-    Rejected(String),
+    /// The loader rejected the new config.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The backend could not take the new config (e.g. its audio cannot be prepared).
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     #[error("config load task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error("shutting down; reload ignored")]
@@ -111,10 +125,16 @@ pub enum ReloadError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The backend could not be built from the first config.
     #[error("cannot start metrics/probe backend: {0}")]
-    Backend(String),
+    Backend(#[source] BackendError),
+    /// The backend could not take the first config (like an invalid config: nothing starts).
+    #[error(transparent)]
+    Prepare(BackendError),
+    #[error("start-up task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Http(#[from] HttpError),
     #[error(transparent)]
@@ -220,8 +240,8 @@ impl State {
         let path = self.path.clone();
         // Loading reads files and prepare decodes audio: keep both off the async workers.
         tokio::task::spawn_blocking(move || {
-            let config = loader(&path).map_err(ReloadError::Rejected)?;
-            let runner = backend.prepare(&config).map_err(ReloadError::Rejected)?;
+            let config = loader(&path)?;
+            let runner = backend.prepare(&config)?;
             Ok((config, runner))
         })
         .await?
@@ -396,25 +416,17 @@ pub struct Serve {
 impl Serve {
     /// Load the config (an invalid one is an error: nothing starts), build the backend from
     /// it, bind the HTTP server and start the schedule.
-    pub async fn start<L, F, B>(
+    pub async fn start<B: Backend>(
         args: ServeArgs,
-        loader: L,
-        make_backend: F,
-    ) -> Result<Serve, ServeError>
-    where
-        L: Fn(&Path) -> Result<Config, String> + Send + Sync + 'static,
-        F: FnOnce(&Config) -> Result<B, String>,
-        B: Backend,
-    {
+        loader: impl LoadConfig,
+        make_backend: impl MakeBackend<B>,
+    ) -> Result<Serve, ServeError> {
         let loader: Arc<Loader> = Arc::new(loader);
         let path = args.config.clone();
         let first = {
             let loader = loader.clone();
             let path = path.clone();
-            tokio::task::spawn_blocking(move || loader(&path))
-                .await
-                .map_err(|e| ServeError::Config(e.to_string()))?
-                .map_err(ServeError::Config)?
+            tokio::task::spawn_blocking(move || loader(&path)).await??
         };
         let backend: Arc<dyn Backend> =
             Arc::new(make_backend(&first).map_err(ServeError::Backend)?);
@@ -422,9 +434,8 @@ impl Serve {
             let backend = backend.clone();
             let config = first.clone();
             tokio::task::spawn_blocking(move || backend.prepare(&config))
-                .await
-                .map_err(|e| ServeError::Backend(e.to_string()))?
-                .map_err(ServeError::Config)?
+                .await?
+                .map_err(ServeError::Prepare)?
         };
         // The first load counts as a successful load, so the reload gauges exist from the start
         // (dashboards and the "config reload failed" alert need a value to compare against).
@@ -564,16 +575,11 @@ impl Serve {
 /// `rtprobe serve`: start, reload on SIGHUP, stop on SIGTERM/SIGINT (or after `--duration`).
 /// Logging must be initialised by the caller. On success the process should exit 0; print
 /// `outcome.summary` when present.
-pub async fn run<L, F, B>(
+pub async fn run<B: Backend>(
     args: ServeArgs,
-    loader: L,
-    make_backend: F,
-) -> Result<ServeOutcome, ServeError>
-where
-    L: Fn(&Path) -> Result<Config, String> + Send + Sync + 'static,
-    F: FnOnce(&Config) -> Result<B, String>,
-    B: Backend,
-{
+    loader: impl LoadConfig,
+    make_backend: impl MakeBackend<B>,
+) -> Result<ServeOutcome, ServeError> {
     let stop = crate::signals::stop_signal().map_err(ServeError::Signal)?;
     let serve = Serve::start(args, loader, make_backend).await?;
     let hup = signals::spawn_reload_on_hup(serve.reloader()).map_err(ServeError::Signal)?;

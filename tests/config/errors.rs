@@ -28,12 +28,7 @@ fn parse_fixture(path: &Path) -> Result<rtprobe::config::Config, ConfigError> {
 
 #[test]
 fn every_invalid_fixture_fails_with_its_exact_message() {
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir())
-        .expect("fixture dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    cases.sort();
+    let cases = crate::support::files_in(&dir(), "yaml");
     assert!(cases.len() >= 20, "only {} cases", cases.len());
     let mut failures = Vec::new();
     for case in &cases {
@@ -77,26 +72,21 @@ fn secrets_never_reach_error_messages() {
 
 #[test]
 fn targets_without_a_usable_host_are_rejected() {
-    for bad in [
-        "http://]?",
-        "http://[]:80",
-        "http://:8000",
-        "http://a b:80",
-        "ws://[::1:80/x",
+    for (target, ok) in [
+        ("http://]?", false),
+        ("http://[]:80", false),
+        ("http://:8000", false),
+        ("http://a b:80", false),
+        ("ws://[::1:80/x", false),
+        ("http://127.0.0.1:8000", true),
+        ("https://[::1]:8443/base", true),
+        ("ws://vllm.internal:80/v1/realtime?x=1", true),
     ] {
-        assert!(
-            rtprobe::config::parse_target(bad).is_err(),
-            "{bad:?} accepted"
-        );
-    }
-    for good in [
-        "http://127.0.0.1:8000",
-        "https://[::1]:8443/base",
-        "ws://vllm.internal:80/v1/realtime?x=1",
-    ] {
-        assert!(
-            rtprobe::config::parse_target(good).is_ok(),
-            "{good:?} rejected"
+        let verdict = if ok { "rejected" } else { "accepted" };
+        assert_eq!(
+            rtprobe::config::parse_target(target).is_ok(),
+            ok,
+            "{target:?} {verdict}"
         );
     }
 }

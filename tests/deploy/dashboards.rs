@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::promql::metric_names;
 use support::*;
 
 /// The Prometheus names of the metric catalogue (the contract between code, dashboards and
@@ -54,115 +55,6 @@ fn known_series() -> HashSet<String> {
         }
     }
     known
-}
-
-/// PromQL keywords, functions and modifiers: identifiers that are not metric names.
-const PROMQL_WORDS: &[&str] = &[
-    "sum",
-    "by",
-    "without",
-    "rate",
-    "increase",
-    "histogram_quantile",
-    "max",
-    "min",
-    "avg",
-    "count",
-    "or",
-    "and",
-    "unless",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "time",
-    "le",
-    "bool",
-    "offset",
-    "irate",
-    "delta",
-    "max_over_time",
-    "min_over_time",
-    "avg_over_time",
-    "absent",
-    "absent_over_time",
-    "label_replace",
-    "clamp_min",
-    "clamp_max",
-    "vector",
-    "scalar",
-    "changes",
-    "topk",
-    "bottomk",
-    "abs",
-    "inf",
-    "nan",
-];
-
-/// Identifiers in an expression outside label matchers, strings and grouping clauses that
-/// stand where a metric name can: the names an expression queries.
-fn metric_names(expr: &str) -> BTreeSet<String> {
-    let bytes: Vec<char> = expr.chars().collect();
-    let mut names = BTreeSet::new();
-    let (mut i, mut brace, mut in_str) = (0, 0, false);
-    let mut after_grouping = false;
-    while i < bytes.len() {
-        let c = bytes[i];
-        if in_str {
-            if c == '\\' {
-                i += 1;
-            } else if c == '"' {
-                in_str = false;
-            }
-            i += 1;
-            continue;
-        }
-        match c {
-            '"' => in_str = true,
-            '{' => brace += 1,
-            '}' => brace -= 1,
-            '[' => {
-                // Skip range/subquery durations.
-                while i < bytes.len() && bytes[i] != ']' {
-                    i += 1;
-                }
-            }
-            '(' if after_grouping => {
-                while i < bytes.len() && bytes[i] != ')' {
-                    i += 1;
-                }
-                after_grouping = false;
-            }
-            c if brace == 0 && (c.is_ascii_alphabetic() || c == '_' || c == ':') => {
-                let start = i;
-                while i < bytes.len()
-                    && (bytes[i].is_ascii_alphanumeric() || bytes[i] == '_' || bytes[i] == ':')
-                {
-                    i += 1;
-                }
-                let word: String = bytes[start..i].iter().collect();
-                after_grouping = [
-                    "by",
-                    "without",
-                    "on",
-                    "ignoring",
-                    "group_left",
-                    "group_right",
-                ]
-                .contains(&word.as_str());
-                let prev = bytes[..start].iter().rev().find(|c| !c.is_whitespace());
-                let unit_suffix = prev.is_some_and(|p| p.is_ascii_digit()); // 5m, 1h
-                if !PROMQL_WORDS.contains(&word.as_str()) && !word.starts_with("__") && !unit_suffix
-                {
-                    names.insert(word);
-                }
-                continue;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    names
 }
 
 fn load(path: &std::path::Path) -> Value {

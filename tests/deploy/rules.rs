@@ -33,12 +33,7 @@ fn promtool_unit_tests_pass() {
         return;
     };
     let dir = repo().join("deploy/prometheus/tests");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("tests dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
+    let files = files_in(&dir, "yaml");
     assert!(files.len() >= 2, "promtool unit tests in {}", dir.display());
     let out = run_ok(
         Command::new(promtool).arg("test").arg("rules").args(&files),

@@ -40,17 +40,12 @@ async fn trailing_audio_records_no_negative_value() {
     let sim = crate::support::sim::start(sim_cfg).await;
     let clip = crate::support::clip();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rtprobe.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "server:\n  listen: 127.0.0.1:0\nprobes:\n  - name: trailing\n    target: http://{}\n    model: demo-realtime\n    audio: {}\n    reference: The quick\n    interval: 6s\n    timeout: 6s\n    jitter: 0\n",
-            sim.addr(),
-            clip.display()
-        ),
-    )
-    .unwrap();
-    let serve = support::serve::start_production(&path).await;
+    let text = format!(
+        "server:\n  listen: 127.0.0.1:0\nprobes:\n  - name: trailing\n    target: http://{}\n    model: demo-realtime\n    audio: {}\n    reference: The quick\n    interval: 6s\n    timeout: 6s\n    jitter: 0\n",
+        sim.addr(),
+        clip.display()
+    );
+    let serve = support::serve::start_production(dir.path(), &text).await;
     let addr = serve.local_addr();
 
     let body = support::serve::metrics_when(addr, Duration::from_secs(30), "successful run", |b| {

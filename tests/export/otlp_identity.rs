@@ -6,18 +6,10 @@
 
 use crate::support;
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::metrics::receiver::{attr, grpc_receiver, s};
-
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_pushes_a_resource_naming_the_replica() {
@@ -29,8 +21,8 @@ async fn serve_pushes_a_resource_naming_the_replica() {
     // pacing: a 1 s timeout is shorter than the 3 s clip, which config rejects in real time.
     let config = format!(
         "server:\n  listen: 127.0.0.1:{}\nprobes:\n  - name: sidecar\n    target: http://127.0.0.1:{}\n    model: m\n    audio: {}\n    pacing: burst\n    interval: 1s\n",
-        closed_port(),
-        closed_port(),
+        support::free_port(),
+        support::free_port(),
         audio.display()
     );
     let path = dir.path().join("rtprobe.yaml");

@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::metrics::v1::metric;
 use rtprobe::config::model::{OtlpProtocol, OtlpSettings};
 use rtprobe::metrics::{ProbeLabels, Telemetry};
 use support::metrics::receiver::{
-    check, export_once_over_tls, find, grpc_receiver, http_receiver, record, settings,
+    check, export_once_over_tls, find, grpc_receiver, http_receiver, record, settings, telemetry_to,
 };
 use support::metrics::{buckets, derived, spec};
 use tokio::net::TcpListener;
@@ -19,15 +19,7 @@ use tokio::net::TcpListener;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_receiver_gets_histograms_and_counter() {
     let (endpoint, received) = grpc_receiver(false).await;
-    let t = Telemetry::new(
-        &buckets(),
-        Some(&settings(
-            endpoint,
-            OtlpProtocol::Grpc,
-            Duration::from_millis(200),
-        )),
-    )
-    .unwrap();
+    let t = telemetry_to(endpoint, OtlpProtocol::Grpc, Duration::from_millis(200));
     record(&t);
     // Periodic export, not the shutdown flush.
     let (auth, metrics) = received
@@ -45,15 +37,11 @@ async fn grpc_receiver_gets_histograms_and_counter() {
 async fn http_receiver_gets_histograms_and_counter_on_shutdown_flush() {
     let (endpoint, received) = http_receiver(false).await;
     // An interval far beyond the test: only the final flush on shutdown can deliver.
-    let t = Telemetry::new(
-        &buckets(),
-        Some(&settings(
-            endpoint,
-            OtlpProtocol::HttpProtobuf,
-            Duration::from_secs(3600),
-        )),
-    )
-    .unwrap();
+    let t = telemetry_to(
+        endpoint,
+        OtlpProtocol::HttpProtobuf,
+        Duration::from_secs(3600),
+    );
     record(&t);
     let recorder = t.recorder();
     assert!(received.latest_with("rtprobe.probe.runs").is_none());

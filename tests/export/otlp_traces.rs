@@ -70,9 +70,8 @@ async fn each_run_is_a_trace_with_phase_and_stream_spans() {
     let good = sim(Fault::None).await;
     let bad = sim(Fault::HttpStatus(503)).await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rtprobe.yaml");
-    std::fs::write(&path, config_text(&endpoint, good.addr(), bad.addr())).unwrap();
-    let serve = support::serve::start_production(&path).await;
+    let text = config_text(&endpoint, good.addr(), bad.addr());
+    let serve = support::serve::start_production(dir.path(), &text).await;
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let ((root, children), (bad_root, bad_children)) = loop {

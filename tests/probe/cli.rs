@@ -5,7 +5,8 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use rtprobe::simulate::{Fault, SimConfig, Simulator};
+use crate::support::CLIP;
+use rtprobe::simulate::{Fault, SimConfig};
 
 fn rtprobe(args: &[&str]) -> Output {
     crate::support::run_bounded(
@@ -17,14 +18,26 @@ fn rtprobe(args: &[&str]) -> Output {
     )
 }
 
-/// `rtprobe` off the async runtime (the simulator serves on it); its stdout, once it exited 0.
-async fn rtprobe_ok(args: &[&str]) -> String {
+/// `rtprobe probe` of the shipped clip against `target`, with `extra` flags.
+fn probe_args<'a>(target: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["probe", "--target", target, "--audio", CLIP];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// `rtprobe` off the async runtime (the simulator serves on it).
+async fn rtprobe_off(args: &[&str]) -> Output {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let out = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         rtprobe(&args.iter().map(String::as_str).collect::<Vec<_>>())
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// [`rtprobe_off`]'s stdout, once it exited 0.
+async fn rtprobe_ok(args: &[&str]) -> String {
+    let out = rtprobe_off(args).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -34,27 +47,19 @@ async fn rtprobe_ok(args: &[&str]) -> String {
     stdout
 }
 
-const CLIP: &str = "examples/audio/quick-brown-fox.flac";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
-    let cfg = SimConfig {
-        token_interval: Duration::from_millis(40),
-        ..SimConfig::default()
-    };
-    let sim = crate::support::sim::start(cfg).await;
+    let sim = crate::support::sim::start_brisk().await;
     let target = format!("http://{}", sim.addr());
     let dir = tempfile::tempdir().unwrap();
     let svg_path = dir.path().join("run.svg");
-    let stdout = rtprobe_ok(&[
-        "probe",
-        "--target",
+    let stdout = rtprobe_ok(&probe_args(
         target.as_str(),
-        "--audio",
-        CLIP,
-        "--reference",
-        "Mary had a little lamb, its fleece was white as snow.",
-    ])
+        &[
+            "--reference",
+            "Mary had a little lamb, its fleece was white as snow.",
+        ],
+    ))
     .await;
     for row in [
         "outcome                      success",
@@ -66,26 +71,17 @@ async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
         assert!(stdout.contains(row), "missing {row:?} in:\n{stdout}");
     }
 
-    let out = tokio::task::spawn_blocking({
-        let target = target.clone();
-        let svg_path = svg_path.clone();
-        move || {
-            rtprobe(&[
-                "probe",
-                "--target",
-                &target,
-                "--audio",
-                CLIP,
-                "--model",
-                "demo-realtime",
-                "--json",
-                "--svg",
-                svg_path.to_str().unwrap(),
-            ])
-        }
-    })
-    .await
-    .unwrap();
+    let out = rtprobe_off(&probe_args(
+        &target,
+        &[
+            "--model",
+            "demo-realtime",
+            "--json",
+            "--svg",
+            svg_path.to_str().unwrap(),
+        ],
+    ))
+    .await;
     assert!(out.status.success());
     // The same picture as the run pages of `serve`: one mark per delta the JSON reports.
     let svg = std::fs::read_to_string(&svg_path).expect("--svg wrote the file");
@@ -107,36 +103,18 @@ async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
     assert_eq!(class_count("m-done"), 1);
     sim.shutdown().await;
 
-    let bad = Simulator::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        SimConfig {
-            fault: Fault::HttpStatus(503),
-            ..SimConfig::default()
-        },
-    )
-    .await
-    .unwrap()
-    .spawn();
+    let bad = crate::support::sim::start(SimConfig {
+        fault: Fault::HttpStatus(503),
+        ..SimConfig::default()
+    })
+    .await;
     let target = format!("http://{}", bad.addr());
     let bad_svg = dir.path().join("bad.svg");
-    let out = tokio::task::spawn_blocking({
-        let bad_svg = bad_svg.clone();
-        move || {
-            rtprobe(&[
-                "probe",
-                "--target",
-                &target,
-                "--audio",
-                CLIP,
-                "--model",
-                "m",
-                "--svg",
-                bad_svg.to_str().unwrap(),
-            ])
-        }
-    })
-    .await
-    .unwrap();
+    let out = rtprobe_off(&probe_args(
+        &target,
+        &["--model", "m", "--svg", bad_svg.to_str().unwrap()],
+    ))
+    .await;
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("error.type=http_5xx"), "{stderr}");
@@ -173,41 +151,15 @@ async fn ad_hoc_probe_in_the_openai_dialect() {
     };
     let sim = crate::support::sim::start(cfg).await;
     let target = format!("http://{}", sim.addr());
-    let stdout = rtprobe_ok(&[
-        "probe",
-        "--dialect",
-        "openai",
-        "--target",
-        target.as_str(),
-        "--audio",
-        CLIP,
-        "--json",
-    ])
-    .await;
+    let stdout = rtprobe_ok(&probe_args(&target, &["--dialect", "openai", "--json"])).await;
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
     assert!(v.to_string().contains("Mary had a little lamb"), "{v}");
-    let rec = sim
-        .records()
-        .into_iter()
-        .find(|r| r.status == Some(101))
-        .expect("an upgrade");
+    let rec = crate::support::sim::session_record(&sim);
     assert!(rec.request.unwrap().1.ends_with("?intent=transcription"));
     sim.shutdown().await;
 
     // An openai-only flag with the vllm dialect is a config error naming the key.
-    let out = tokio::task::spawn_blocking(move || {
-        rtprobe(&[
-            "probe",
-            "--target",
-            &target,
-            "--audio",
-            CLIP,
-            "--language",
-            "en",
-        ])
-    })
-    .await
-    .unwrap();
+    let out = rtprobe_off(&probe_args(&target, &["--language", "en"])).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -17,8 +17,12 @@ use support::sim::start;
 /// Generous for a loaded 2-core machine, small against the deadlines being checked.
 const MARGIN: Duration = Duration::from_secs(2);
 
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
 fn clip() -> PreparedAudio {
-    silence(Duration::from_millis(600), Duration::from_millis(100))
+    silence(ms(600), ms(100))
 }
 
 /// Run against a simulator with `cfg`, after `adjust` changed the spec; the run must fail with
@@ -53,6 +57,13 @@ fn fault(fault: Fault) -> SimConfig {
 /// Audio (0.6 s) plus the default sim's tail, done and the 2 s done deadline of the test spec.
 const AFTER_AUDIO: Duration = Duration::from_millis(600 + 2000);
 
+/// The run ended `lo` to `hi` (exclusive) after the first frame of `kind` the probe sent.
+fn assert_waited(tl: &Timeline, kind: SentKind, lo: Duration, hi: Duration) {
+    let first = tl.sent.iter().find(|s| s.kind == kind).expect("sent");
+    let waited = tl.ended - first.at;
+    assert!(waited >= lo && waited < hi, "{waited:?}");
+}
+
 #[tokio::test]
 async fn error_mid_stream_is_a_server_error() {
     let tl = expect(
@@ -69,16 +80,7 @@ async fn error_mid_stream_is_a_server_error() {
 #[tokio::test]
 async fn never_done_times_out_after_the_final_commit() {
     let tl = expect(fault(Fault::NeverDone), |_| {}, "timeout_done", AFTER_AUDIO).await;
-    let fin = tl
-        .sent
-        .iter()
-        .find(|s| s.kind == rtprobe::probe::timeline::SentKind::FinalCommit)
-        .unwrap();
-    let waited = tl.ended - fin.at;
-    assert!(
-        waited >= Duration::from_secs(2) && waited < Duration::from_millis(2100),
-        "{waited:?}"
-    );
+    assert_waited(&tl, SentKind::FinalCommit, Duration::from_secs(2), ms(2100));
 }
 
 #[tokio::test]
@@ -102,9 +104,9 @@ async fn dropped_tcp_is_closed_early() {
 async fn slow_session_times_out_connect() {
     let tl = expect(
         fault(Fault::SlowSession),
-        |s| s.deadlines.connect = Duration::from_millis(500),
+        |s| s.deadlines.connect = ms(500),
         "timeout_connect",
-        Duration::from_millis(500),
+        ms(500),
     )
     .await;
     assert!(tl.phases.upgraded.is_some() && tl.phases.session_created.is_none());
@@ -116,7 +118,7 @@ async fn rejected_model_is_a_setup_error() {
         fault(Fault::RejectModel),
         |_| {},
         "server_error.model_not_found",
-        Duration::from_millis(500),
+        ms(500),
     )
     .await;
 }
@@ -170,13 +172,7 @@ async fn upgrade_statuses_map_to_http_kinds() {
         (404, "http_4xx"),
         (500, "http_5xx"),
     ] {
-        expect(
-            fault(Fault::HttpStatus(status)),
-            |_| {},
-            kind,
-            Duration::from_millis(500),
-        )
-        .await;
+        expect(fault(Fault::HttpStatus(status)), |_| {}, kind, ms(500)).await;
     }
 }
 
@@ -184,9 +180,9 @@ async fn upgrade_statuses_map_to_http_kinds() {
 async fn silent_server_times_out_connect() {
     expect(
         fault(Fault::Silent),
-        |s| s.deadlines.connect = Duration::from_millis(500),
+        |s| s.deadlines.connect = ms(500),
         "timeout_connect",
-        Duration::from_millis(500),
+        ms(500),
     )
     .await;
 }
@@ -196,8 +192,8 @@ async fn truncated_transcript_is_flagged() {
     let cfg = SimConfig {
         fault: Fault::Truncate,
         // Words come fast enough that k words arrive well before the audio ends.
-        first_text_delay: Duration::from_millis(50),
-        token_interval: Duration::from_millis(20),
+        first_text_delay: ms(50),
+        token_interval: ms(20),
         ..SimConfig::default()
     };
     let tl = expect(cfg, |_| {}, "truncated", AFTER_AUDIO).await;
@@ -214,22 +210,13 @@ async fn first_text_deadline() {
     };
     let tl = expect(
         cfg,
-        |s| s.deadlines.first_text = Duration::from_millis(400),
+        |s| s.deadlines.first_text = ms(400),
         "timeout_first_text",
-        Duration::from_millis(400),
+        ms(400),
     )
     .await;
     // Failed while audio was still going out: the deadline counts from the first append.
-    let first = tl
-        .sent
-        .iter()
-        .find(|s| s.kind == rtprobe::probe::timeline::SentKind::Append)
-        .unwrap();
-    let waited = tl.ended - first.at;
-    assert!(
-        waited >= Duration::from_millis(400) && waited < Duration::from_millis(500),
-        "{waited:?}"
-    );
+    assert_waited(&tl, SentKind::Append, ms(400), ms(500));
 }
 
 #[tokio::test]
@@ -238,20 +225,20 @@ async fn whole_run_timeout_maps_to_the_pending_stage() {
     let tl = expect(
         fault(Fault::NeverDone),
         |s| {
-            s.timeout = Duration::from_millis(1200);
+            s.timeout = ms(1200);
             s.deadlines.done = Duration::from_secs(20);
         },
         "timeout_done",
-        Duration::from_millis(1200),
+        ms(1200),
     )
     .await;
     assert!(tl.outcome.unwrap_err().detail.contains("run timeout"));
     // The bound passes while the 0.6 s clip is still going out: the clip was not delivered.
     let tl = expect(
         SimConfig::default(),
-        |s| s.timeout = Duration::from_millis(300),
+        |s| s.timeout = ms(300),
         "timeout_sending",
-        Duration::from_millis(300),
+        ms(300),
     )
     .await;
     assert!(!tl.sent.iter().any(|s| s.kind == SentKind::FinalCommit));
@@ -263,11 +250,11 @@ async fn whole_run_timeout_maps_to_the_pending_stage() {
     expect(
         cfg,
         |s| {
-            s.timeout = Duration::from_millis(1200);
+            s.timeout = ms(1200);
             s.deadlines.first_text = Duration::from_secs(20);
         },
         "timeout_first_text",
-        Duration::from_millis(1200),
+        ms(1200),
     )
     .await;
 }
@@ -278,7 +265,7 @@ async fn missing_or_wrong_api_key_is_http_401_without_leaking_it() {
         api_key: Some(Secret::new("right-key")),
         ..SimConfig::default()
     };
-    expect(cfg.clone(), |_| {}, "http_401", Duration::from_millis(500)).await;
+    expect(cfg.clone(), |_| {}, "http_401", ms(500)).await;
     let tl = expect(
         cfg,
         |s| {
@@ -289,7 +276,7 @@ async fn missing_or_wrong_api_key_is_http_401_without_leaking_it() {
             s.headers = vec![("X-Extra".into(), Secret::new("header-secret"))];
         },
         "http_401",
-        Duration::from_millis(500),
+        ms(500),
     )
     .await;
     let shown = format!("{:?} {}", tl, tl.outcome.clone().unwrap_err());
@@ -298,11 +285,8 @@ async fn missing_or_wrong_api_key_is_http_401_without_leaking_it() {
 
 #[tokio::test]
 async fn refused_port_is_connect() {
-    // Bind then drop a listener: nothing listens on that port any more.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // Nothing listens on that port.
+    let port = crate::support::free_port();
     let started = Instant::now();
     let tl = run(&spec_for("127.0.0.1", port, false), &clip()).await;
     assert_eq!(tl.outcome.unwrap_err().kind.as_str(), "connect");
@@ -326,16 +310,12 @@ async fn dropping_the_run_cancels_the_session() {
     let sim = start(fault(Fault::NeverDone)).await;
     let spec = spec(&sim);
     let audio = clip();
-    let r = tokio::time::timeout(Duration::from_millis(300), run(&spec, &audio)).await;
+    let r = tokio::time::timeout(ms(300), run(&spec, &audio)).await;
     assert!(r.is_err(), "the run should still be streaming");
     // The connection went away with the dropped future: the simulator sees its end promptly.
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let rec = sim
-            .records()
-            .into_iter()
-            .find(|r| r.status == Some(101))
-            .unwrap();
+        let rec = crate::support::sim::session_record(&sim);
         if rec.ended_at.is_some() {
             break;
         }
@@ -343,7 +323,7 @@ async fn dropping_the_run_cancels_the_session() {
             Instant::now() < deadline,
             "session still open after the run was dropped"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(ms(20)).await;
     }
     sim.shutdown().await;
 }

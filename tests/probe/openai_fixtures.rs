@@ -93,6 +93,11 @@ async fn replay(steps: Vec<Step>, mut spec: ProbeSpec) -> Timeline {
     tl
 }
 
+/// [`replay`] of the fixture script `name` to an OpenAI-dialect probe with `turn`.
+async fn replay_fixture(name: &str, turn: TurnDetection) -> Timeline {
+    replay(script(name), openai(turn)).await
+}
+
 fn openai(turn: TurnDetection) -> ProbeSpec {
     let mut s = spec_for("127.0.0.1", 1, false);
     s.dialect = DialectSpec::of(Dialect::OpenAi);
@@ -110,11 +115,7 @@ fn commit_sent(tl: &Timeline) -> Duration {
 
 #[tokio::test]
 async fn openai_guide_manual_commit() {
-    let tl = replay(
-        script("openai-guide-manual-commit.script"),
-        openai(TurnDetection::Manual),
-    )
-    .await;
+    let tl = replay_fixture("openai-guide-manual-commit.script", TurnDetection::Manual).await;
     assert!(tl.succeeded(), "{:?}", tl.outcome);
     assert_eq!(tl.transcript(), "Hello, how are you?");
     assert_eq!(tl.delta_text, "Hello,");
@@ -137,7 +138,7 @@ async fn openai_reference_server_vad_turn() {
     let vad = TurnDetection::ServerVad {
         silence: Duration::from_millis(500),
     };
-    let tl = replay(script("openai-reference-server-vad.script"), openai(vad)).await;
+    let tl = replay_fixture("openai-reference-server-vad.script", vad).await;
     assert!(tl.succeeded(), "{:?}", tl.outcome);
     assert!(tl.sent.iter().all(|s| s.kind != SentKind::FinalCommit));
     let (started, stopped) = (
@@ -164,11 +165,7 @@ async fn openai_reference_server_vad_turn() {
 
 #[tokio::test]
 async fn sglang_pre_commit_delta_then_final_pass() {
-    let tl = replay(
-        script("sglang-manual-commit.script"),
-        openai(TurnDetection::Manual),
-    )
-    .await;
+    let tl = replay_fixture("sglang-manual-commit.script", TurnDetection::Manual).await;
     assert!(tl.succeeded(), "{:?}", tl.outcome);
     assert_eq!(tl.deltas.len(), 3);
     assert!(tl.deltas.iter().all(|d| d.nonempty));
@@ -190,11 +187,7 @@ async fn sglang_pre_commit_delta_then_final_pass() {
 
 #[tokio::test]
 async fn sglang_commit_time_failure() {
-    let tl = replay(
-        script("sglang-commit-failed.script"),
-        openai(TurnDetection::Manual),
-    )
-    .await;
+    let tl = replay_fixture("sglang-commit-failed.script", TurnDetection::Manual).await;
     let err = tl.outcome.unwrap_err();
     assert_eq!(err.kind.as_str(), "server_error.transcription_failed");
     assert!(

@@ -38,6 +38,17 @@ async fn trickler(created: bool, frame: fn() -> Message) -> u16 {
     port
 }
 
+/// The probe against a server that, once the session is set up, sends `transcription.delta`s
+/// forever: empty ones, or with a word each when `words`.
+async fn deltas_forever(words: bool) -> (ErrorType, Duration) {
+    let frame: fn() -> Message = if words {
+        || Message::text(r#"{"type":"transcription.delta","delta":" a"}"#)
+    } else {
+        || Message::text(r#"{"type":"transcription.delta","delta":""}"#)
+    };
+    run_against(trickler(true, frame).await).await
+}
+
 async fn run_against(port: u16) -> (ErrorType, Duration) {
     let mut spec = spec_for("127.0.0.1", port, false);
     spec.deadlines.connect = Duration::from_millis(600);
@@ -65,13 +76,7 @@ async fn pings_before_session_created_end_at_the_connect_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_deltas_forever_end_at_the_first_text_deadline() {
-    let (kind, took) = run_against(
-        trickler(true, || {
-            Message::text(r#"{"type":"transcription.delta","delta":""}"#)
-        })
-        .await,
-    )
-    .await;
+    let (kind, took) = deltas_forever(false).await;
     assert_eq!(kind, ErrorType::TimeoutFirstText);
     // First append at ~t0, deadline 700 ms later.
     assert!(took < Duration::from_millis(700 + 600), "{took:?}");
@@ -79,13 +84,7 @@ async fn empty_deltas_forever_end_at_the_first_text_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_without_done_ends_at_the_done_deadline() {
-    let (kind, took) = run_against(
-        trickler(true, || {
-            Message::text(r#"{"type":"transcription.delta","delta":" a"}"#)
-        })
-        .await,
-    )
-    .await;
+    let (kind, took) = deltas_forever(true).await;
     assert_eq!(kind, ErrorType::TimeoutDone);
     // 0.4 s of audio, then the final commit, then 500 ms.
     assert!(took < Duration::from_millis(400 + 500 + 600), "{took:?}");

@@ -154,17 +154,13 @@ impl<'a> Picture<'a> {
 fn sent_at(t: &Timeline, kind: SentKind) -> Vec<Duration> {
     t.sent
         .iter()
-        .filter(|s| s.kind == kind)
-        .map(|s| s.at)
+        .filter_map(|s| (s.kind == kind).then_some(s.at))
         .collect()
 }
 
 fn deltas_at(t: &Timeline, nonempty: bool) -> Vec<Duration> {
-    t.deltas
-        .iter()
-        .filter(|d| d.nonempty == nonempty)
-        .map(|d| d.at)
-        .collect()
+    let of_kind = |d: &&rtprobe::probe::timeline::Delta| d.nonempty == nonempty;
+    t.deltas.iter().filter(of_kind).map(|d| d.at).collect()
 }
 
 /// Every instant of the timeline has its mark at the right x.

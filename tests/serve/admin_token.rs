@@ -22,16 +22,11 @@ async fn admin_endpoints_need_the_token() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("admin"), format!("{TOKEN}\n")).unwrap();
     let clip = crate::support::clip();
-    let path = dir.path().join("rtprobe.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "server: {{listen: 127.0.0.1:0, admin_token: {{file: admin}}}}\nprobes:\n  - {{name: a, target: 'http://127.0.0.1:9', model: m, audio: '{}', interval: 1h}}\n",
-            clip.display()
-        ),
-    )
-    .unwrap();
-    let serve = support::serve::start_production(&path).await;
+    let text = format!(
+        "server: {{listen: 127.0.0.1:0, admin_token: {{file: admin}}}}\nprobes:\n  - {{name: a, target: 'http://127.0.0.1:9', model: m, audio: '{}', interval: 1h}}\n",
+        clip.display()
+    );
+    let serve = support::serve::start_production(dir.path(), &text).await;
     let addr = serve.local_addr();
 
     for (method, path) in [

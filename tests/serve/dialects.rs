@@ -5,36 +5,25 @@
 
 use std::time::Duration;
 
-use rtprobe::simulate::{SimConfig, Simulator};
+use rtprobe::simulate::SimConfig;
 
 use crate::support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_multi_utterance_probe_is_exported_per_utterance() {
-    let sim = Simulator::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        SimConfig {
-            dialect: rtprobe::config::Dialect::OpenAi,
-            token_interval: Duration::from_millis(20),
-            ..SimConfig::default()
-        },
-    )
-    .await
-    .unwrap()
-    .spawn();
-    let clip = crate::support::clip();
+    let sim = support::sim::start(SimConfig {
+        dialect: rtprobe::config::Dialect::OpenAi,
+        token_interval: Duration::from_millis(20),
+        ..SimConfig::default()
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rtprobe.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "server:\n  listen: 127.0.0.1:0\nprobes:\n  - name: sess\n    dialect: openai\n    provider: sglang\n    target: http://{}\n    model: demo-realtime\n    audio: {}\n    reference: Mary had a little lamb, its fleece was white as snow.\n    utterances: 2\n    chunk: 200ms\n    interval: 20s\n    timeout: 15s\n    jitter: 0\n",
-            sim.addr(),
-            clip.display()
-        ),
-    )
-    .unwrap();
-    let serve = support::serve::start_production(&path).await;
+    let text = format!(
+        "server:\n  listen: 127.0.0.1:0\nprobes:\n  - name: sess\n    dialect: openai\n    provider: sglang\n    target: http://{}\n    model: demo-realtime\n    audio: {}\n    reference: Mary had a little lamb, its fleece was white as snow.\n    utterances: 2\n    chunk: 200ms\n    interval: 20s\n    timeout: 15s\n    jitter: 0\n",
+        sim.addr(),
+        support::clip().display()
+    );
+    let serve = support::serve::start_production(dir.path(), &text).await;
     let addr = serve.local_addr();
     let m =
         support::serve::metrics_when(addr, Duration::from_secs(30), "successful session", |m| {

@@ -6,22 +6,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rtprobe::serve::ReloadTrigger;
-use rtprobe::simulate::SimConfig;
 
 use crate::support;
 
 async fn get(addr: SocketAddr, path: &str) -> String {
     let r = support::serve::http(addr, "GET", path, "").await;
     format!("HTTP/1.1 {}\r\n{}", r.status, r.body)
-}
-
-/// A loopback port with nothing listening: the OTLP collector is down for the whole test.
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn config_text(sim: SocketAddr, otlp_port: u16, probes: &[&str]) -> String {
@@ -40,16 +30,12 @@ fn config_text(sim: SocketAddr, otlp_port: u16, probes: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removed_probe_stops_being_exported_after_reload() {
-    let sim_cfg = SimConfig {
-        token_interval: Duration::from_millis(40),
-        ..SimConfig::default()
-    };
-    let sim = crate::support::sim::start(sim_cfg).await;
+    let sim = support::sim::start_brisk().await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rtprobe.yaml");
-    let otlp = dead_port();
-    std::fs::write(&path, config_text(sim.addr(), otlp, &["keep", "drop"])).unwrap();
-    let serve = support::serve::start_production(&path).await;
+    // Nothing listens there: the OTLP collector is down for the whole test.
+    let otlp = support::free_port();
+    let text = config_text(sim.addr(), otlp, &["keep", "drop"]);
+    let serve = support::serve::start_production(dir.path(), &text).await;
     let addr = serve.local_addr();
 
     // Both probes run once (start offsets are below the 4 s interval; a 3 s clip each), with
@@ -106,7 +92,7 @@ async fn removed_probe_stops_being_exported_after_reload() {
         assert!(Instant::now() < deadline, "no run of drop in flight");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    std::fs::write(&path, config_text(sim.addr(), otlp, &["keep"])).unwrap();
+    support::serve::write_config(dir.path(), &config_text(sim.addr(), otlp, &["keep"]));
     let report = serve
         .reloader()
         .reload(ReloadTrigger::Http)
@@ -129,7 +115,7 @@ async fn removed_probe_stops_being_exported_after_reload() {
     assert!(m.contains("rtprobe_config_reload_success 1"), "{m}");
 
     // An invalid config keeps the old one and flips the gauge.
-    std::fs::write(&path, "probes: [").unwrap();
+    support::serve::write_config(dir.path(), "probes: [");
     assert!(serve.reloader().reload(ReloadTrigger::Http).await.is_err());
     let m = get(addr, "/metrics").await;
     assert!(m.contains("rtprobe_config_reload_success 0"), "{m}");

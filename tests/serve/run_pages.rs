@@ -78,9 +78,8 @@ async fn kept_runs_and_on_demand_runs_have_pages() {
     let bad = sim(Fault::ErrorMidStream).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("admin"), TOKEN).unwrap();
-    let path = dir.path().join("rtprobe.yaml");
-    std::fs::write(&path, config_text(good.addr(), bad.addr())).unwrap();
-    let serve = support::serve::start_production(&path).await;
+    let text = config_text(good.addr(), bad.addr());
+    let serve = support::serve::start_production(dir.path(), &text).await;
     let addr = serve.local_addr();
 
     // Each probe's first run starts within its 5 s interval (a random offset) and takes the

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rtprobe::probe::ErrorType;
 use rtprobe::scheduler::{BACKSTOP_ERROR, PANIC_ERROR, Scheduler};
-use support::serve::{FakeRunner, Recorder, spec, with_label};
+use support::serve::{Act, FakeRunner, Recorder, spec, specs};
 use tokio::time::Instant;
 
 const S: Duration = Duration::from_secs(1);
@@ -20,13 +20,28 @@ fn start(seed: u64) -> (Scheduler, Arc<FakeRunner>, Arc<Recorder>) {
     (s, runner, events)
 }
 
+/// A scheduler running the one probe of `fields`, whose streams do `act`.
+fn one_probe(seed: u64, fields: &str, act: Act) -> (Scheduler, Arc<FakeRunner>, Arc<Recorder>) {
+    let (mut s, runner, events) = start(seed);
+    let p = spec(fields);
+    runner.act(&p, act);
+    s.apply(&[Arc::new(p)], runner.clone());
+    (s, runner, events)
+}
+
+/// Until `name`'s first run has started (on the paused clock).
+async fn first_run(events: &Recorder, name: &str) {
+    while events.starts_of(name).is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn ticks_on_an_absolute_grid_without_drift() {
-    let (mut s, runner, events) = start(7);
-    let t0 = Instant::now();
     // Each run takes 3 s, so a drifting "sleep interval after the run" loop would show.
-    let p = with_label(spec("grid", 10 * S), "fake.sleep_ms", "3000");
-    s.apply(&[Arc::new(p)], runner.clone());
+    let (_s, runner, events) = one_probe(7, "name: grid, interval: 10s", Act::sleep(3 * S));
+    // The paused clock has not moved since the probe was applied.
+    let t0 = Instant::now();
     tokio::time::sleep(100 * S).await;
     let starts = runner.starts_of("grid");
     assert!(starts.len() >= 9 && starts.len() <= 10, "{}", starts.len());
@@ -52,13 +67,11 @@ async fn ticks_on_an_absolute_grid_without_drift() {
 async fn offsets_spread_and_jitter_stays_within_bounds() {
     let (mut s, runner, _events) = start(99);
     let t0 = Instant::now();
-    let probes: Vec<_> = (0..20)
-        .map(|i| {
-            let mut p = spec(&format!("p{i}"), 10 * S);
-            p.jitter = 0.2;
-            Arc::new(p)
-        })
+    let fields: Vec<String> = (0..20)
+        .map(|i| format!("name: p{i}, interval: 10s, jitter: 0.2"))
         .collect();
+    let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+    let probes: Vec<_> = specs(&fields).into_iter().map(Arc::new).collect();
     s.apply(&probes, runner.clone());
     tokio::time::sleep(60 * S).await;
     let mut firsts = Vec::new();
@@ -88,10 +101,8 @@ async fn offsets_spread_and_jitter_stays_within_bounds() {
 
 #[tokio::test(start_paused = true)]
 async fn slow_run_skips_ticks_and_never_overlaps() {
-    let (mut s, runner, events) = start(1);
     // 11 s runs on a 10 s interval: every other tick finds the previous run going.
-    let p = with_label(spec("slow", 10 * S), "fake.sleep_ms", "11000");
-    s.apply(&[Arc::new(p)], runner.clone());
+    let (_s, runner, events) = one_probe(1, "name: slow, interval: 10s", Act::sleep(11 * S));
     tokio::time::sleep(200 * S).await;
     let starts = runner.starts_of("slow");
     let skipped = events.skipped_of("slow");
@@ -108,10 +119,8 @@ async fn slow_run_skips_ticks_and_never_overlaps() {
 
 #[tokio::test(start_paused = true)]
 async fn concurrency_runs_n_streams_per_run() {
-    let (mut s, runner, events) = start(2);
-    let mut p = with_label(spec("fan", 10 * S), "fake.sleep_ms", "1000");
-    p.concurrency = 3;
-    s.apply(&[Arc::new(p)], runner.clone());
+    let (_s, runner, events) =
+        one_probe(2, "name: fan, interval: 10s, concurrency: 3", Act::sleep(S));
     tokio::time::sleep(35 * S).await;
     let runs = events.starts_of("fan").len();
     assert!(runs >= 3);
@@ -137,10 +146,11 @@ async fn concurrency_runs_n_streams_per_run() {
 
 #[tokio::test(start_paused = true)]
 async fn backstop_fails_a_stream_that_ignores_its_timeout() {
-    let (mut s, runner, events) = start(3);
-    let mut p = with_label(spec("stuck", 60 * S), "fake.sleep_ms", "50000");
-    p.timeout = 10 * S;
-    s.apply(&[Arc::new(p)], runner.clone());
+    let (_s, runner, events) = one_probe(
+        3,
+        "name: stuck, interval: 60s, timeout: 10s",
+        Act::sleep(50 * S),
+    );
     tokio::time::sleep(75 * S).await;
     let done = events.finished_of("stuck");
     assert!(!done.is_empty());
@@ -157,8 +167,12 @@ async fn backstop_fails_a_stream_that_ignores_its_timeout() {
 #[tokio::test(start_paused = true)]
 async fn panic_in_a_stream_is_contained_and_counted() {
     let (mut s, runner, events) = start(4);
-    let boom = with_label(spec("boom", 5 * S), "fake.panic", "");
-    let fine = spec("fine", 5 * S);
+    let [boom, fine] = <[_; 2]>::try_from(specs(&[
+        "name: boom, interval: 5s",
+        "name: fine, interval: 5s",
+    ]))
+    .unwrap();
+    runner.act(&boom, Act::panic());
     s.apply(&[Arc::new(boom), Arc::new(fine)], runner.clone());
     tokio::time::sleep(31 * S).await;
     let b = events.finished_of("boom");
@@ -184,12 +198,8 @@ async fn panic_in_a_stream_is_contained_and_counted() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_waits_for_runs_within_grace() {
-    let (mut s, runner, events) = start(5);
-    let p = with_label(spec("quick", 10 * S), "fake.sleep_ms", "2000");
-    s.apply(&[Arc::new(p)], runner.clone());
-    while events.starts_of("quick").is_empty() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (s, runner, events) = one_probe(5, "name: quick, interval: 10s", Act::sleep(2 * S));
+    first_run(&events, "quick").await;
     let t = Instant::now();
     let report = s.shutdown(5 * S).await;
     assert!(report.drained);
@@ -204,13 +214,12 @@ async fn shutdown_waits_for_runs_within_grace() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_cancels_after_grace_and_records_cancelled() {
-    let (mut s, runner, events) = start(6);
-    let mut p = with_label(spec("long", 100 * S), "fake.sleep_ms", "60000");
-    p.concurrency = 2;
-    s.apply(&[Arc::new(p)], runner.clone());
-    while events.starts_of("long").is_empty() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (s, _runner, events) = one_probe(
+        6,
+        "name: long, interval: 100s, concurrency: 2",
+        Act::sleep(60 * S),
+    );
+    first_run(&events, "long").await;
     let t = Instant::now();
     let report = s.shutdown(5 * S).await;
     assert!(!report.drained);
@@ -227,13 +236,18 @@ async fn shutdown_cancels_after_grace_and_records_cancelled() {
 #[tokio::test(start_paused = true)]
 async fn apply_keeps_unchanged_restarts_changed_stops_removed() {
     let (mut s, runner, events) = start(8);
-    let a = Arc::new(spec("a", 10 * S));
-    let b = Arc::new(spec("b", 10 * S));
-    let c = Arc::new(with_label(spec("c", 10 * S), "fake.sleep_ms", "4000"));
+    let first = specs(&[
+        "name: a, interval: 10s",
+        "name: b, interval: 10s",
+        "name: c, interval: 10s",
+    ]);
+    runner.act(&first[2], Act::sleep(4 * S));
+    let [a, b, c] = <[_; 3]>::try_from(first).unwrap().map(Arc::new);
     s.apply(&[a.clone(), b.clone(), c.clone()], runner.clone());
     tokio::time::sleep(25 * S).await;
-    let b2 = Arc::new(spec("b", 7 * S));
-    let d = Arc::new(spec("d", 10 * S));
+    let [b2, d] = <[_; 2]>::try_from(specs(&["name: b, interval: 7s", "name: d, interval: 10s"]))
+        .unwrap()
+        .map(Arc::new);
     let r = s.apply(&[a.clone(), b2, d], runner.clone());
     assert_eq!(r.kept, vec!["a"]);
     assert_eq!(r.changed, vec!["b"]);
@@ -270,17 +284,15 @@ async fn apply_keeps_unchanged_restarts_changed_stops_removed() {
 #[tokio::test(start_paused = true)]
 async fn changed_probe_does_not_overlap_its_previous_run() {
     let (mut s, runner, events) = start(9);
-    let old = Arc::new(with_label(spec("x", 10 * S), "fake.sleep_ms", "9000"));
+    let old = spec("name: x, interval: 10s");
+    runner.act(&old, Act::sleep(9 * S));
+    let old = Arc::new(old);
     s.apply(&[old], runner.clone());
-    while events.starts_of("x").is_empty() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    first_run(&events, "x").await;
     // Changed right after its run began: the new schedule's ticks skip while it runs.
-    let new = Arc::new(with_label(
-        spec("x", Duration::from_millis(500)),
-        "fake.sleep_ms",
-        "100",
-    ));
+    let new = spec("name: x, interval: 500ms");
+    runner.act(&new, Act::sleep(Duration::from_millis(100)));
+    let new = Arc::new(new);
     s.apply(&[new], runner.clone());
     tokio::time::sleep(20 * S).await;
     assert_eq!(events.max_in_flight_of("x"), 1);

@@ -20,14 +20,6 @@ fn get(addr: SocketAddr, path: &str) -> String {
     support::get(addr, path, Duration::from_secs(30)).expect("connect")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn assert_clean(what: &str, text: &str) {
     for secret in [TOKEN, WRONG_TOKEN, HEADER_VALUE] {
         assert!(
@@ -50,7 +42,7 @@ async fn planted_secrets_never_leave_the_process() {
     std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
     std::fs::write(dir.path().join("wrong"), WRONG_TOKEN).unwrap();
     let clip = crate::support::clip();
-    let port = free_port();
+    let port = support::free_port();
     let config = format!(
         "server: {{listen: 127.0.0.1:{port}}}\nprobes:\n\
          - {{name: good, target: 'http://{sim}', model: auto, audio: '{clip}', interval: 5s, jitter: 0, bearer_token: {{file: token}}, headers: {{X-Tenant: '${{PLANTED_TENANT}}'}}}}\n\

@@ -27,13 +27,18 @@ fn with(fault: Fault) -> SimConfig {
 /// Connect, set up, start, send audio and (optionally) the final commit.
 async fn session(sim: &rtprobe::simulate::SimHandle, send_end: bool) -> Client {
     let mut c = Client::ready(sim.addr()).await;
-    c.send(START).await;
-    c.send(&append(1600)).await;
-    c.send(&append(1600)).await;
+    c.send_all(&[START, &append(1600), &append(1600)]).await;
     if send_end {
         c.send(END).await;
     }
     c
+}
+
+/// The simulator with `fault` and a [`session`] on it.
+async fn faulty(fault: Fault, send_end: bool) -> (rtprobe::simulate::SimHandle, Client) {
+    let sim = start(with(fault)).await;
+    let c = session(&sim, send_end).await;
+    (sim, c)
 }
 
 async fn expect_words(c: &mut Client, n: usize) {
@@ -46,8 +51,7 @@ async fn expect_words(c: &mut Client, n: usize) {
 
 #[tokio::test]
 async fn error_mid_stream_then_no_done() {
-    let sim = start(with(Fault::ErrorMidStream)).await;
-    let mut c = session(&sim, true).await;
+    let (sim, mut c) = faulty(Fault::ErrorMidStream, true).await;
     expect_words(&mut c, 2).await;
     c.expect_error(
         "EngineCore encountered an issue. See stack trace (above) for the root cause.",
@@ -55,40 +59,33 @@ async fn error_mid_stream_then_no_done() {
     )
     .await;
     c.expect_silence(300 * MS).await;
-    c.close().await;
-    sim.shutdown().await;
+    finish(c, sim).await;
 }
 
 #[tokio::test]
 async fn never_done_sends_all_deltas_then_nothing() {
-    let sim = start(with(Fault::NeverDone)).await;
-    let mut c = session(&sim, true).await;
+    let (sim, mut c) = faulty(Fault::NeverDone, true).await;
     expect_words(&mut c, 5).await;
     c.expect_silence(400 * MS).await;
     // The hung generation also swallows the next START.
-    c.send(START).await;
-    c.send(END).await;
+    c.send_all(&[START, END]).await;
     c.expect_silence(200 * MS).await;
-    c.close().await;
-    sim.shutdown().await;
+    finish(c, sim).await;
 }
 
 #[tokio::test]
 async fn done_only_has_the_full_text_and_no_deltas() {
-    let sim = start(with(Fault::DoneOnly)).await;
-    let mut c = session(&sim, true).await;
+    let (sim, mut c) = faulty(Fault::DoneOnly, true).await;
     let (deltas, _, done) = c.until_done().await;
     assert!(deltas.is_empty());
     assert_eq!(done["text"], " one two three four five");
     assert_eq!(done["usage"]["completion_tokens"], 5);
-    c.close().await;
-    sim.shutdown().await;
+    finish(c, sim).await;
 }
 
 #[tokio::test]
 async fn drop_tcp_after_k_words() {
-    let sim = start(with(Fault::DropTcp)).await;
-    let mut c = session(&sim, true).await;
+    let (sim, mut c) = faulty(Fault::DropTcp, true).await;
     expect_words(&mut c, 2).await;
     let got = c.next(WAIT).await;
     assert!(is_reset(&got), "{got:?}");
@@ -128,18 +125,13 @@ async fn reject_model_for_every_name() {
     c.send(START).await;
     let (_, v, _) = c.event().await;
     assert_eq!(v["code"], "model_not_validated");
-    c.close().await;
-    sim.shutdown().await;
+    finish(c, sim).await;
 }
 
 async fn closes_with(fault: Fault, code: u16) {
-    let sim = start(with(fault)).await;
-    let mut c = session(&sim, true).await;
+    let (sim, mut c) = faulty(fault, true).await;
     expect_words(&mut c, 2).await;
-    match c.next(WAIT).await {
-        Got::Close(_, got) => assert_eq!(got, Some(code)),
-        other => panic!("expected close {code}, got {other:?}"),
-    }
+    c.expect_close(code).await;
     let rec = &sim.records()[0];
     assert!(
         rec.emissions
@@ -173,8 +165,7 @@ async fn oversized_frame_after_k_words() {
     assert_eq!(v["type"], "transcription.delta");
     // The stream goes on after it.
     expect_words_from(&mut c, 2).await;
-    c.close().await;
-    sim.shutdown().await;
+    finish(c, sim).await;
 }
 
 async fn expect_words_from(c: &mut Client, from: usize) {
@@ -186,27 +177,23 @@ async fn expect_words_from(c: &mut Client, from: usize) {
 
 #[tokio::test]
 async fn malformed_json_after_k_words() {
-    let sim = start(with(Fault::MalformedJson)).await;
-    let mut c = session(&sim, true).await;
+    let (sim, mut c) = faulty(Fault::MalformedJson, true).await;
     expect_words(&mut c, 2).await;
     match c.next(WAIT).await {
         Got::Text(_, t) => assert!(t.starts_with(r#"{"type":"transcription.delta""#), "{t}"),
         other => panic!("expected a non-JSON text frame, got {other:?}"),
     }
     expect_words_from(&mut c, 2).await;
-    c.close().await;
-    sim.shutdown().await;
+    finish(c, sim).await;
 }
 
 #[tokio::test]
 async fn binary_frame_after_k_words() {
-    let sim = start(with(Fault::BinaryFrame)).await;
-    let mut c = session(&sim, true).await;
+    let (sim, mut c) = faulty(Fault::BinaryFrame, true).await;
     expect_words(&mut c, 2).await;
     assert!(matches!(c.next(WAIT).await, Got::Binary(_, 4)));
     expect_words_from(&mut c, 2).await;
-    c.close().await;
-    sim.shutdown().await;
+    finish(c, sim).await;
 }
 
 #[tokio::test]
@@ -223,8 +210,7 @@ async fn unknown_event_flood_before_the_deltas() {
         assert_eq!(v["seq"], seq);
     }
     expect_words_from(&mut c, 0).await;
-    c.close().await;
-    sim.shutdown().await;
+    finish(c, sim).await;
 }
 
 #[tokio::test]
@@ -258,8 +244,7 @@ async fn silent_never_answers() {
 
 #[tokio::test]
 async fn truncate_sends_done_before_the_final_commit() {
-    let sim = start(with(Fault::Truncate)).await;
-    let mut c = session(&sim, false).await;
+    let (sim, mut c) = faulty(Fault::Truncate, false).await;
     let (deltas, _, done) = c.until_done().await;
     let got: Vec<&str> = deltas.iter().map(|(_, d)| d.as_str()).collect();
     assert_eq!(got, WORDS[..2]);

@@ -7,11 +7,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::SinkExt;
 use rtprobe::config::Secret;
-use rtprobe::simulate::{ClientFrameKind, SimConfig, TlsFiles};
+use rtprobe::simulate::{ClientFrameKind, SimConfig, SimHandle, TlsFiles};
 use support::sim::*;
 use tokio_tungstenite::tungstenite::Message;
 
 const FULL: &str = " Mary had a little lamb, its fleece was white as snow.";
+
+/// The quick simulator and a client past `session.update`.
+async fn ready() -> (SimHandle, Client) {
+    let sim = start(quick()).await;
+    let c = Client::ready(sim.addr()).await;
+    (sim, c)
+}
+
+/// [`quick`] with the API key `s3cret`.
+fn guarded() -> SimConfig {
+    SimConfig {
+        api_key: Some(Secret::new("s3cret")),
+        ..quick()
+    }
+}
 
 fn quick() -> SimConfig {
     SimConfig {
@@ -45,15 +60,13 @@ async fn session_created_comes_first_with_the_vllm_shape() {
         .as_secs();
     assert!(now.abs_diff(v["created"].as_u64().unwrap()) <= 2);
     assert_eq!(v.as_object().unwrap().len(), 3);
-    c.close().await;
-    sim.shutdown().await;
+    finish(c, sim).await;
 }
 
 #[tokio::test]
 async fn error_codes_and_messages_over_the_wire() {
     let sim = start(quick()).await;
-    let mut c = Client::connect(sim.addr()).await;
-    c.hello().await;
+    let mut c = Client::greeted(sim.addr()).await;
     c.send("{not json").await;
     c.expect_error("Invalid JSON", "invalid_json").await;
     c.send("[1]").await;
@@ -98,8 +111,7 @@ async fn error_codes_and_messages_over_the_wire() {
     c.expect_silence(Duration::from_millis(100)).await;
     let (_, _, done) = c.utterance(3).await;
     assert_eq!(done["text"], FULL);
-    c.close().await;
-    sim.shutdown().await;
+    finish(c, sim).await;
 }
 
 #[tokio::test]
@@ -121,8 +133,7 @@ async fn utterance_then_no_close_after_done() {
     assert!(done["usage"]["prompt_tokens_details"].is_null());
     // The server never closes after done: it waits for the client.
     c.expect_silence(Duration::from_millis(300)).await;
-    c.close().await;
-    sim.shutdown().await;
+    finish(c, sim).await;
 }
 
 #[tokio::test]
@@ -134,9 +145,7 @@ async fn done_json_is_byte_exact() {
     })
     .await;
     let mut c = Client::ready(sim.addr()).await;
-    c.send(START).await;
-    c.send(&append(1600)).await;
-    c.send(END).await;
+    c.send_all(&[START, &append(1600), END]).await;
     let mut raws = Vec::new();
     loop {
         let (_, v, raw) = c.event().await;
@@ -155,32 +164,25 @@ async fn done_json_is_byte_exact() {
             r#"{"type":"transcription.done","text":" hi there","usage":{"prompt_tokens":39,"total_tokens":43,"completion_tokens":4,"prompt_tokens_details":null,"completion_tokens_details":null}}"#,
         ]
     );
-    c.close().await;
-    sim.shutdown().await;
+    finish(c, sim).await;
 }
 
 #[tokio::test]
 async fn second_start_is_ignored() {
-    let sim = start(quick()).await;
-    let mut c = Client::ready(sim.addr()).await;
-    c.send(START).await;
-    c.send(&append(1600)).await;
-    c.send(START).await;
-    c.send(&append(1600)).await;
-    c.send(END).await;
+    let (sim, mut c) = ready().await;
+    c.send_all(&[START, &append(1600), START, &append(1600), END])
+        .await;
     let (_, _, done) = c.until_done().await;
     assert_eq!(done["text"], FULL);
     c.expect_silence(Duration::from_millis(300)).await;
     let rec = &sim.records()[0];
     assert_eq!(rec.utterances.len(), 1, "one generation only");
-    c.close().await;
-    sim.shutdown().await;
+    finish(c, sim).await;
 }
 
 #[tokio::test]
 async fn end_before_start_ends_the_next_generation_at_once() {
-    let sim = start(quick()).await;
-    let mut c = Client::ready(sim.addr()).await;
+    let (sim, mut c) = ready().await;
     c.send(END).await; // the pitfall: END sits in the queue
     c.expect_silence(Duration::from_millis(100)).await;
     c.send(START).await;
@@ -189,42 +191,34 @@ async fn end_before_start_ends_the_next_generation_at_once() {
     assert_eq!(done["text"], "");
     assert_eq!(done["usage"]["completion_tokens"], 0);
     assert_eq!(done["usage"]["total_tokens"], 39);
-    c.close().await;
-    sim.shutdown().await;
+    finish(c, sim).await;
 }
 
 #[tokio::test]
 async fn queue_is_drained_after_done() {
-    let sim = start(quick()).await;
-    let mut c = Client::ready(sim.addr()).await;
-    c.send(START).await;
-    c.send(&append(1600)).await;
-    c.send(END).await;
+    let (sim, mut c) = ready().await;
+    c.send_all(&[START, &append(1600), END]).await;
     // Audio for a next utterance sent before done: it sits behind END and is discarded.
     for _ in 0..3 {
         c.send(&append(1600)).await;
     }
     let (_, _, done) = c.until_done().await;
     assert_eq!(done["text"], FULL);
-    c.send(START).await;
-    c.send(END).await;
+    c.send_all(&[START, END]).await;
     let (deltas, _, done) = c.until_done().await;
     assert!(deltas.is_empty(), "the queued audio was drained");
     assert_eq!(done["text"], "");
-    c.close().await;
-    sim.shutdown().await;
+    finish(c, sim).await;
 }
 
 #[tokio::test]
 async fn two_utterances_on_one_connection() {
-    let sim = start(quick()).await;
-    let mut c = Client::ready(sim.addr()).await;
+    let (sim, mut c) = ready().await;
     let (_, _, d1) = c.utterance(2).await;
     let (_, _, d2) = c.utterance(2).await;
     assert_eq!(d1["text"], FULL);
     assert_eq!(d2["text"], FULL);
-    c.close().await;
-    sim.shutdown().await;
+    finish(c, sim).await;
 }
 
 #[tokio::test]
@@ -234,8 +228,7 @@ async fn records_hold_both_utterances_and_client_frames() {
     let mut c = Client::ready(sim.addr()).await;
     c.utterance(2).await;
     c.utterance(1).await;
-    c.close().await;
-    sim.shutdown().await;
+    finish(c, sim).await;
     let recs = store.realtime_sessions();
     assert_eq!(recs.len(), 1);
     let r = &recs[0];
@@ -260,8 +253,7 @@ async fn records_hold_both_utterances_and_client_frames() {
 #[tokio::test]
 async fn binary_frame_drops_tcp_without_close() {
     let sim = start(quick()).await;
-    let mut c = Client::connect(sim.addr()).await;
-    c.hello().await;
+    let mut c = Client::greeted(sim.addr()).await;
     c.ws.send(Message::Binary(vec![1, 2, 3].into()))
         .await
         .unwrap();
@@ -273,17 +265,13 @@ async fn binary_frame_drops_tcp_without_close() {
 #[tokio::test]
 async fn oversized_inbound_message_is_closed_with_1009() {
     let sim = start(quick()).await;
-    let mut c = Client::connect(sim.addr()).await;
-    c.hello().await;
+    let mut c = Client::greeted(sim.addr()).await;
     let big = format!(
         r#"{{"type":"input_audio_buffer.append","audio":"{}"}}"#,
         "A".repeat(17 * 1024 * 1024)
     );
     let _ = c.ws.send(Message::Text(big.into())).await;
-    match c.next(WAIT).await {
-        Got::Close(_, code) => assert_eq!(code, Some(1009)),
-        other => panic!("expected close 1009, got {other:?}"),
-    }
+    c.expect_close(1009).await;
     sim.shutdown().await;
 }
 
@@ -315,19 +303,13 @@ async fn http_routes() {
     let huge = raw_http(sim.addr(), &huge).await;
     assert!(huge.starts_with("HTTP/1.1 431 "), "{huge}");
     // The accept loop survived all of that.
-    let mut c = Client::connect(sim.addr()).await;
-    c.hello().await;
-    c.close().await;
-    sim.shutdown().await;
+    let c = Client::greeted(sim.addr()).await;
+    finish(c, sim).await;
 }
 
 #[tokio::test]
 async fn api_key_guards_the_upgrade_and_v1_only() {
-    let sim = start(SimConfig {
-        api_key: Some(Secret::new("s3cret")),
-        ..quick()
-    })
-    .await;
+    let sim = start(guarded()).await;
     let none = raw_http(sim.addr(), &upgrade_request("/v1/realtime", "")).await;
     assert!(none.starts_with("HTTP/1.1 401 "), "{none}");
     assert!(none.ends_with(r#"{"error":"Unauthorized"}"#), "{none}");
@@ -361,11 +343,7 @@ async fn api_key_guards_the_upgrade_and_v1_only() {
 #[tokio::test]
 async fn api_key_accepted_by_a_websocket_client() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let sim = start(SimConfig {
-        api_key: Some(Secret::new("s3cret")),
-        ..quick()
-    })
-    .await;
+    let sim = start(guarded()).await;
     let mut req = format!("ws://{}/v1/realtime", sim.addr())
         .into_client_request()
         .unwrap();
@@ -386,9 +364,16 @@ fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A `wss://` client of `url` trusting only the fixture CA `ca`.
+async fn wss(url: &str, ca: &str) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    let connector = tokio_tungstenite::Connector::Rustls(tls_client(&fixture(ca)));
+    let (ws, _) =
+        tokio_tungstenite::connect_async_tls_with_config(url, None, true, Some(connector)).await?;
+    Ok(Client { ws })
+}
+
 #[tokio::test]
 async fn tls_with_the_test_ca() {
-    use tokio_tungstenite::Connector;
     let sim = start(SimConfig {
         tls: Some(TlsFiles {
             cert_pem: fixture("server.pem").into(),
@@ -398,15 +383,7 @@ async fn tls_with_the_test_ca() {
     })
     .await;
     let url = format!("wss://localhost:{}/v1/realtime", sim.addr().port());
-    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
-        &url,
-        None,
-        true,
-        Some(Connector::Rustls(tls_client(&fixture("ca.pem")))),
-    )
-    .await
-    .expect("wss with the test CA");
-    let mut c = Client { ws };
+    let mut c = wss(&url, "ca.pem").await.expect("wss with the test CA");
     c.hello().await;
     c.send(UPDATE).await;
     let (_, _, done) = c.utterance(2).await;
@@ -414,24 +391,14 @@ async fn tls_with_the_test_ca() {
     c.close().await;
 
     let by_ip = format!("wss://127.0.0.1:{}/v1/realtime", sim.addr().port());
-    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
-        &by_ip,
-        None,
-        true,
-        Some(Connector::Rustls(tls_client(&fixture("ca.pem")))),
-    )
-    .await
-    .expect("the certificate also names 127.0.0.1");
-    Client { ws }.close().await;
+    let c = wss(&by_ip, "ca.pem").await;
+    c.expect("the certificate also names 127.0.0.1")
+        .close()
+        .await;
 
-    let err = tokio_tungstenite::connect_async_tls_with_config(
-        &url,
-        None,
-        true,
-        Some(Connector::Rustls(tls_client(&fixture("other-ca.pem")))),
-    )
-    .await
-    .unwrap_err();
+    let Err(err) = wss(&url, "other-ca.pem").await else {
+        panic!("a certificate of another CA was accepted");
+    };
     assert!(err.to_string().to_lowercase().contains("issuer"), "{err}");
     sim.shutdown().await;
 }
@@ -439,13 +406,9 @@ async fn tls_with_the_test_ca() {
 #[tokio::test]
 async fn shutdown_closes_live_sessions_with_1012() {
     let sim = start(quick()).await;
-    let mut c = Client::connect(sim.addr()).await;
-    c.hello().await;
+    let mut c = Client::greeted(sim.addr()).await;
     let stop = tokio::spawn(sim.shutdown());
-    match c.next(WAIT).await {
-        Got::Close(_, code) => assert_eq!(code, Some(1012)),
-        other => panic!("expected close 1012, got {other:?}"),
-    }
+    c.expect_close(1012).await;
     drop(c);
     tokio::time::timeout(WAIT, stop).await.unwrap().unwrap();
 }
@@ -458,25 +421,15 @@ async fn keepalive_pings_and_closes_1011_without_pongs() {
     })
     .await;
     // A client that stops reading never pongs, so the server gives up with 1011.
-    let mut deaf = Client::connect(sim.addr()).await;
-    deaf.hello().await;
+    let mut deaf = Client::greeted(sim.addr()).await;
     tokio::time::sleep(Duration::from_millis(450)).await;
-    match deaf.next(WAIT).await {
-        Got::Close(_, code) => assert_eq!(code, Some(1011)),
-        other => panic!("expected close 1011, got {other:?}"),
-    }
+    deaf.expect_close(1011).await;
     drop(deaf);
     // A client that keeps reading answers the pings and stays connected.
-    let mut alive = Client::connect(sim.addr()).await;
-    alive.hello().await;
+    let mut alive = Client::greeted(sim.addr()).await;
     alive.expect_silence(Duration::from_millis(450)).await;
     alive.close().await;
-    let recs = sim.records();
-    let pongs = recs[1]
-        .client_frames
-        .iter()
-        .filter(|f| f.kind == ClientFrameKind::Pong)
-        .count();
+    let pongs = pongs(&sim.records()[1]);
     assert!(pongs >= 3, "{pongs} pongs");
     sim.shutdown().await;
 }

@@ -268,9 +268,8 @@ async fn run(chromium: PathBuf) {
     let good = sim(Fault::None).await;
     let bad = sim(Fault::ErrorMidStream).await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rtprobe.yaml");
-    std::fs::write(&path, config_text(good.addr(), bad.addr())).unwrap();
-    let serve = support::serve::start_production(&path).await;
+    let text = config_text(good.addr(), bad.addr());
+    let serve = support::serve::start_production(dir.path(), &text).await;
     let addr = serve.local_addr();
 
     // Two runs of the healthy probe and one failure, so the sparklines have a line.

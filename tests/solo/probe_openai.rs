@@ -5,6 +5,7 @@
 //! replayed to the client (tests/fixtures/openai/).
 
 use crate::support;
+use crate::support::sim::take_session_record;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use rtprobe::derive::derive;
 use rtprobe::probe::run;
 use rtprobe::probe::timeline::SentKind;
 use rtprobe::simulate::{ClientFrameKind, EmitKind, Fault, SessionRecord, SimConfig};
-use support::probe::{constant_at, openai_spec, since};
+use support::probe::{constant_at, dialect_run, openai_spec, since};
 use support::sim::start;
 
 const TOLERANCE: f64 = 0.002;
@@ -24,13 +25,6 @@ const TOLERANCE: f64 = 0.002;
 /// probe, when another test runs beside them on a 2-core machine.
 static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const TRANSCRIPT: &str = "Mary had a little lamb, its fleece was white as snow.";
-
-fn realtime_record(sim: &rtprobe::simulate::SimHandle) -> SessionRecord {
-    sim.take_records()
-        .into_iter()
-        .find(|r| r.status == Some(101))
-        .expect("session record")
-}
 
 /// One run's errors against ground truth: (name, measured − truth in seconds).
 fn errors_against_truth(
@@ -90,43 +84,25 @@ async fn check_runs(
     for _ in 0..RUNS {
         let tl = run(spec, audio).await;
         assert!(tl.succeeded(), "{:?}", tl.outcome);
-        let rec = realtime_record(sim);
+        let rec = take_session_record(sim);
         extra(&tl, &rec);
         let e = errors_against_truth(&tl, &rec);
         clean += usize::from(e.iter().all(|(_, v)| v.abs() < TOLERANCE));
         all.extend(e);
     }
-    let worst = all.iter().map(|e| e.1.abs()).fold(0.0, f64::max);
-    eprintln!(
-        "openai ground-truth errors over {} values: worst {:.3} ms",
-        all.len(),
-        worst * 1e3
-    );
+    crate::support::probe::log_worst("openai ground-truth errors", &all);
     assert!(
         clean >= CLEAN,
         "only {clean} of {RUNS} runs within 2 ms: {all:?}"
     );
-    for (name, e) in &all {
-        assert!(
-            e.abs() < 10.0 * TOLERANCE,
-            "{name} off by {:.3} ms",
-            e * 1e3
-        );
-    }
+    crate::support::probe::assert_within_10x(&all, TOLERANCE);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_commit_values_match_ground_truth() {
-    let _alone = crate::support::gate::alone(module_path!());
-    let _one_at_a_time = TIMING.lock().await;
+    let _timed = crate::support::gate::one_at_a_time(module_path!(), &TIMING).await;
     let sim = start(support::probe::timed_sim(Dialect::OpenAi)).await;
-    let spec = openai_spec(&sim);
-    let audio = constant_at(
-        Duration::from_millis(2500),
-        Duration::from_millis(100),
-        24_000,
-        0,
-    );
+    let (spec, audio) = dialect_run(&sim, Dialect::OpenAi, Duration::from_millis(2500), 0);
     check_runs(&sim, &spec, &audio, |tl, rec| {
         let kinds: Vec<SentKind> = tl.sent.iter().map(|s| s.kind).collect();
         assert_eq!(kinds[0], SentKind::SessionUpdate);
@@ -172,20 +148,13 @@ async fn manual_commit_values_match_ground_truth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_vad_values_match_ground_truth() {
-    let _alone = crate::support::gate::alone(module_path!());
-    let _one_at_a_time = TIMING.lock().await;
+    let _timed = crate::support::gate::one_at_a_time(module_path!(), &TIMING).await;
     let sim = start(support::probe::timed_sim(Dialect::OpenAi)).await;
-    let mut spec = openai_spec(&sim);
+    // 2 s of "speech"; the probe streams silence after it for the server's VAD.
+    let (mut spec, audio) = dialect_run(&sim, Dialect::OpenAi, Duration::from_millis(2000), 3000);
     spec.dialect.turn_detection = TurnDetection::ServerVad {
         silence: Duration::from_millis(300),
     };
-    // 2 s of "speech"; the probe streams silence after it for the server's VAD.
-    let audio = constant_at(
-        Duration::from_millis(2000),
-        Duration::from_millis(100),
-        24_000,
-        3000,
-    );
     check_runs(&sim, &spec, &audio, |tl, rec| {
         assert!(
             tl.sent.iter().all(|s| s.kind != SentKind::FinalCommit),
@@ -221,9 +190,8 @@ async fn server_vad_values_match_ground_truth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_16k_clip_is_resampled_and_accepted_at_24k() {
-    let _alone = crate::support::gate::alone(module_path!());
     // Not timed itself, but it would steal the CPU from the timed tests running beside it.
-    let _one_at_a_time = TIMING.lock().await;
+    let _timed = crate::support::gate::one_at_a_time(module_path!(), &TIMING).await;
     // A real 16 kHz WAV from the examples, prepared at the dialect's rate.
     let clip =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/audio/mary-had-a-little-lamb.wav");
@@ -248,7 +216,7 @@ async fn a_16k_clip_is_resampled_and_accepted_at_24k() {
     let tl = run(&spec, &at24).await;
     assert!(tl.succeeded(), "{:?}", tl.outcome);
     assert_eq!(tl.audio_sent, at24.duration());
-    let rec = realtime_record(&sim);
+    let rec = take_session_record(&sim);
     let appended: u64 = rec
         .client_frames
         .iter()
@@ -307,9 +275,8 @@ fn fault(f: Fault) -> SimConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_knob_gives_its_error_type() {
-    let _alone = crate::support::gate::alone(module_path!());
     // Not timed itself, but it would steal the CPU from the timed tests running beside it.
-    let _one_at_a_time = TIMING.lock().await;
+    let _timed = crate::support::gate::one_at_a_time(module_path!(), &TIMING).await;
     let short = |s: &mut rtprobe::config::ProbeSpec| {
         s.deadlines.connect = Duration::from_millis(500);
     };
@@ -358,9 +325,8 @@ async fn every_fault_knob_gives_its_error_type() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn done_only_and_a_short_commit() {
-    let _alone = crate::support::gate::alone(module_path!());
     // Not timed itself, but it would steal the CPU from the timed tests running beside it.
-    let _one_at_a_time = TIMING.lock().await;
+    let _timed = crate::support::gate::one_at_a_time(module_path!(), &TIMING).await;
     // No deltas: the completed transcript is the one token (guidellm's done-only rule).
     let sim = start(SimConfig {
         dialect: Dialect::OpenAi,

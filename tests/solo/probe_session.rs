@@ -4,6 +4,7 @@
 //! the run and names k.
 
 use crate::support;
+use crate::support::sim::take_session_record;
 
 use std::time::{Duration, Instant};
 
@@ -11,8 +12,8 @@ use rtprobe::audio::PreparedAudio;
 use rtprobe::config::{Dialect, ProbeSpec};
 use rtprobe::derive::derive;
 use rtprobe::probe::{Timeline, run_session};
-use rtprobe::simulate::{Fault, SessionRecord, SimConfig, SimHandle};
-use support::probe::{constant_at, openai_spec, since, spec};
+use rtprobe::simulate::{Fault, SessionRecord, SimConfig};
+use support::probe::{dialect_run, since};
 use support::sim::start;
 
 const TOLERANCE: f64 = 0.002;
@@ -35,13 +36,6 @@ fn timed_sim(dialect: Dialect) -> SimConfig {
 async fn session(spec: &ProbeSpec, clips: &[PreparedAudio]) -> Timeline {
     let refs: Vec<&PreparedAudio> = clips.iter().collect();
     run_session(spec, &refs, &mut |_: &rtprobe::probe::ProgressEvent| {}).await
-}
-
-fn record(sim: &SimHandle) -> SessionRecord {
-    sim.take_records()
-        .into_iter()
-        .find(|r| r.status == Some(101))
-        .expect("session record")
 }
 
 /// Errors of every utterance's derived values against the simulator's ground truth.
@@ -90,16 +84,7 @@ fn errors(tl: &Timeline, rec: &SessionRecord, n: usize) -> Vec<(String, f64)> {
 async fn three_utterances(dialect: Dialect) {
     let _one_at_a_time = TIMING.lock().await;
     let sim = start(timed_sim(dialect)).await;
-    let (spec, rate) = match dialect {
-        Dialect::Vllm => (spec(&sim), 16_000),
-        Dialect::OpenAi => (openai_spec(&sim), 24_000),
-    };
-    let clip = constant_at(
-        Duration::from_millis(1500),
-        Duration::from_millis(100),
-        rate,
-        0,
-    );
+    let (spec, clip) = dialect_run(&sim, dialect, Duration::from_millis(1500), 0);
     let clips = vec![clip.clone(), clip.clone(), clip];
     // Four sessions; each utterance must be within the tolerance in two of them (a session may
     // lose the CPU on a shared 2-core machine, while a real bias fails every session), and every
@@ -111,7 +96,7 @@ async fn three_utterances(dialect: Dialect) {
         let tl = session(&spec, &clips).await;
         assert!(tl.succeeded(), "{:?}", tl.outcome);
         assert_eq!(tl.failed_utterance, None);
-        let rec = record(&sim);
+        let rec = take_session_record(&sim);
         let e = errors(&tl, &rec, 3);
         for (k, c) in clean.iter_mut().enumerate() {
             let prefix = format!("u{k}.");
@@ -126,23 +111,12 @@ async fn three_utterances(dialect: Dialect) {
         assert_eq!(tl.deltas.iter().filter(|d| d.nonempty).count(), 33);
         assert_eq!(tl.audio_sent, Duration::from_millis(4500));
     }
-    let worst = all.iter().map(|e| e.1.abs()).fold(0.0, f64::max);
-    eprintln!(
-        "{dialect:?} session: {} per-utterance values, worst error {:.3} ms",
-        all.len(),
-        worst * 1e3
-    );
+    crate::support::probe::log_worst(&format!("{dialect:?} session, per utterance"), &all);
     assert!(
         clean.iter().all(|c| *c >= 2),
         "clean sessions per utterance {clean:?} (need 2 of {SESSIONS} each): {all:?}"
     );
-    for (name, e) in &all {
-        assert!(
-            e.abs() < 10.0 * TOLERANCE,
-            "{name} off by {:.3} ms",
-            e * 1e3
-        );
-    }
+    crate::support::probe::assert_within_10x(&all, TOLERANCE);
     sim.shutdown().await;
 }
 
@@ -160,9 +134,8 @@ async fn openai_session_per_utterance_values_match_ground_truth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_in_a_later_utterance_fails_the_run_and_names_it() {
-    let _alone = crate::support::gate::alone(module_path!());
     // Not timed itself, but it would steal the CPU from the timed tests running beside it.
-    let _one_at_a_time = TIMING.lock().await;
+    let _timed = crate::support::gate::one_at_a_time(module_path!(), &TIMING).await;
     for dialect in [Dialect::Vllm, Dialect::OpenAi] {
         let sim = start(SimConfig {
             dialect,
@@ -172,16 +145,7 @@ async fn a_failure_in_a_later_utterance_fails_the_run_and_names_it() {
             ..SimConfig::default()
         })
         .await;
-        let (spec, rate) = match dialect {
-            Dialect::Vllm => (spec(&sim), 16_000),
-            Dialect::OpenAi => (openai_spec(&sim), 24_000),
-        };
-        let clip = constant_at(
-            Duration::from_millis(400),
-            Duration::from_millis(100),
-            rate,
-            0,
-        );
+        let (spec, clip) = dialect_run(&sim, dialect, Duration::from_millis(400), 0);
         let tl = session(&spec, &[clip.clone(), clip.clone(), clip]).await;
         let err = tl.outcome.clone().unwrap_err();
         let want = match dialect {

@@ -45,11 +45,7 @@ async fn measured_values_match_ground_truth() {
             &tl,
             Some("Mary had a little lamb, its fleece was white as snow."),
         );
-        let rec = sim
-            .take_records()
-            .into_iter()
-            .find(|r| r.status == Some(101))
-            .expect("session record");
+        let rec = crate::support::sim::take_session_record(&sim);
         let truth = rec.deltas(0);
         let words: Vec<Instant> = truth.iter().filter(|d| d.1).map(|d| d.0).collect();
         assert_eq!(tl.deltas.len(), truth.len());
@@ -147,13 +143,7 @@ async fn measured_values_match_ground_truth() {
         clean_runs >= 2,
         "only {clean_runs} of 3 runs within {TOLERANCE} s (see the errors above)"
     );
-    for (name, e) in &errors {
-        assert!(
-            e.abs() < 10.0 * TOLERANCE,
-            "{name} off by {:.3} ms",
-            e * 1e3
-        );
-    }
+    crate::support::probe::assert_within_10x(&errors, TOLERANCE);
     assert!(lateness.iter().all(|l| *l >= 0.0));
     assert!(
         p99 < 10.0 * TOLERANCE,
@@ -206,11 +196,7 @@ async fn realtime_order_and_progress() {
 
     // The simulator saw a clean close 1000 after done.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rec = sim
-        .records()
-        .into_iter()
-        .find(|r| r.status == Some(101))
-        .unwrap();
+    let rec = crate::support::sim::session_record(&sim);
     assert!(matches!(
         rec.client_frames.last().unwrap().kind,
         ClientFrameKind::Close
@@ -289,16 +275,7 @@ async fn keepalive_pings_are_answered_while_streaming() {
     let audio = silence(Duration::from_millis(1200), Duration::from_millis(100));
     let tl = run(&spec(&sim), &audio).await;
     assert!(tl.succeeded(), "{:?}", tl.outcome);
-    let rec = sim
-        .records()
-        .into_iter()
-        .find(|r| r.status == Some(101))
-        .unwrap();
-    let pongs = rec
-        .client_frames
-        .iter()
-        .filter(|f| f.kind == ClientFrameKind::Pong)
-        .count();
+    let pongs = crate::support::sim::pongs(&crate::support::sim::session_record(&sim));
     assert!(pongs >= 5, "only {pongs} pongs");
     sim.shutdown().await;
 }

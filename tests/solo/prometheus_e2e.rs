@@ -16,12 +16,13 @@ use crate::support::wav::write_wav;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::promql::witness_operands;
 use support::*;
 
 /// Transcript emitted by the simulators (also the probes' reference text, so WER is 0).
@@ -137,11 +138,69 @@ impl Drop for Procs {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+impl Procs {
+    /// Until `GET path` on `port` answers 200, at most `limit`.
+    fn wait_ok(&mut self, port: u16, path: &str, limit: Duration) {
+        let what = format!("200 from :{port}{path}");
+        wait_for(self, limit, &what, || {
+            http_get(port, path).is_some_and(|(s, _)| s == 200)
+        });
+    }
+
+    /// `rtprobe simulate` of the test's model and transcript on `port`, with `extra` flags.
+    fn simulator(&mut self, name: &str, rtprobe: &Path, port: u16, extra: &[String]) {
+        let mut args: Vec<String> = ["simulate", "--listen"].map(String::from).to_vec();
+        args.push(format!("127.0.0.1:{port}"));
+        args.extend(["--model", MODEL, "--transcript", TRANSCRIPT].map(String::from));
+        args.extend_from_slice(extra);
+        self.spawn(name, rtprobe, &args);
+    }
+
+    /// `rtprobe serve` on the config `text`, written to `<name>.yaml` in the log directory.
+    fn serve(&mut self, name: &str, rtprobe: &Path, text: &str) {
+        let path = self.dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, text).expect("config");
+        let args = [
+            "serve".into(),
+            "--config".into(),
+            path.display().to_string(),
+        ];
+        self.spawn(name, rtprobe, &args);
+    }
+
+    /// Prometheus on a free port with the config `text` and `flags`, once it is ready.
+    fn prometheus(&mut self, name: &str, program: &Path, text: &str, flags: &[&str]) -> Prom {
+        let port = free_port();
+        let config = self.dir.join(format!("{name}.yml"));
+        std::fs::write(&config, text).expect("prometheus config");
+        let mut args = vec![
+            format!("--config.file={}", config.display()),
+            format!(
+                "--storage.tsdb.path={}",
+                self.dir.join(format!("tsdb-{name}")).display()
+            ),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--log.level=warn".into(),
+        ];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        self.spawn(name, program, &args);
+        self.wait_ok(port, "/-/ready", Duration::from_secs(60));
+        Prom { port }
+    }
+}
+
+/// What both end-to-end tests start from: `prometheus`, `rtprobe`, and the processes (logging
+/// into a temporary directory, which they outlive no longer than the test). `None`, after a
+/// loud SKIPPED line, when prometheus is not installed outside CI.
+fn setup() -> Option<(PathBuf, PathBuf, Procs, tempfile::TempDir)> {
+    let prometheus = require_tool("prometheus", "apt-get install prometheus")?;
+    let rtprobe = PathBuf::from(env!("CARGO_BIN_EXE_rtprobe"));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let procs = Procs {
+        dir: tmp.path().to_path_buf(),
+        children: Vec::new(),
+    };
+    Some((prometheus, rtprobe, procs, tmp))
 }
 
 /// A minimal HTTP/1.0 GET over loopback (no client crate in the tree): (status, body).
@@ -210,6 +269,14 @@ impl Prom {
         Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
     }
 
+    /// The runs counted so far of the series matching `selector` (0 before the first scrape).
+    fn runs(&self, selector: &str) -> f64 {
+        self.query(&format!("sum(rtprobe_probe_runs_total{{{selector}}})"))
+            .ok()
+            .and_then(|r| r.first().map(value_of))
+            .unwrap_or(0.0)
+    }
+
     fn must(&self, expr: &str) -> Vec<Value> {
         self.query(expr)
             .unwrap_or_else(|e| panic!("query failed: {expr}\n{e}"))
@@ -252,86 +319,6 @@ fn le_strings(boundaries: &[f64]) -> BTreeSet<String> {
         .collect()
 }
 
-/// Split at top-level `and`/`or`/`unless` and comparison operators (outside parentheses,
-/// brackets, braces and strings).
-fn top_level_operands(expr: &str) -> Vec<String> {
-    let chars: Vec<char> = expr.chars().collect();
-    let (mut depth, mut in_str) = (0i32, false);
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if in_str {
-            if c == '\\' {
-                i += 1;
-            } else if c == '"' {
-                in_str = false;
-            }
-            i += 1;
-            continue;
-        }
-        let mut cut = 0; // length of an operator starting at i
-        match c {
-            '"' => in_str = true,
-            '(' | '[' | '{' => depth += 1,
-            ')' | ']' | '}' => depth -= 1,
-            _ if depth == 0 => {
-                let rest: String = chars[i..].iter().take(7).collect();
-                let word_boundary_before = i == 0 || !chars[i - 1].is_ascii_alphanumeric();
-                for kw in ["and", "or", "unless"] {
-                    let after = chars.get(i + kw.len());
-                    if word_boundary_before
-                        && rest.starts_with(kw)
-                        && after.is_none_or(|a| !a.is_ascii_alphanumeric() && *a != '_')
-                    {
-                        cut = kw.len();
-                    }
-                }
-                for op in ["==", "!=", ">=", "<=", ">", "<"] {
-                    if cut == 0 && rest.starts_with(op) {
-                        cut = op.len();
-                    }
-                }
-            }
-            _ => {}
-        }
-        if cut > 0 {
-            parts.push(chars[start..i].iter().collect::<String>());
-            i += cut;
-            start = i;
-            continue;
-        }
-        i += 1;
-    }
-    parts.push(chars[start..].iter().collect());
-    parts
-        .into_iter()
-        .map(|p| p.trim().to_string())
-        .filter(|p| !p.is_empty())
-        .collect()
-}
-
-/// Operands worth evaluating on their own: not numeric literals; `absent*(x)` becomes `x`.
-fn witness_operands(expr: &str) -> Vec<String> {
-    top_level_operands(expr)
-        .into_iter()
-        .filter(|p| p.chars().any(|c| c.is_ascii_alphabetic()))
-        .map(|p| {
-            for f in ["absent_over_time(", "absent("] {
-                if let Some(inner) = p.strip_prefix(f).and_then(|r| r.strip_suffix(')')) {
-                    let inner = inner.trim();
-                    return match inner.rfind('[') {
-                        Some(b) if f == "absent_over_time(" => inner[..b].to_string(),
-                        _ => inner.to_string(),
-                    };
-                }
-            }
-            p
-        })
-        .collect()
-}
-
 #[test]
 fn operand_splitter_handles_rule_shapes() {
     let _alone = crate::support::gate::alone(module_path!());
@@ -369,47 +356,22 @@ fn probes_in(samples: &[Value]) -> BTreeSet<String> {
 #[test]
 fn rtprobe_scraped_by_prometheus_with_the_shipped_rules_and_dashboards() {
     let _alone = crate::support::gate::alone(module_path!());
-    let Some(prometheus) = require_tool("prometheus", "apt-get install prometheus") else {
+    // `procs` is dropped (its children killed) before `tmp`.
+    let Some((prometheus, rtprobe, mut procs, tmp)) = setup() else {
         return;
-    };
-    let rtprobe = PathBuf::from(env!("CARGO_BIN_EXE_rtprobe"));
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mut procs = Procs {
-        dir: tmp.path().to_path_buf(),
-        children: Vec::new(),
     };
 
     // Simulators.
     let (healthy_port, faulty_port, slow_port) = (free_port(), free_port(), free_port());
-    let sim = |port: u16, extra: Vec<String>| -> Vec<String> {
-        let mut a: Vec<String> = ["simulate", "--listen"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        a.push(format!("127.0.0.1:{port}"));
-        a.extend(["--model".to_string(), MODEL.to_string()]);
-        a.extend(["--transcript".to_string(), TRANSCRIPT.to_string()]);
-        a.extend(extra);
-        a
-    };
-    procs.spawn(
-        "sim-healthy",
-        &rtprobe,
-        &sim(healthy_port, healthy_sim_args()),
-    );
-    procs.spawn("sim-slow", &rtprobe, &sim(slow_port, slow_sim_args()));
+    procs.simulator("sim-healthy", &rtprobe, healthy_port, &healthy_sim_args());
+    procs.simulator("sim-slow", &rtprobe, slow_port, &slow_sim_args());
     let fault_args: Vec<String> = FAULTS
         .iter()
         .flat_map(|(f, _)| ["--fault".to_string(), f.to_string()])
         .collect();
-    procs.spawn("sim-faulty", &rtprobe, &sim(faulty_port, fault_args));
+    procs.simulator("sim-faulty", &rtprobe, faulty_port, &fault_args);
     for port in [healthy_port, slow_port, faulty_port] {
-        wait_for(
-            &mut procs,
-            Duration::from_secs(30),
-            "a simulator's /health",
-            || http_get(port, "/health").is_some_and(|(s, _)| s == 200),
-        );
+        procs.wait_ok(port, "/health", Duration::from_secs(30));
     }
 
     // rtprobe serve.
@@ -428,60 +390,18 @@ fn rtprobe_scraped_by_prometheus_with_the_shipped_rules_and_dashboards() {
         probe("failing", faulty_port, "2s", "1800ms", "1500ms"),
         probe("slow", slow_port, "5s", "4800ms", "4s"),
     );
-    let config_path = tmp.path().join("rtprobe.yaml");
-    std::fs::write(&config_path, &config).expect("config");
-    procs.spawn(
-        "serve",
-        &rtprobe,
-        &[
-            "serve".into(),
-            "--config".into(),
-            config_path.display().to_string(),
-        ],
-    );
-    wait_for(
-        &mut procs,
-        Duration::from_secs(60),
-        "rtprobe /readyz",
-        || http_get(serve_port, "/readyz").is_some_and(|(s, _)| s == 200),
-    );
+    procs.serve("serve", &rtprobe, &config);
+    procs.wait_ok(serve_port, "/readyz", Duration::from_secs(60));
 
     // Prometheus with the shipped rules.
-    let prom_port = free_port();
-    let prom_config = tmp.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {rules}\nscrape_configs:\n  - job_name: rtprobe\n    static_configs:\n      - targets: ['127.0.0.1:{serve_port}']\n",
-            rules = rules_file().display()
-        ),
-    )
-    .expect("prometheus config");
-    procs.spawn(
-        "prometheus",
-        &prometheus,
-        &[
-            format!("--config.file={}", prom_config.display()),
-            format!("--storage.tsdb.path={}", tmp.path().join("tsdb").display()),
-            format!("--web.listen-address=127.0.0.1:{prom_port}"),
-            "--log.level=warn".into(),
-        ],
+    let prom_config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {rules}\nscrape_configs:\n  - job_name: rtprobe\n    static_configs:\n      - targets: ['127.0.0.1:{serve_port}']\n",
+        rules = rules_file().display()
     );
-    let prom = Prom { port: prom_port };
-    wait_for(
-        &mut procs,
-        Duration::from_secs(60),
-        "prometheus /-/ready",
-        || http_get(prom_port, "/-/ready").is_some_and(|(s, _)| s == 200),
-    );
+    let prom = procs.prometheus("prometheus", &prometheus, &prom_config, &[]);
 
     // Enough runs of every kind: healthy and slow successes, each injected failure.
-    let runs = |sel: &str| -> f64 {
-        prom.query(&format!("sum(rtprobe_probe_runs_total{{{sel}}})"))
-            .ok()
-            .and_then(|r| r.first().map(value_of))
-            .unwrap_or(0.0)
-    };
+    let runs = |sel: &str| prom.runs(sel);
     wait_for(
         &mut procs,
         Duration::from_secs(150),
@@ -781,57 +701,31 @@ const FLEET_RTT_S: [(&str, f64); 2] = [("fast", 0.300), ("slow", 0.900)];
 #[test]
 fn fleet_replicas_apart_and_native_histograms() {
     let _alone = crate::support::gate::alone(module_path!());
-    let Some(prometheus) = require_tool("prometheus", "apt-get install prometheus") else {
+    // `procs` is dropped (its children killed) before `tmp`.
+    let Some((prometheus, rtprobe, mut procs, tmp)) = setup() else {
         return;
-    };
-    let rtprobe = PathBuf::from(env!("CARGO_BIN_EXE_rtprobe"));
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mut procs = Procs {
-        dir: tmp.path().to_path_buf(),
-        children: Vec::new(),
     };
     let clip = tmp.path().join("clip.wav");
     write_wav(&clip, CLIP_SECONDS);
     let mut serve_ports = BTreeMap::new();
     for (replica, rtt) in FLEET_RTT_S {
         let sim_port = free_port();
-        let mut args: Vec<String> = ["simulate", "--listen"].map(String::from).to_vec();
-        args.push(format!("127.0.0.1:{sim_port}"));
-        args.extend(["--model", MODEL, "--transcript", TRANSCRIPT].map(String::from));
-        args.extend(["--first-text-delay", "300ms", "--token-interval", "90ms"].map(String::from));
+        let mut args = ["--first-text-delay", "300ms", "--token-interval", "90ms"]
+            .map(String::from)
+            .to_vec();
         args.extend(["--tail-delay".to_string(), format!("{}ms", rtt * 1000.0)]);
-        procs.spawn(&format!("sim-{replica}"), &rtprobe, &args);
-        wait_for(
-            &mut procs,
-            Duration::from_secs(30),
-            "simulator /health",
-            || http_get(sim_port, "/health").is_some_and(|(s, _)| s == 200),
-        );
+        procs.simulator(&format!("sim-{replica}"), &rtprobe, sim_port, &args);
+        procs.wait_ok(sim_port, "/health", Duration::from_secs(30));
         let port = free_port();
         let config = format!(
             "server:\n  listen: 127.0.0.1:{port}\nprobes:\n  - name: sidecar\n    target: http://127.0.0.1:{sim_port}\n    model: {MODEL}\n    audio: {}\n    interval: 3s\n    timeout: 2900ms\n    jitter: 0\n",
             clip.display()
         );
-        let path = tmp.path().join(format!("{replica}.yaml"));
-        std::fs::write(&path, config).expect("config");
-        procs.spawn(
-            &format!("serve-{replica}"),
-            &rtprobe,
-            &[
-                "serve".into(),
-                "--config".into(),
-                path.display().to_string(),
-            ],
-        );
+        procs.serve(&format!("serve-{replica}"), &rtprobe, &config);
         serve_ports.insert(replica, port);
     }
     for port in serve_ports.values() {
-        wait_for(
-            &mut procs,
-            Duration::from_secs(60),
-            "rtprobe /readyz",
-            || http_get(*port, "/readyz").is_some_and(|(s, _)| s == 200),
-        );
+        procs.wait_ok(*port, "/readyz", Duration::from_secs(60));
     }
     let instance = |replica: &str| format!("127.0.0.1:{}", serve_ports[replica]);
 
@@ -845,46 +739,21 @@ fn fleet_replicas_apart_and_native_histograms() {
         ("classic", vec![]),
         ("native", vec!["--enable-feature=native-histograms"]),
     ] {
-        let port = free_port();
-        let config = tmp.path().join(format!("prometheus-{name}.yml"));
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: rtprobe\n    static_configs:\n      - targets: [{}]\n",
-                targets.join(", ")
-            ),
-        )
-        .expect("prometheus config");
-        let mut args = vec![
-            format!("--config.file={}", config.display()),
-            format!(
-                "--storage.tsdb.path={}",
-                tmp.path().join(format!("tsdb-{name}")).display()
-            ),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--log.level=warn".into(),
-        ];
-        args.extend(flags.iter().map(|f| f.to_string()));
-        procs.spawn(&format!("prometheus-{name}"), &prometheus, &args);
-        wait_for(
-            &mut procs,
-            Duration::from_secs(60),
-            "prometheus /-/ready",
-            || http_get(port, "/-/ready").is_some_and(|(s, _)| s == 200),
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: rtprobe\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
         );
-        proms.push(Prom { port });
+        let prom = procs.prometheus(&format!("prometheus-{name}"), &prometheus, &config, &flags);
+        proms.push(prom);
     }
     let (classic, native) = (&proms[0], &proms[1]);
 
     // Enough runs of each replica seen by both, so rate() over 1m has several increases.
-    let runs = |prom: &Prom, replica: &str| -> f64 {
-        prom.query(&format!(
-            "sum(rtprobe_probe_runs_total{{instance=\"{}\",outcome=\"success\"}})",
+    let runs = |prom: &Prom, replica: &str| {
+        prom.runs(&format!(
+            "instance=\"{}\",outcome=\"success\"",
             instance(replica)
         ))
-        .ok()
-        .and_then(|r| r.first().map(value_of))
-        .unwrap_or(0.0)
     };
     wait_for(
         &mut procs,

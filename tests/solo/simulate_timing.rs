@@ -31,8 +31,7 @@ fn timed() -> SimConfig {
 /// Appends paced every 100 ms for `chunks`, then END; returns the client's deltas and done.
 async fn paced_run(c: &mut Client, chunks: usize) -> (Vec<(Instant, String)>, Instant) {
     c.hello().await;
-    c.send(UPDATE).await;
-    c.send(START).await;
+    c.send_all(&[UPDATE, START]).await;
     let t0 = Instant::now();
     let mut deltas = Vec::new();
     let mut sent = 0;
@@ -77,11 +76,7 @@ async fn deltas_follow_the_grid_and_the_tail() {
     let mut c = Client::connect(sim.addr()).await;
     let (client_deltas, client_done) = paced_run(&mut c, 8).await;
     c.close().await;
-    let rec = sim
-        .records()
-        .into_iter()
-        .find(|r| r.status == Some(101))
-        .unwrap();
+    let rec = crate::support::sim::session_record(&sim);
     sim.shutdown().await;
 
     let u = &rec.utterances[0];
@@ -152,18 +147,13 @@ async fn words_left_at_end_of_audio_keep_the_interval() {
     })
     .await;
     let mut c = Client::ready(sim.addr()).await;
-    c.send(START).await;
-    c.send(&append(1600)).await;
+    c.send_all(&[START, &append(1600)]).await;
     c.send(END).await; // audio ends long before the words are out
     let (deltas, _, done) = c.until_done().await;
     assert_eq!(deltas.len(), 6);
     assert_eq!(done["text"], " a b c d e f");
     c.close().await;
-    let rec = sim
-        .records()
-        .into_iter()
-        .find(|r| r.status == Some(101))
-        .unwrap();
+    let rec = crate::support::sim::session_record(&sim);
     sim.shutdown().await;
     let t_audio = rec.utterances[0].first_audio_at.unwrap();
     let d = deadlines(&rec);
@@ -187,11 +177,7 @@ async fn jitter_run(seed: u64) -> Vec<i64> {
     let mut c = Client::ready(sim.addr()).await;
     c.utterance(3).await;
     c.close().await;
-    let rec = sim
-        .records()
-        .into_iter()
-        .find(|r| r.status == Some(101))
-        .unwrap();
+    let rec = crate::support::sim::session_record(&sim);
     sim.shutdown().await;
     // Every timed emission's deadline is its grid base shifted by its own jitter draw (unless
     // clamped to stay after the previous one, which the spacing here rules out).

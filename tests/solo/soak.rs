@@ -92,11 +92,7 @@ async fn serve_survives_every_fault_at_a_high_rate() {
     let sim = crate::support::sim::start(sim_cfg).await;
     let dir = tempfile::tempdir().unwrap();
     crate::support::wav::write_wav(&dir.path().join("short.wav"), 0.6);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let (probes, interval, concurrency) = (3u32, 2.0f64, 2u32);
     let mut cfg = format!("server: {{listen: 127.0.0.1:{port}}}\nprobes:\n");
     for i in 0..probes {

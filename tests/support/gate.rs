@@ -41,3 +41,16 @@ impl Drop for Alone {
         }
     }
 }
+
+/// The guards of a test that times something (or would steal the CPU from one that does): the
+/// gate of its file, and `lock`, its file's lock that runs such tests one at a time.
+pub struct OneAtATime(Alone, tokio::sync::MutexGuard<'static, ()>);
+
+/// [`alone`], then `lock`.
+pub async fn one_at_a_time(
+    file: &'static str,
+    lock: &'static tokio::sync::Mutex<()>,
+) -> OneAtATime {
+    let alone = alone(file);
+    OneAtATime(alone, lock.lock().await)
+}

@@ -1,12 +1,14 @@
 //! The one support tree of the integration tests, declared by every test binary as
 //! `mod support`. Here: locating external tools (promtool, prometheus, kubectl, kubernetes-validate), reading the
-//! repository's YAML, and running commands with a bounded wait. The submodules hold the fakes and
-//! fixtures of one area each.
+//! repository's YAML, listing fixture files, free loopback ports, and running commands with a
+//! bounded wait. The submodules hold the helpers of one area each (`promql`: the PromQL scanner
+//! the dashboard and Prometheus tests share).
 
 pub mod gate;
 pub mod load;
 pub mod metrics;
 pub mod probe;
+pub mod promql;
 pub mod serve;
 pub mod sim;
 pub mod wav;
@@ -146,15 +148,20 @@ pub fn grafana_alerts_file() -> PathBuf {
     repo().join("deploy/grafana/rtprobe-slo-alerts.yaml")
 }
 
-/// Dashboard JSON files shipped in `dashboards/`, sorted by name.
-pub fn dashboard_files() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(repo().join("dashboards"))
-        .expect("dashboards dir")
+/// The files in `dir` whose name ends in `.{ext}`, sorted by name.
+pub fn files_in(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
     v.sort();
     v
+}
+
+/// Dashboard JSON files shipped in `dashboards/`, sorted by name.
+pub fn dashboard_files() -> Vec<PathBuf> {
+    files_in(&repo().join("dashboards"), "json")
 }
 
 /// Every panel of a dashboard, rows' nested panels included.
@@ -198,6 +205,15 @@ pub fn grafana_substitute(expr: &str) -> String {
         .replace("$probe", ".*")
         .replace("$model", ".*")
         .replace("$instance", ".*")
+}
+
+/// A loopback port nothing listens on (a listener bound, then dropped): a collector or server
+/// that is down, or a port to hand a child process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
 }
 
 /// A child process (an `rtprobe` the test started) that is killed and reaped when the test ends,

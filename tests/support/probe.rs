@@ -102,3 +102,41 @@ pub fn timed_sim(dialect: rtprobe::config::Dialect) -> SimConfig {
         ..SimConfig::default()
     }
 }
+
+/// Every error against the simulator's ground truth (name, measured − truth in s) is within
+/// 10× `tolerance`: the bound a run that lost the CPU for a moment still keeps.
+pub fn assert_within_10x(errors: &[(impl std::fmt::Display, f64)], tolerance: f64) {
+    for (name, e) in errors {
+        assert!(
+            e.abs() < 10.0 * tolerance,
+            "{name} off by {:.3} ms",
+            e * 1e3
+        );
+    }
+}
+
+/// Print how many errors there were and the worst, for the log of a timing test.
+pub fn log_worst(what: &str, errors: &[(impl std::fmt::Display, f64)]) {
+    let worst = errors.iter().map(|e| e.1.abs()).fold(0.0, f64::max);
+    eprintln!(
+        "{what}: {} values, worst error {:.3} ms",
+        errors.len(),
+        worst * 1e3
+    );
+}
+
+/// A spec of `dialect` against `sim` and `length` of constant `level` at the dialect's rate, in
+/// 100 ms chunks.
+pub fn dialect_run(
+    sim: &SimHandle,
+    dialect: rtprobe::config::Dialect,
+    length: Duration,
+    level: i16,
+) -> (ProbeSpec, PreparedAudio) {
+    let (spec, rate) = match dialect {
+        rtprobe::config::Dialect::Vllm => (spec(sim), 16_000),
+        rtprobe::config::Dialect::OpenAi => (openai_spec(sim), 24_000),
+    };
+    let clip = constant_at(length, Duration::from_millis(100), rate, level);
+    (spec, clip)
+}

@@ -1,77 +1,117 @@
-//! Shared fakes for the scheduler, HTTP and serve tests: probe specs, a runner whose behaviour
-//! is set through probe labels, an event recorder, a backend, a tiny config loader and a raw
-//! HTTP/1.1 client for loopback requests.
+//! Shared parts of the scheduler, HTTP and serve tests: configs written as YAML and built by
+//! the real loader, a runner for the scheduler's paused-clock tests, an event recorder, the
+//! production backend with a window on what `serve` asks of it, and a raw HTTP/1.1 client for
+//! loopback requests.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use rtprobe::config::{
-    BearerToken, Buckets, Config, Deadlines, ModelChoice, Pacing, ProbeSpec, Secret, SecretSource,
-    ServerSettings, Target, TlsSettings,
-};
+use rtprobe::audio::AudioError;
+use rtprobe::config::{Config, ConfigError, ProbeSpec};
 use rtprobe::derive::Derived;
-use rtprobe::probe::{ErrorType, ProbeError};
+use rtprobe::probe::ProbeError;
 use rtprobe::scheduler::{BoxFuture, Runner, SchedulerEvents, StreamResult};
-use rtprobe::serve::Backend;
+use rtprobe::serve::backend::{BackendError, ProbeBackend};
+use rtprobe::serve::{Backend, LoadConfig, MakeBackend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-/// A probe spec; fake behaviour goes in labels: `fake.sleep_ms`, `fake.fail` (an error
-/// label value, e.g. `connect`), `fake.panic`.
-pub fn spec(name: &str, interval: Duration) -> ProbeSpec {
-    ProbeSpec {
-        name: name.into(),
-        target: Target {
-            ws_url: "ws://127.0.0.1:9/v1/realtime".into(),
-            http_base: "http://127.0.0.1:9".into(),
-            host: "127.0.0.1".into(),
-            port: 9,
-            secure: false,
-        },
-        model: ModelChoice::Named("fake-model".into()),
-        audio: PathBuf::from("clip.wav"),
-        reference: None,
-        max_wer: None,
-        chunk: Duration::from_millis(100),
-        pacing: Pacing::Realtime,
-        deadlines: Deadlines::default(),
-        headers: Vec::new(),
-        bearer: None,
-        tls: TlsSettings::default(),
-        labels: BTreeMap::new(),
-        interval,
-        timeout: interval,
-        concurrency: 1,
-        jitter: 0.0,
-        dialect: Default::default(),
-        utterances: Vec::new(),
+/// A target nothing answers on loopback (the discard port): probes whose runs do not matter
+/// to a test fail there at once with `connect`.
+pub const NOWHERE: &str = "http://127.0.0.1:9";
+
+/// A config file as a user writes it: `server` listening on a free loopback port, then one
+/// probe per entry, each `{target, model, audio: the shipped clip, pacing: burst}` plus the
+/// entry's own flow-mapping fields (`name: a, interval: 50ms`). Burst pacing keeps a run short
+/// (no real-time wait for the 3 s clip) and lets the timeout be shorter than the clip.
+pub fn config_text(target: &str, model: &str, probes: &[&str]) -> String {
+    let entries: Vec<String> = probes
+        .iter()
+        .map(|p| probe_entry(target, model, p))
+        .collect();
+    config_of(&entries)
+}
+
+/// A config of [`probe_entry`] lines, for probes on different targets.
+pub fn config_of(entries: &[String]) -> String {
+    let mut text = String::from(
+        "server: {listen: 127.0.0.1:0}\ndefaults: {jitter: 0, pacing: burst}\nprobes:\n",
+    );
+    for e in entries {
+        text += e;
+    }
+    text
+}
+
+/// One probe line of [`config_text`].
+pub fn probe_entry(target: &str, model: &str, fields: &str) -> String {
+    format!(
+        "  - {{target: '{target}', model: '{model}', audio: '{}', {fields}}}\n",
+        super::clip().display()
+    )
+}
+
+/// The specs of [`config_text`] on [`NOWHERE`], through the real loader (`config::parse`).
+pub fn specs(probes: &[&str]) -> Vec<ProbeSpec> {
+    let text = config_text(NOWHERE, "fake-model", probes);
+    rtprobe::config::parse(&text, &super::repo().join("rtprobe.yaml"))
+        .unwrap_or_else(|e| panic!("{e}\n{text}"))
+        .probes
+}
+
+/// One spec of [`specs`].
+pub fn spec(fields: &str) -> ProbeSpec {
+    specs(&[fields]).remove(0)
+}
+
+/// `config::load` with `env` as the whole environment: a test gives a probe a token without
+/// setting variables in a process whose other tests run in parallel.
+pub fn load_with_env(env: &[(&str, &str)]) -> impl LoadConfig + use<> {
+    let env: BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |path: &Path| {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            file: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        rtprobe::config::parse_with_env(&text, path, &|k| env.get(k).cloned())
     }
 }
 
-pub fn with_label(mut s: ProbeSpec, k: &str, v: &str) -> ProbeSpec {
-    s.labels.insert(k.into(), v.into());
-    s
+/// What a stream of [`FakeRunner`] does, set per spec by the test.
+#[derive(Clone, Copy, Default)]
+pub struct Act {
+    pub sleep: Duration,
+    pub panic: bool,
 }
 
-pub fn config(probes: Vec<ProbeSpec>) -> Config {
-    Config {
-        server: ServerSettings {
-            listen: "127.0.0.1:0".into(),
-            admin_token: None,
-        },
-        otlp: None,
-        buckets: Buckets::default(),
-        metrics: Default::default(),
-        probes,
+impl Act {
+    pub fn sleep(d: Duration) -> Act {
+        Act {
+            sleep: d,
+            ..Act::default()
+        }
+    }
+    pub fn panic() -> Act {
+        Act {
+            panic: true,
+            ..Act::default()
+        }
     }
 }
 
-/// Every stream the fake runner started: (probe, stream, start instant).
+/// A runner for the scheduler tests, which run on tokio's paused clock: time jumps whenever
+/// every task waits, so a real probe's network waits would time out at once. Each stream
+/// records its start and does what the test set for its spec (nothing, by default).
 #[derive(Default)]
 pub struct FakeRunner {
-    pub starts: Mutex<Vec<(String, u32, Instant)>>,
+    /// Every stream started: (stream, start instant) by probe.
+    pub starts: ByProbe<(u32, Instant)>,
+    acts: Mutex<Vec<(ProbeSpec, Act)>>,
 }
 
 impl FakeRunner {
@@ -79,62 +119,40 @@ impl FakeRunner {
         Arc::new(Self::default())
     }
 
-    pub fn starts_of(&self, name: &str) -> Vec<(u32, Instant)> {
-        self.starts
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _, _)| n == name)
-            .map(|(_, s, t)| (*s, *t))
-            .collect()
+    /// Streams of `spec` (this exact spec: a changed one is another) do `act`.
+    pub fn act(&self, spec: &ProbeSpec, act: Act) {
+        self.acts.lock().unwrap().push((spec.clone(), act));
     }
-}
 
-fn error_kind(label: &str) -> ErrorType {
-    ErrorType::all()
-        .into_iter()
-        .find(|e| e.as_str() == label)
-        .unwrap_or(ErrorType::Protocol)
+    pub fn starts_of(&self, name: &str) -> Vec<(u32, Instant)> {
+        self.starts.of(name)
+    }
 }
 
 impl Runner for FakeRunner {
     fn run(&self, probe: Arc<ProbeSpec>, stream: u32) -> BoxFuture<StreamResult> {
-        self.starts
+        self.starts.push(&probe.name, (stream, Instant::now()));
+        let act = self
+            .acts
             .lock()
             .unwrap()
-            .push((probe.name.clone(), stream, Instant::now()));
-        let sleep = probe
-            .labels
-            .get("fake.sleep_ms")
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_millis)
-            .unwrap_or(Duration::ZERO);
-        let fail = probe.labels.get("fake.fail").map(|l| error_kind(l));
-        let panic = probe.labels.contains_key("fake.panic");
+            .iter()
+            .rev()
+            .find(|(s, _)| *s == *probe)
+            .map(|(_, a)| *a)
+            .unwrap_or_default();
         Box::pin(async move {
             let started = SystemTime::now();
             let t = Instant::now();
-            tokio::time::sleep(sleep).await;
-            if panic {
+            tokio::time::sleep(act.sleep).await;
+            if act.panic {
                 panic!("fake runner panic\nsecond line");
             }
-            let outcome = match fail {
-                Some(kind) => Err(ProbeError::new(kind, "fake failure <b>detail</b>")),
-                None => Ok(()),
-            };
-            let ok = outcome.is_ok();
             StreamResult {
                 started,
                 elapsed: t.elapsed(),
-                outcome,
-                derived: Derived {
-                    ttft: ok.then_some(0.25 + f64::from(stream) * 0.01),
-                    rtt_last: ok.then_some(0.5),
-                    rtt_mean: ok.then_some(0.4),
-                    itl_gaps: if ok { vec![0.05, 0.07, 0.09] } else { vec![] },
-                    decode_token_rate: ok.then_some(20.0 + f64::from(stream)),
-                    ..Derived::default()
-                },
+                outcome: Ok(()),
+                derived: Derived::default(),
                 timeline: None,
                 trace_id: None,
                 later_utterances: Vec::new(),
@@ -143,31 +161,71 @@ impl Runner for FakeRunner {
     }
 
     fn debug(&self, probe: Arc<ProbeSpec>) -> BoxFuture<serde_json::Value> {
-        let sleep = probe
-            .labels
-            .get("fake.debug_ms")
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_millis)
-            .unwrap_or(Duration::ZERO);
-        Box::pin(async move {
-            tokio::time::sleep(sleep).await;
-            serde_json::json!({ "probe": probe.name, "debug": true })
-        })
+        Box::pin(async move { serde_json::json!({ "probe": probe.name }) })
     }
 }
 
-/// (probe, stream, outcome) of one finished stream.
-pub type Finished = (String, u32, Result<(), ProbeError>);
+/// Values recorded per probe, in the order they came.
+pub struct ByProbe<T>(Mutex<Vec<(String, T)>>);
+
+impl<T> Default for ByProbe<T> {
+    fn default() -> Self {
+        ByProbe(Mutex::new(Vec::new()))
+    }
+}
+
+impl<T: Clone> ByProbe<T> {
+    pub fn push(&self, probe: &str, value: T) {
+        self.0.lock().unwrap().push((probe.to_string(), value));
+    }
+    /// The values of `probe`.
+    pub fn of(&self, probe: &str) -> Vec<T> {
+        let all = self.0.lock().unwrap();
+        all.iter()
+            .filter(|(n, _)| n == probe)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+    /// How many values, of every probe.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A counter per probe, with the highest value it reached.
+#[derive(Default)]
+pub struct Counts(Mutex<BTreeMap<String, (i64, i64)>>);
+
+impl Counts {
+    pub fn add(&self, probe: &str, delta: i64) {
+        let mut m = self.0.lock().unwrap();
+        let (now, high) = m.entry(probe.to_string()).or_default();
+        *now += delta;
+        *high = (*high).max(*now);
+    }
+    pub fn of(&self, probe: &str) -> i64 {
+        self.0.lock().unwrap().get(probe).map_or(0, |c| c.0)
+    }
+    pub fn high_of(&self, probe: &str) -> i64 {
+        self.0.lock().unwrap().get(probe).map_or(0, |c| c.1)
+    }
+}
 
 /// Everything the scheduler reported.
 #[derive(Default)]
 pub struct Recorder {
-    pub started: Mutex<Vec<(String, Duration, Instant)>>,
-    pub skipped: Mutex<BTreeMap<String, u64>>,
-    pub in_flight: Mutex<BTreeMap<String, i64>>,
-    pub max_in_flight: Mutex<BTreeMap<String, i64>>,
-    pub finished: Mutex<Vec<Finished>>,
-    pub finish_times: Mutex<Vec<(String, Instant)>>,
+    /// Each run's scheduling delay and start.
+    pub started: ByProbe<(Duration, Instant)>,
+    pub skipped: Counts,
+    pub in_flight: Counts,
+    /// Each finished stream: its number and outcome.
+    pub finished: ByProbe<(u32, Result<(), ProbeError>)>,
+    pub finish_times: ByProbe<Instant>,
+    /// The derived values of every finished stream.
+    pub derived: ByProbe<Derived>,
 }
 
 impl Recorder {
@@ -175,203 +233,151 @@ impl Recorder {
         Arc::new(Self::default())
     }
     pub fn skipped_of(&self, name: &str) -> u64 {
-        self.skipped.lock().unwrap().get(name).copied().unwrap_or(0)
+        self.skipped.of(name) as u64
     }
     pub fn in_flight_of(&self, name: &str) -> i64 {
-        self.in_flight
-            .lock()
-            .unwrap()
-            .get(name)
-            .copied()
-            .unwrap_or(0)
+        self.in_flight.of(name)
     }
     pub fn max_in_flight_of(&self, name: &str) -> i64 {
-        self.max_in_flight
-            .lock()
-            .unwrap()
-            .get(name)
-            .copied()
-            .unwrap_or(0)
+        self.in_flight.high_of(name)
     }
     pub fn finished_of(&self, name: &str) -> Vec<(u32, Result<(), ProbeError>)> {
-        self.finished
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _, _)| n == name)
-            .map(|(_, s, r)| (*s, r.clone()))
-            .collect()
+        self.finished.of(name)
     }
     pub fn finish_times_of(&self, name: &str) -> Vec<Instant> {
-        self.finish_times
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, t)| *t)
-            .collect()
+        self.finish_times.of(name)
+    }
+    pub fn derived_of(&self, name: &str) -> Vec<Derived> {
+        self.derived.of(name)
     }
     pub fn starts_of(&self, name: &str) -> Vec<(Duration, Instant)> {
-        self.started
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _, _)| n == name)
-            .map(|(_, d, t)| (*d, *t))
-            .collect()
+        self.started.of(name)
     }
 }
 
 impl SchedulerEvents for Recorder {
     fn run_started(&self, probe: &ProbeSpec, delay: Duration) {
-        self.started
-            .lock()
-            .unwrap()
-            .push((probe.name.clone(), delay, Instant::now()));
+        self.started.push(&probe.name, (delay, Instant::now()));
     }
     fn skipped(&self, probe: &ProbeSpec) {
-        *self
-            .skipped
-            .lock()
-            .unwrap()
-            .entry(probe.name.clone())
-            .or_default() += 1;
+        self.skipped.add(&probe.name, 1);
     }
     fn in_flight(&self, probe: &ProbeSpec, delta: i64) {
-        let mut m = self.in_flight.lock().unwrap();
-        let v = m.entry(probe.name.clone()).or_default();
-        *v += delta;
-        let now = *v;
-        let mut mx = self.max_in_flight.lock().unwrap();
-        let e = mx.entry(probe.name.clone()).or_default();
-        *e = (*e).max(now);
+        self.in_flight.add(&probe.name, delta);
     }
     fn stream_finished(&self, probe: &ProbeSpec, stream: u32, result: &StreamResult) {
-        self.finished
-            .lock()
-            .unwrap()
-            .push((probe.name.clone(), stream, result.outcome.clone()));
-        self.finish_times
-            .lock()
-            .unwrap()
-            .push((probe.name.clone(), Instant::now()));
+        let name = &probe.name;
+        self.finished.push(name, (stream, result.outcome.clone()));
+        self.finish_times.push(name, Instant::now());
+        self.derived.push(name, result.derived.clone());
     }
 }
 
-/// A backend over the fakes: records reload gauges and the shutdown flush.
-pub struct FakeBackend {
-    pub runner: Arc<FakeRunner>,
+/// What `serve` asked of the production backend, shared between the backend `serve` owns and
+/// the test: every scheduler event, each reload outcome in order, the `Accept` header of each
+/// `/metrics`, whether the shutdown flush ran. `/metrics` shows only the last reload and
+/// nothing of the flush, so the tests look here; what happens is all the real backend's.
+#[derive(Clone, Default)]
+pub struct Watch {
     pub events: Arc<Recorder>,
     pub reloads: Arc<Mutex<Vec<bool>>>,
+    pub accepts: Arc<Mutex<Vec<Option<String>>>>,
     pub flushed: Arc<Mutex<bool>>,
+    refusal: Arc<Mutex<Option<AudioError>>>,
 }
 
-impl FakeBackend {
-    pub fn new() -> Self {
-        FakeBackend {
-            runner: FakeRunner::new(),
-            events: Recorder::new(),
-            reloads: Arc::new(Mutex::new(Vec::new())),
-            flushed: Arc::new(Mutex::new(false)),
+impl Watch {
+    pub fn new() -> Watch {
+        Watch::default()
+    }
+
+    /// `serve`'s backend factory: a [`ProbeBackend`] watched by this.
+    pub fn factory(&self) -> impl MakeBackend<Watched> + use<> {
+        let watch = self.clone();
+        move |config: &Config| {
+            Ok(Watched {
+                inner: ProbeBackend::new(config)?,
+                watch,
+            })
         }
     }
 
-    /// A second handle on the same recorders, for the test to keep after `serve` owns one.
-    pub fn handle(&self) -> FakeBackend {
-        FakeBackend {
-            runner: self.runner.clone(),
-            events: self.events.clone(),
-            reloads: self.reloads.clone(),
-            flushed: self.flushed.clone(),
-        }
+    /// Until a run of `probe` has started, at most `within`; whether one did.
+    pub async fn run_started(&self, probe: &str, within: Duration) -> bool {
+        wait_until(within, || !self.events.starts_of(probe).is_empty()).await
+    }
+
+    /// The next `prepare` refuses the config with `error`, as the real backend does when a
+    /// probe's audio stopped decoding between loading and preparing: a race between two
+    /// reads of one file that a test cannot time, so it is set here.
+    pub fn refuse_next_prepare(&self, error: AudioError) {
+        *self.refusal.lock().unwrap() = Some(error);
     }
 }
 
-impl Backend for FakeBackend {
-    fn prepare(&self, config: &Config) -> Result<Arc<dyn Runner>, String> {
-        if let Some(p) = config
-            .probes
-            .iter()
-            .find(|p| p.labels.contains_key("fake.bad_audio"))
-        {
-            return Err(format!("probes[{}].audio: cannot decode", p.name));
+/// The production backend, watched (see [`Watch`]).
+pub struct Watched {
+    inner: ProbeBackend,
+    watch: Watch,
+}
+
+/// Scheduler events to the real backend's metrics and to the test's recorder.
+struct Both(Arc<dyn SchedulerEvents>, Arc<Recorder>);
+
+impl SchedulerEvents for Both {
+    fn run_started(&self, probe: &ProbeSpec, delay: Duration) {
+        self.0.run_started(probe, delay);
+        self.1.run_started(probe, delay);
+    }
+    fn skipped(&self, probe: &ProbeSpec) {
+        self.0.skipped(probe);
+        self.1.skipped(probe);
+    }
+    fn in_flight(&self, probe: &ProbeSpec, delta: i64) {
+        self.0.in_flight(probe, delta);
+        self.1.in_flight(probe, delta);
+    }
+    fn stream_finished(&self, probe: &ProbeSpec, stream: u32, result: &StreamResult) {
+        self.0.stream_finished(probe, stream, result);
+        self.1.stream_finished(probe, stream, result);
+    }
+}
+
+impl Backend for Watched {
+    fn prepare(&self, config: &Config) -> Result<Arc<dyn Runner>, BackendError> {
+        if let Some(source) = self.watch.refusal.lock().unwrap().take() {
+            let probe = config.probes[0].name.clone();
+            return Err(BackendError::Audio {
+                index: 0,
+                probe,
+                source,
+            });
         }
-        Ok(self.runner.clone())
+        self.inner.prepare(config)
     }
     fn events(&self) -> Arc<dyn SchedulerEvents> {
-        self.events.clone()
+        Arc::new(Both(self.inner.events(), self.watch.events.clone()))
     }
     fn render_metrics(&self, accept: Option<&str>) -> (&'static str, Vec<u8>) {
-        let n = self.events.finished.lock().unwrap().len();
-        (
-            "text/plain; version=0.0.4; charset=utf-8",
-            format!(
-                "# fake\nfake_streams_total {n}\n# accept {}\n",
-                accept.unwrap_or("-")
-            )
-            .into_bytes(),
-        )
+        self.watch
+            .accepts
+            .lock()
+            .unwrap()
+            .push(accept.map(str::to_string));
+        self.inner.render_metrics(accept)
     }
-    fn config_reloaded(&self, success: bool, _unix_seconds: f64) {
-        self.reloads.lock().unwrap().push(success);
+    fn config_reloaded(&self, success: bool, unix_seconds: f64) {
+        self.watch.reloads.lock().unwrap().push(success);
+        self.inner.config_reloaded(success, unix_seconds);
     }
-    fn shutdown(&self, _timeout: Duration) -> BoxFuture<()> {
-        let f = self.flushed.clone();
+    fn shutdown(&self, timeout: Duration) -> BoxFuture<()> {
+        let flush = self.inner.shutdown(timeout);
+        let flushed = self.watch.flushed.clone();
         Box::pin(async move {
-            *f.lock().unwrap() = true;
+            flush.await;
+            *flushed.lock().unwrap() = true;
         })
     }
-}
-
-/// A tiny line format for test config files, standing in for `config::load`:
-/// `probe NAME INTERVAL_MS [key=value ...]` (keys become labels; `concurrency=N` and
-/// `timeout_ms=N` set those fields), `token VALUE` puts a bearer token and an `X-Api-Key`
-/// header on every probe, `invalid` fails with a line-numbered message.
-pub fn load_test_config(path: &Path) -> Result<Config, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut probes = Vec::new();
-    let mut token = None;
-    for (i, line) in text.lines().enumerate() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            [] => {}
-            ["probe", name, ms, rest @ ..] => {
-                let ms: u64 = ms
-                    .parse()
-                    .map_err(|_| format!("line {}: bad interval", i + 1))?;
-                let mut s = spec(name, Duration::from_millis(ms));
-                for kv in rest {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    match k {
-                        "concurrency" => s.concurrency = v.parse().unwrap_or(1),
-                        "timeout_ms" => s.timeout = Duration::from_millis(v.parse().unwrap_or(ms)),
-                        _ => s = with_label(s, k, v),
-                    }
-                }
-                probes.push(s);
-            }
-            ["token", value] => token = Some(value.to_string()),
-            ["invalid", ..] => {
-                return Err(format!(
-                    "{}: probes[0].interval: invalid duration at line {} column 1",
-                    path.display(),
-                    i + 1
-                ));
-            }
-            _ => return Err(format!("line {}: unknown statement", i + 1)),
-        }
-    }
-    if let Some(t) = token {
-        for p in &mut probes {
-            p.bearer = Some(BearerToken {
-                source: SecretSource::Env("RTPROBE_TEST_TOKEN".into()),
-                token: Secret::new(t.as_str()),
-            });
-            p.headers
-                .push(("X-Api-Key".into(), Secret::new(t.as_str())));
-        }
-    }
-    Ok(config(probes))
 }
 
 /// A response read by [`http`].
@@ -416,18 +422,21 @@ pub async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// `serve` as production runs it on the config file at `path`: the real config loader and the
-/// real probe backend; no file watching (a test reloads when it means to).
-pub async fn start_production(path: &Path) -> rtprobe::serve::Serve {
-    let mut args = rtprobe::serve::ServeArgs::new(path);
+/// Writes `text` as the config file `rtprobe.yaml` in `dir`; returns its path.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("rtprobe.yaml");
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    path
+}
+
+/// `serve` as production runs it on the config `text` (written by [`write_config`]): the real
+/// config loader and the real probe backend; no file watching (a test reloads when it means to).
+pub async fn start_production(dir: &Path, text: &str) -> rtprobe::serve::Serve {
+    let mut args = rtprobe::serve::ServeArgs::new(write_config(dir, text));
     args.no_watch = true;
-    rtprobe::serve::Serve::start(
-        args,
-        |p: &Path| rtprobe::config::load(p).map_err(|e| e.to_string()),
-        rtprobe::serve::backend::ProbeBackend::new,
-    )
-    .await
-    .expect("serve starts")
+    rtprobe::serve::Serve::start(args, rtprobe::config::load, ProbeBackend::new)
+        .await
+        .expect("serve starts")
 }
 
 /// Polls `/metrics` on `addr` every 250 ms until `ready` holds for the body, and returns that
@@ -447,4 +456,53 @@ pub async fn metrics_when(
         assert!(Instant::now() < deadline, "no {what}:\n{body}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The simulator with `fault`, at a pace that keeps a burst-paced run to a fraction of a
+/// second (a short first-text delay and token interval).
+pub async fn quick_sim(fault: rtprobe::simulate::Fault) -> rtprobe::simulate::SimHandle {
+    super::sim::start(rtprobe::simulate::SimConfig {
+        first_text_delay: Duration::from_millis(20),
+        token_interval: Duration::from_millis(10),
+        tail_delay: Duration::from_millis(10),
+        fault,
+        ..Default::default()
+    })
+    .await
+}
+
+/// [`config_text`] for probes of the simulator's model on `sim`.
+pub fn sim_config(sim: &rtprobe::simulate::SimHandle, probes: &[&str]) -> String {
+    config_text(&target(sim), "demo-realtime", probes)
+}
+
+/// [`probe_entry`] for a probe of the simulator's model on `sim`.
+pub fn sim_entry(sim: &rtprobe::simulate::SimHandle, fields: &str) -> String {
+    probe_entry(&target(sim), "demo-realtime", fields)
+}
+
+/// The target URL of `sim`, as a config names it.
+pub fn target(sim: &rtprobe::simulate::SimHandle) -> String {
+    format!("http://{}", sim.addr())
+}
+
+/// `serve` on the config `text` (written to `rtprobe.yaml` in `dir`) with the real loader and
+/// the watched production backend; no file watching (a test reloads when it means to).
+pub async fn start_watched(dir: &Path, text: &str) -> (rtprobe::serve::Serve, Watch) {
+    start_watched_with(dir, text, rtprobe::config::load).await
+}
+
+/// As [`start_watched`], with `loader` for the config.
+pub async fn start_watched_with(
+    dir: &Path,
+    text: &str,
+    loader: impl LoadConfig,
+) -> (rtprobe::serve::Serve, Watch) {
+    let mut args = rtprobe::serve::ServeArgs::new(write_config(dir, text));
+    args.no_watch = true;
+    let watch = Watch::new();
+    let serve = rtprobe::serve::Serve::start(args, loader, watch.factory())
+        .await
+        .expect("serve starts");
+    (serve, watch)
 }

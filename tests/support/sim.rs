@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
-use rtprobe::simulate::{SimConfig, SimHandle, Simulator};
+use rtprobe::simulate::{SessionRecord, SimConfig, SimHandle, Simulator};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,6 +22,40 @@ pub async fn start(cfg: SimConfig) -> SimHandle {
         .await
         .expect("bind")
         .spawn()
+}
+
+/// The record of the first connection `sim` upgraded to a session.
+pub fn session_record(sim: &SimHandle) -> SessionRecord {
+    upgraded(sim.records())
+}
+
+/// As [`session_record`], taking every record out (the next run's session is then the first).
+pub fn take_session_record(sim: &SimHandle) -> SessionRecord {
+    upgraded(sim.take_records())
+}
+
+/// How many pongs the client sent in a session.
+pub fn pongs(rec: &SessionRecord) -> usize {
+    rec.client_frames
+        .iter()
+        .filter(|f| f.kind == rtprobe::simulate::ClientFrameKind::Pong)
+        .count()
+}
+
+fn upgraded(records: Vec<SessionRecord>) -> SessionRecord {
+    records
+        .into_iter()
+        .find(|r| r.status == Some(101))
+        .expect("a connection upgraded to a session")
+}
+
+/// The default simulator but a word every 40 ms, so a real-time run ends soon after its clip.
+pub async fn start_brisk() -> SimHandle {
+    start(SimConfig {
+        token_interval: Duration::from_millis(40),
+        ..SimConfig::default()
+    })
+    .await
 }
 
 /// `{"type":"input_audio_buffer.append"}` with `samples` PCM16 zeros.
@@ -55,10 +89,16 @@ impl Client {
         Self::connect_url(&format!("ws://{addr}/v1/realtime")).await
     }
 
-    /// The opening of most session tests: connect, read `session.created`, send `session.update`.
-    pub async fn ready(addr: SocketAddr) -> Client {
+    /// Connect and read `session.created`.
+    pub async fn greeted(addr: SocketAddr) -> Client {
         let mut c = Self::connect(addr).await;
         c.hello().await;
+        c
+    }
+
+    /// The opening of most session tests: connect, read `session.created`, send `session.update`.
+    pub async fn ready(addr: SocketAddr) -> Client {
+        let mut c = Self::greeted(addr).await;
         c.send(UPDATE).await;
         c
     }
@@ -78,6 +118,21 @@ impl Client {
             .await
             .expect("send");
         Instant::now()
+    }
+
+    /// Send each of `frames` in order.
+    pub async fn send_all(&mut self, frames: &[&str]) {
+        for f in frames {
+            self.send(f).await;
+        }
+    }
+
+    /// The next frame is a close with `code`.
+    pub async fn expect_close(&mut self, code: u16) {
+        match self.next(WAIT).await {
+            Got::Close(_, got) => assert_eq!(got, Some(code)),
+            other => panic!("expected close {code}, got {other:?}"),
+        }
     }
 
     /// The next frame other than ping/pong (which tungstenite answers by itself).
@@ -183,6 +238,12 @@ impl Client {
             }
         }
     }
+}
+
+/// A client's close, then the simulator's shutdown: the end of most session tests.
+pub async fn finish(c: Client, sim: SimHandle) {
+    c.close().await;
+    sim.shutdown().await;
 }
 
 /// Was the connection dropped without a close frame?

@@ -250,6 +250,11 @@ pub fn settings(endpoint: String, protocol: OtlpProtocol, interval: Duration) ->
     }
 }
 
+/// The metrics pipeline with the test buckets, pushing to `endpoint` every `interval`.
+pub fn telemetry_to(endpoint: String, protocol: OtlpProtocol, interval: Duration) -> Telemetry {
+    Telemetry::new(&buckets(), Some(&settings(endpoint, protocol, interval))).unwrap()
+}
+
 pub fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
     attrs
         .iter()
@@ -382,12 +387,7 @@ pub async fn export_once_over_tls(
         OtlpProtocol::Grpc => grpc_receiver(true).await,
         OtlpProtocol::HttpProtobuf => http_receiver(true).await,
     };
-    let interval = Duration::from_secs(3600);
-    let t = Telemetry::new(
-        &buckets(),
-        Some(&settings(endpoint.clone(), protocol, interval)),
-    )
-    .unwrap();
+    let t = telemetry_to(endpoint.clone(), protocol, Duration::from_secs(3600));
     record(&t);
     let recorder = t.recorder();
     t.shutdown(grace).await;
