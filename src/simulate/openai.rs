@@ -17,16 +17,16 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Mutex, mpsc};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::config::{Fault, SimConfig};
+use super::connection::{Dialect, delay_hello, serve};
 use super::generation::{AbortOnDrop, Control, Generation, Item};
 use super::record::{
     ClientFrame, ClientFrameKind, Emission, EmitKind, RecordHandle, UtteranceRecord,
 };
 use super::schedule::{SplitMix64, utterance_seed};
-use super::session::{SessionCtx, decode_audio, shutdown_requested, tick};
-use super::wire::{Sink, Wire, close_and_linger, send, send_text};
+use super::session::{SessionCtx, decode_audio};
+use super::wire::{Sink, Wire, send_text};
 
 /// A sample at or above this magnitude is speech to the simulated VAD.
 pub(crate) const VAD_THRESHOLD: i32 = 500;
@@ -344,10 +344,6 @@ impl<S> Session<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    fn last_utterance(&self) -> u32 {
-        self.utterances.saturating_sub(1)
-    }
-
     async fn emit(&self, text: String, kind: EmitKind) -> Option<Instant> {
         let at = send_text(&self.sink, text).await.ok()?;
         let utterance = self.last_utterance();
@@ -421,6 +417,33 @@ where
         .to_string();
         self.emit(frame, EmitKind::Committed).await;
         self.previous = Some(item.id);
+    }
+}
+
+impl<S> Dialect for Session<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn last_utterance(&self) -> u32 {
+        self.utterances.saturating_sub(1)
+    }
+
+    fn stop(&mut self) {
+        self.generations.clear();
+    }
+
+    async fn on_binary(&mut self) -> bool {
+        let r = (
+            "invalid_payload",
+            "Binary frames are not supported.".to_string(),
+            None,
+        );
+        self.refuse(r, None).await;
+        true
+    }
+
+    fn on_close(&mut self, _at: Instant) {
+        self.generations.clear();
     }
 
     async fn on_text(&mut self, text: &str, at: Instant) {
@@ -578,27 +601,18 @@ pub(crate) async fn run<S>(ws: WebSocketStream<S>, mut ctx: SessionCtx)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let cfg = ctx.cfg.clone();
-    let record = ctx.record.clone();
-    let (sink, mut stream) = ws.split();
+    let (sink, stream) = ws.split();
     let sink: Sink<S> = Arc::new(Mutex::new(sink));
-    let delay = if ctx.fault == Fault::SlowSession {
-        cfg.slow_session_delay
-    } else {
-        cfg.session_created_delay
-    };
-    if !delay.is_zero() {
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown_requested(&mut ctx.shutdown) => return,
-        }
+    if !delay_hello(&mut ctx).await {
+        return;
     }
+    let cfg = ctx.cfg.clone();
     let (queue_tx, queue_rx) = mpsc::unbounded_channel::<Item>();
-    let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<Control>();
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel::<Control>();
     let mut s = Session {
         cfg: cfg.clone(),
         fault: ctx.fault,
-        record: record.clone(),
+        record: ctx.record.clone(),
         sink: sink.clone(),
         realtime_index: ctx.realtime_index,
         open_sessions: ctx.open_sessions.clone(),
@@ -615,81 +629,10 @@ where
     };
     let id = format!("sess_{:016x}", s.ids.next_u64());
     match send_text(&sink, session_json("session.created", &id, &s.settings)).await {
-        Ok(at) => record.update(|r| r.session_created_at = Some(at)),
+        Ok(at) => ctx.record.update(|r| r.session_created_at = Some(at)),
         Err(_) => return,
     }
-    let keepalive = cfg.keepalive.filter(|k| !k.is_zero());
-    let mut pinger = keepalive.map(|k| tokio::time::interval_at((Instant::now() + k).into(), k));
-    let mut awaiting_pong = false;
-    loop {
-        tokio::select! {
-            _ = shutdown_requested(&mut ctx.shutdown) => {
-                s.generations.clear();
-                close_and_linger(&sink, &mut stream, 1012, &record, s.last_utterance()).await;
-                return;
-            }
-            _ = tick(&mut pinger) => {
-                if awaiting_pong {
-                    s.generations.clear();
-                    close_and_linger(&sink, &mut stream, 1011, &record, s.last_utterance()).await;
-                    return;
-                }
-                awaiting_pong = true;
-                if let Ok(at) = send(&sink, Message::Ping(b"rtprobe-sim".as_slice().into())).await {
-                    let utterance = s.last_utterance();
-                    record.update(|r| r.emissions.push(Emission {
-                        utterance, kind: EmitKind::Ping, deadline: None, jitter_ns: 0, at,
-                    }));
-                }
-            }
-            Some(ctl) = ctl_rx.recv() => {
-                s.generations.clear();
-                match ctl {
-                    Control::DropTcp => return,
-                    Control::Close(code) => {
-                        close_and_linger(&sink, &mut stream, code, &record, s.last_utterance()).await;
-                        return;
-                    }
-                }
-            }
-            msg = stream.next() => {
-                let at = Instant::now();
-                let note = |kind: ClientFrameKind| {
-                    record.update(|r| r.client_frames.push(ClientFrame { at, kind }))
-                };
-                match msg {
-                    None => return,
-                    Some(Err(WsError::Capacity(_))) => {
-                        s.generations.clear();
-                        close_and_linger(&sink, &mut stream, 1009, &record, s.last_utterance()).await;
-                        return;
-                    }
-                    Some(Err(WsError::Utf8(_))) => {
-                        s.generations.clear();
-                        close_and_linger(&sink, &mut stream, 1007, &record, s.last_utterance()).await;
-                        return;
-                    }
-                    Some(Err(_)) => return,
-                    Some(Ok(Message::Binary(_))) => {
-                        note(ClientFrameKind::Binary);
-                        let r = ("invalid_payload", "Binary frames are not supported.".to_string(), None);
-                        s.refuse(r, None).await;
-                    }
-                    Some(Ok(Message::Ping(_))) => note(ClientFrameKind::Ping),
-                    Some(Ok(Message::Pong(_))) => {
-                        awaiting_pong = false;
-                        note(ClientFrameKind::Pong);
-                    }
-                    Some(Ok(Message::Close(_))) => {
-                        note(ClientFrameKind::Close);
-                        s.generations.clear();
-                    }
-                    Some(Ok(Message::Frame(_))) => {}
-                    Some(Ok(Message::Text(text))) => s.on_text(text.as_str(), at).await,
-                }
-            }
-        }
-    }
+    serve(sink, stream, ctx, ctl_rx, s).await;
 }
 
 #[cfg(test)]

@@ -16,17 +16,15 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::config::{Fault, SimConfig};
+use super::connection::{Dialect, delay_hello, serve};
 use super::generation::{AbortOnDrop, Control, Generation, Item};
 use super::record::{
     ClientFrame, ClientFrameKind, Emission, EmitKind, RecordHandle, UtteranceRecord,
 };
 use super::schedule::{SplitMix64, utterance_seed};
-use super::wire::{
-    Sink, Wire, close_and_linger, error_json, send, send_text, session_created_json,
-};
+use super::wire::{Sink, Wire, error_json, send_text, session_created_json};
 
 const NOT_VALIDATED: &str =
     "Model not validated. Make sure to validate the model by sending a session.update event.";
@@ -225,188 +223,142 @@ pub(crate) fn interpret(
     }
 }
 
-pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
-    // A dropped sender also means the server is going away.
-    let _ = rx.wait_for(|stop| *stop).await;
+/// The vLLM dialect's state on one connection.
+struct Vllm<S> {
+    cfg: Arc<SimConfig>,
+    fault: Fault,
+    record: RecordHandle,
+    sink: Sink<S>,
+    realtime_index: u64,
+    open_sessions: Arc<std::sync::atomic::AtomicU64>,
+    validated: bool,
+    generation: Option<AbortOnDrop>,
+    utterances: u32,
+    queue_tx: mpsc::UnboundedSender<Item>,
+    queue: Arc<Mutex<mpsc::UnboundedReceiver<Item>>>,
+    ctl_tx: mpsc::UnboundedSender<Control>,
 }
 
-/// Serve one upgraded connection until the client leaves, a fault ends it, or shutdown.
+impl<S> Dialect for Vllm<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn last_utterance(&self) -> u32 {
+        self.utterances.saturating_sub(1)
+    }
+
+    fn stop(&mut self) {
+        drop(self.generation.take());
+    }
+
+    async fn on_binary(&mut self) -> bool {
+        // vLLM's receive loop dies on a binary frame: TCP drops, no close frame.
+        false
+    }
+
+    fn on_close(&mut self, at: Instant) {
+        let _ = self.queue_tx.send(Item::End { at });
+        drop(self.generation.take());
+    }
+
+    async fn on_text(&mut self, text: &str, at: Instant) {
+        let (kind, action) = interpret(text, &mut self.validated, &self.cfg, self.fault);
+        self.record
+            .update(|r| r.client_frames.push(ClientFrame { at, kind }));
+        match action {
+            Action::Nothing => {}
+            Action::Error { message, code } => {
+                if let Ok(t) = send_text(&self.sink, error_json(&message, code)).await {
+                    let utterance = self.last_utterance();
+                    self.record.update(|r| {
+                        r.emissions.push(Emission {
+                            utterance,
+                            kind: EmitKind::Error {
+                                code: code.to_string(),
+                            },
+                            deadline: None,
+                            jitter_ns: 0,
+                            at: t,
+                        })
+                    });
+                }
+            }
+            Action::Audio => {
+                let _ = self.queue_tx.send(Item::Audio { at });
+            }
+            Action::End => {
+                let _ = self.queue_tx.send(Item::End { at });
+            }
+            Action::Start => {
+                let running = self.generation.as_ref().is_some_and(|g| !g.0.is_finished());
+                if !running {
+                    let utterance = self.utterances;
+                    self.utterances += 1;
+                    self.record.update(|r| {
+                        r.utterances.push(UtteranceRecord {
+                            started_at: at,
+                            first_audio_at: None,
+                            end_at: None,
+                            item_id: None,
+                        })
+                    });
+                    let g = Generation {
+                        cfg: self.cfg.clone(),
+                        fault: self.fault,
+                        sink: self.sink.clone(),
+                        queue: self.queue.clone(),
+                        ctl: self.ctl_tx.clone(),
+                        record: self.record.clone(),
+                        utterance,
+                        seed: utterance_seed(self.cfg.seed, self.realtime_index, utterance),
+                        wire: Wire::Vllm,
+                        open_sessions: self.open_sessions.clone(),
+                    };
+                    self.generation = Some(AbortOnDrop(tokio::spawn(g.run())));
+                }
+            }
+        }
+    }
+}
+
+/// Serve one upgraded connection in the vLLM dialect.
 pub(crate) async fn run<S>(ws: WebSocketStream<S>, mut ctx: SessionCtx)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let cfg = ctx.cfg.clone();
-    let record = ctx.record.clone();
-    let (sink, mut stream) = ws.split();
+    let (sink, stream) = ws.split();
     let sink: Sink<S> = Arc::new(Mutex::new(sink));
-
-    let delay = if ctx.fault == Fault::SlowSession {
-        cfg.slow_session_delay
-    } else {
-        cfg.session_created_delay
-    };
-    if !delay.is_zero() {
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown_requested(&mut ctx.shutdown) => return,
-        }
+    if !delay_hello(&mut ctx).await {
+        return;
     }
-    let mut ids = SplitMix64::new(utterance_seed(cfg.seed, ctx.realtime_index, u32::MAX));
+    let mut ids = SplitMix64::new(utterance_seed(ctx.cfg.seed, ctx.realtime_index, u32::MAX));
     let id = format!("sess-{:016x}", ids.next_u64());
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let hello = session_created_json(&id, created);
     match send_text(&sink, hello).await {
-        Ok(at) => record.update(|r| r.session_created_at = Some(at)),
+        Ok(at) => ctx.record.update(|r| r.session_created_at = Some(at)),
         Err(_) => return,
     }
 
     let (queue_tx, queue_rx) = mpsc::unbounded_channel::<Item>();
-    let queue = Arc::new(Mutex::new(queue_rx));
-    let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<Control>();
-    let mut validated = false;
-    let mut generation: Option<AbortOnDrop> = None;
-    let mut utterances: u32 = 0;
-    let last_utterance = |n: u32| n.saturating_sub(1);
-    let keepalive = cfg.keepalive.filter(|k| !k.is_zero());
-    let mut pinger = keepalive.map(|k| tokio::time::interval_at((Instant::now() + k).into(), k));
-    let mut awaiting_pong = false;
-
-    loop {
-        tokio::select! {
-            _ = shutdown_requested(&mut ctx.shutdown) => {
-                drop(generation.take());
-                // vLLM (uvicorn) closes with 1012 when the server shuts down.
-                close_and_linger(&sink, &mut stream, 1012, &record, last_utterance(utterances)).await;
-                return;
-            }
-            _ = tick(&mut pinger) => {
-                if awaiting_pong {
-                    // uvicorn: "keepalive ping timeout".
-                    drop(generation.take());
-                    close_and_linger(&sink, &mut stream, 1011, &record, last_utterance(utterances)).await;
-                    return;
-                }
-                awaiting_pong = true;
-                if let Ok(at) = send(&sink, Message::Ping(b"rtprobe-sim".as_slice().into())).await {
-                    record.update(|r| r.emissions.push(Emission {
-                        utterance: last_utterance(utterances),
-                        kind: EmitKind::Ping,
-                        deadline: None,
-                        jitter_ns: 0,
-                        at,
-                    }));
-                }
-            }
-            Some(ctl) = ctl_rx.recv() => {
-                drop(generation.take());
-                match ctl {
-                    Control::DropTcp => return,
-                    Control::Close(code) => {
-                        close_and_linger(&sink, &mut stream, code, &record, last_utterance(utterances)).await;
-                        return;
-                    }
-                }
-            }
-            msg = stream.next() => {
-                let at = Instant::now();
-                let note = |kind: ClientFrameKind| {
-                    record.update(|r| r.client_frames.push(ClientFrame { at, kind }))
-                };
-                match msg {
-                    None => return,
-                    Some(Err(WsError::Capacity(_))) => {
-                        drop(generation.take());
-                        close_and_linger(&sink, &mut stream, 1009, &record, last_utterance(utterances)).await;
-                        return;
-                    }
-                    Some(Err(WsError::Utf8(_))) => {
-                        drop(generation.take());
-                        close_and_linger(&sink, &mut stream, 1007, &record, last_utterance(utterances)).await;
-                        return;
-                    }
-                    Some(Err(_)) => return,
-                    Some(Ok(Message::Binary(_))) => {
-                        // vLLM's receive loop dies on a binary frame: TCP drops, no close frame.
-                        note(ClientFrameKind::Binary);
-                        return;
-                    }
-                    Some(Ok(Message::Ping(_))) => note(ClientFrameKind::Ping),
-                    Some(Ok(Message::Pong(_))) => {
-                        awaiting_pong = false;
-                        note(ClientFrameKind::Pong);
-                    }
-                    Some(Ok(Message::Close(_))) => {
-                        // The reply close is queued by tungstenite and flushed by the next read.
-                        note(ClientFrameKind::Close);
-                        let _ = queue_tx.send(Item::End { at });
-                        drop(generation.take());
-                    }
-                    Some(Ok(Message::Frame(_))) => {}
-                    Some(Ok(Message::Text(text))) => {
-                        let (kind, action) = interpret(text.as_str(), &mut validated, &cfg, ctx.fault);
-                        note(kind);
-                        match action {
-                            Action::Nothing => {}
-                            Action::Error { message, code } => {
-                                if let Ok(t) = send_text(&sink, error_json(&message, code)).await {
-                                    record.update(|r| r.emissions.push(Emission {
-                                        utterance: last_utterance(utterances),
-                                        kind: EmitKind::Error { code: code.to_string() },
-                                        deadline: None,
-                                        jitter_ns: 0,
-                                        at: t,
-                                    }));
-                                }
-                            }
-                            Action::Audio => {
-                                let _ = queue_tx.send(Item::Audio { at });
-                            }
-                            Action::End => {
-                                let _ = queue_tx.send(Item::End { at });
-                            }
-                            Action::Start => {
-                                let running = generation.as_ref().is_some_and(|g| !g.0.is_finished());
-                                if !running {
-                                    let utterance = utterances;
-                                    utterances += 1;
-                                    record.update(|r| r.utterances.push(UtteranceRecord {
-                                        started_at: at,
-                                        first_audio_at: None,
-                                        end_at: None,
-                                        item_id: None,
-                                    }));
-                                    let g = Generation {
-                                        cfg: cfg.clone(),
-                                        fault: ctx.fault,
-                                        sink: sink.clone(),
-                                        queue: queue.clone(),
-                                        ctl: ctl_tx.clone(),
-                                        record: record.clone(),
-                                        utterance,
-                                        seed: utterance_seed(cfg.seed, ctx.realtime_index, utterance),
-                                        wire: Wire::Vllm,
-                                        open_sessions: ctx.open_sessions.clone(),
-                                    };
-                                    generation = Some(AbortOnDrop(tokio::spawn(g.run())));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-pub(crate) async fn tick(pinger: &mut Option<tokio::time::Interval>) {
-    match pinger {
-        Some(p) => {
-            p.tick().await;
-        }
-        None => std::future::pending().await,
-    }
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel::<Control>();
+    let vllm = Vllm {
+        cfg: ctx.cfg.clone(),
+        fault: ctx.fault,
+        record: ctx.record.clone(),
+        sink: sink.clone(),
+        realtime_index: ctx.realtime_index,
+        open_sessions: ctx.open_sessions.clone(),
+        validated: false,
+        generation: None,
+        utterances: 0,
+        queue_tx,
+        queue: Arc::new(Mutex::new(queue_rx)),
+        ctl_tx,
+    };
+    serve(sink, stream, ctx, ctl_rx, vllm).await;
 }
 
 #[cfg(test)]
