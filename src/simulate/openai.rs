@@ -8,25 +8,19 @@
 //! (`generation::Generation` with `wire::Wire::OpenAi`), so injected values and faults are shared.
 //! Items are transcribed serially (SGLang's and Dynamo's order).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Mutex, mpsc};
 use tokio_tungstenite::WebSocketStream;
 
 use super::config::{Fault, SimConfig};
-use super::connection::{Dialect, delay_hello, serve};
-use super::generation::{AbortOnDrop, Control, Generation, Item};
-use super::record::{
-    ClientFrame, ClientFrameKind, Emission, EmitKind, RecordHandle, UtteranceRecord,
-};
+use super::connection::{Connection, Dialect, Io, serve};
+use super::generation::{AbortOnDrop, Item};
+use super::record::{ClientFrame, ClientFrameKind, EmitKind};
 use super::schedule::{SplitMix64, utterance_seed};
 use super::session::{SessionCtx, decode_audio};
-use super::wire::{Sink, Wire, send_text};
+use super::wire::{Wire, send_text};
 
 /// A sample at or above this magnitude is speech to the simulated VAD.
 pub(crate) const VAD_THRESHOLD: i32 = 500;
@@ -321,81 +315,31 @@ fn ms(samples: u64, rate: u32) -> u64 {
 }
 
 struct Session<S> {
-    cfg: Arc<SimConfig>,
-    fault: Fault,
-    record: RecordHandle,
-    sink: Sink<S>,
-    realtime_index: u64,
-    /// Realtime sessions open now (the simulator's load knob reads it).
-    open_sessions: Arc<std::sync::atomic::AtomicU64>,
+    conn: Connection<S>,
     intent_transcription: bool,
     settings: Settings,
     ids: SplitMix64,
     item: Option<OpenItem>,
     previous: Option<String>,
-    utterances: u32,
-    queue_tx: mpsc::UnboundedSender<Item>,
-    queue: Arc<Mutex<mpsc::UnboundedReceiver<Item>>>,
-    ctl_tx: mpsc::UnboundedSender<Control>,
     generations: Vec<AbortOnDrop>,
 }
 
-impl<S> Session<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    async fn emit(&self, text: String, kind: EmitKind) -> Option<Instant> {
-        let at = send_text(&self.sink, text).await.ok()?;
-        let utterance = self.last_utterance();
-        self.record.update(|r| {
-            r.emissions.push(Emission {
-                utterance,
-                kind,
-                deadline: None,
-                jitter_ns: 0,
-                at,
-            })
-        });
-        Some(at)
-    }
-
+impl<S: Io> Session<S> {
     async fn refuse(&self, (code, message, param): Refusal, client_event_id: Option<&str>) {
         let frame = error_json(code, &message, param, client_event_id);
         let kind = EmitKind::Error {
             code: code.to_string(),
         };
-        self.emit(frame, kind).await;
+        self.conn.emit(frame, kind).await;
     }
 
     /// Open an item at the first append after the previous commit and start its generation.
     fn open_item(&mut self, at: Instant) {
         let id = format!("item_{:016x}", self.ids.next_u64());
-        let utterance = self.utterances;
-        self.utterances += 1;
-        let item_id = id.clone();
-        self.record.update(|r| {
-            r.utterances.push(UtteranceRecord {
-                started_at: at,
-                first_audio_at: None,
-                end_at: None,
-                item_id: Some(item_id),
-            })
-        });
-        let g = Generation {
-            cfg: self.cfg.clone(),
-            fault: self.fault,
-            sink: self.sink.clone(),
-            queue: self.queue.clone(),
-            ctl: self.ctl_tx.clone(),
-            record: self.record.clone(),
-            utterance,
-            seed: utterance_seed(self.cfg.seed, self.realtime_index, utterance),
-            wire: Wire::OpenAi {
-                item_id: id.clone(),
-            },
-            open_sessions: self.open_sessions.clone(),
+        let wire = Wire::OpenAi {
+            item_id: id.clone(),
         };
-        self.generations.push(AbortOnDrop(tokio::spawn(g.run())));
+        self.generations.push(self.conn.start_generation(at, wire));
         self.item = Some(OpenItem {
             id,
             samples: 0,
@@ -407,7 +351,7 @@ where
     /// generation counts the end of audio from.
     async fn commit(&mut self, end: Instant) {
         let Some(item) = self.item.take() else { return };
-        let _ = self.queue_tx.send(Item::End { at: end });
+        let _ = self.conn.queue_tx.send(Item::End { at: end });
         let frame = json!({
             "type": "input_audio_buffer.committed",
             "event_id": event_id(),
@@ -415,21 +359,20 @@ where
             "item_id": item.id,
         })
         .to_string();
-        self.emit(frame, EmitKind::Committed).await;
+        self.conn.emit(frame, EmitKind::Committed).await;
         self.previous = Some(item.id);
     }
 }
 
-impl<S> Dialect for Session<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    fn last_utterance(&self) -> u32 {
-        self.utterances.saturating_sub(1)
-    }
-
+impl<S: Io> Dialect for Session<S> {
     fn stop(&mut self) {
         self.generations.clear();
+    }
+
+    type Io = S;
+
+    fn conn(&self) -> &Connection<S> {
+        &self.conn
     }
 
     async fn on_binary(&mut self) -> bool {
@@ -448,7 +391,8 @@ where
 
     async fn on_text(&mut self, text: &str, at: Instant) {
         let note = |kind: ClientFrameKind| {
-            self.record
+            self.conn
+                .record
                 .update(|r| r.client_frames.push(ClientFrame { at, kind }))
         };
         let Ok(value) = serde_json::from_str::<Value>(text) else {
@@ -476,15 +420,15 @@ where
                 match validate_update(
                     &event,
                     &self.settings,
-                    &self.cfg,
+                    &self.conn.cfg,
                     self.intent_transcription,
-                    self.fault,
+                    self.conn.fault,
                 ) {
                     Ok(next) => {
                         self.settings = next;
-                        let id = format!("sess_{:016x}", self.realtime_index);
+                        let id = format!("sess_{:016x}", self.conn.realtime_index);
                         let frame = session_json("session.updated", &id, &self.settings);
-                        self.emit(frame, EmitKind::SessionUpdated).await;
+                        self.conn.emit(frame, EmitKind::SessionUpdated).await;
                     }
                     Err(r) => self.refuse(r, client_id).await,
                 }
@@ -509,7 +453,7 @@ where
                 if self.item.is_none() {
                     self.open_item(at);
                 }
-                let _ = self.queue_tx.send(Item::Audio { at });
+                let _ = self.conn.queue_tx.send(Item::Audio { at });
                 let rate = self.settings.rate;
                 let Some(item) = self.item.as_mut() else {
                     return;
@@ -534,7 +478,7 @@ where
                                 "item_id": id,
                             })
                             .to_string();
-                            self.emit(frame, EmitKind::SpeechStarted).await;
+                            self.conn.emit(frame, EmitKind::SpeechStarted).await;
                         }
                         VadEvent::Stopped(s) => {
                             let frame = json!({
@@ -545,6 +489,7 @@ where
                             })
                             .to_string();
                             let end = self
+                                .conn
                                 .emit(frame, EmitKind::SpeechStopped)
                                 .await
                                 .unwrap_or(at);
@@ -581,7 +526,7 @@ where
                 }
                 let frame = json!({"type": "input_audio_buffer.cleared", "event_id": event_id()})
                     .to_string();
-                let _ = send_text(&self.sink, frame).await;
+                let _ = send_text(&self.conn.sink, frame).await;
             }
             other => {
                 note(ClientFrameKind::Unknown(other.map(str::to_owned)));
@@ -597,42 +542,28 @@ where
 }
 
 /// Serve one upgraded connection in the OpenAI dialect.
-pub(crate) async fn run<S>(ws: WebSocketStream<S>, mut ctx: SessionCtx)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sink, stream) = ws.split();
-    let sink: Sink<S> = Arc::new(Mutex::new(sink));
-    if !delay_hello(&mut ctx).await {
+pub(crate) async fn run<S: Io>(ws: WebSocketStream<S>, mut ctx: SessionCtx) {
+    let Some((conn, stream, ctl_rx)) = Connection::open(ws, &mut ctx).await else {
         return;
-    }
-    let cfg = ctx.cfg.clone();
-    let (queue_tx, queue_rx) = mpsc::unbounded_channel::<Item>();
-    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel::<Control>();
+    };
     let mut s = Session {
-        cfg: cfg.clone(),
-        fault: ctx.fault,
-        record: ctx.record.clone(),
-        sink: sink.clone(),
-        realtime_index: ctx.realtime_index,
-        open_sessions: ctx.open_sessions.clone(),
+        conn,
         intent_transcription: ctx.intent_transcription,
         settings: Settings::default(),
-        ids: SplitMix64::new(utterance_seed(cfg.seed, ctx.realtime_index, u32::MAX)),
+        ids: SplitMix64::new(utterance_seed(ctx.cfg.seed, ctx.realtime_index, u32::MAX)),
         item: None,
         previous: None,
-        utterances: 0,
-        queue_tx,
-        queue: Arc::new(Mutex::new(queue_rx)),
-        ctl_tx,
         generations: Vec::new(),
     };
     let id = format!("sess_{:016x}", s.ids.next_u64());
-    match send_text(&sink, session_json("session.created", &id, &s.settings)).await {
-        Ok(at) => ctx.record.update(|r| r.session_created_at = Some(at)),
-        Err(_) => return,
+    if !s
+        .conn
+        .hello(session_json("session.created", &id, &s.settings))
+        .await
+    {
+        return;
     }
-    serve(sink, stream, ctx, ctl_rx, s).await;
+    serve(stream, ctx, ctl_rx, s).await;
 }
 
 #[cfg(test)]

@@ -3,28 +3,25 @@
 //! semantics, at most one generation, the drain after `done`, exact error codes and messages.
 //! The generation runs as its own task so its emissions keep their deadlines while client
 //! events are handled; both write through one shared sink. This file is the interpretation:
-//! client frames → `Action`s (pure, `interpret`) and the connection loop that acts on them;
-//! the event JSON and the sink are `wire.rs`, the timed token task `generation.rs`.
+//! client frames → `Action`s (pure, `interpret`) and the vLLM `Dialect` that acts on them; the
+//! connection loop both dialects share is `connection.rs`, the event JSON and the sink
+//! `wire.rs`, the timed token task `generation.rs`.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use futures_util::StreamExt;
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
 
 use super::config::{Fault, SimConfig};
-use super::connection::{Dialect, delay_hello, serve};
-use super::generation::{AbortOnDrop, Control, Generation, Item};
-use super::record::{
-    ClientFrame, ClientFrameKind, Emission, EmitKind, RecordHandle, UtteranceRecord,
-};
+use super::connection::{Connection, Dialect, Io, serve};
+use super::generation::{AbortOnDrop, Item};
+use super::record::{ClientFrame, ClientFrameKind, EmitKind, RecordHandle};
 use super::schedule::{SplitMix64, utterance_seed};
-use super::wire::{Sink, Wire, error_json, send_text, session_created_json};
+use super::wire::{Wire, error_json, session_created_json};
 
 const NOT_VALIDATED: &str =
     "Model not validated. Make sure to validate the model by sending a session.update event.";
@@ -225,30 +222,20 @@ pub(crate) fn interpret(
 
 /// The vLLM dialect's state on one connection.
 struct Vllm<S> {
-    cfg: Arc<SimConfig>,
-    fault: Fault,
-    record: RecordHandle,
-    sink: Sink<S>,
-    realtime_index: u64,
-    open_sessions: Arc<std::sync::atomic::AtomicU64>,
+    conn: Connection<S>,
     validated: bool,
     generation: Option<AbortOnDrop>,
-    utterances: u32,
-    queue_tx: mpsc::UnboundedSender<Item>,
-    queue: Arc<Mutex<mpsc::UnboundedReceiver<Item>>>,
-    ctl_tx: mpsc::UnboundedSender<Control>,
 }
 
-impl<S> Dialect for Vllm<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    fn last_utterance(&self) -> u32 {
-        self.utterances.saturating_sub(1)
-    }
-
+impl<S: Io> Dialect for Vllm<S> {
     fn stop(&mut self) {
         drop(self.generation.take());
+    }
+
+    type Io = S;
+
+    fn conn(&self) -> &Connection<S> {
+        &self.conn
     }
 
     async fn on_binary(&mut self) -> bool {
@@ -257,64 +244,33 @@ where
     }
 
     fn on_close(&mut self, at: Instant) {
-        let _ = self.queue_tx.send(Item::End { at });
+        let _ = self.conn.queue_tx.send(Item::End { at });
         drop(self.generation.take());
     }
 
     async fn on_text(&mut self, text: &str, at: Instant) {
-        let (kind, action) = interpret(text, &mut self.validated, &self.cfg, self.fault);
-        self.record
+        let c = &mut self.conn;
+        let (kind, action) = interpret(text, &mut self.validated, &c.cfg, c.fault);
+        c.record
             .update(|r| r.client_frames.push(ClientFrame { at, kind }));
         match action {
             Action::Nothing => {}
             Action::Error { message, code } => {
-                if let Ok(t) = send_text(&self.sink, error_json(&message, code)).await {
-                    let utterance = self.last_utterance();
-                    self.record.update(|r| {
-                        r.emissions.push(Emission {
-                            utterance,
-                            kind: EmitKind::Error {
-                                code: code.to_string(),
-                            },
-                            deadline: None,
-                            jitter_ns: 0,
-                            at: t,
-                        })
-                    });
-                }
+                let kind = EmitKind::Error {
+                    code: code.to_string(),
+                };
+                c.emit(error_json(&message, code), kind).await;
             }
             Action::Audio => {
-                let _ = self.queue_tx.send(Item::Audio { at });
+                let _ = c.queue_tx.send(Item::Audio { at });
             }
             Action::End => {
-                let _ = self.queue_tx.send(Item::End { at });
+                let _ = c.queue_tx.send(Item::End { at });
             }
             Action::Start => {
                 let running = self.generation.as_ref().is_some_and(|g| !g.0.is_finished());
                 if !running {
-                    let utterance = self.utterances;
-                    self.utterances += 1;
-                    self.record.update(|r| {
-                        r.utterances.push(UtteranceRecord {
-                            started_at: at,
-                            first_audio_at: None,
-                            end_at: None,
-                            item_id: None,
-                        })
-                    });
-                    let g = Generation {
-                        cfg: self.cfg.clone(),
-                        fault: self.fault,
-                        sink: self.sink.clone(),
-                        queue: self.queue.clone(),
-                        ctl: self.ctl_tx.clone(),
-                        record: self.record.clone(),
-                        utterance,
-                        seed: utterance_seed(self.cfg.seed, self.realtime_index, utterance),
-                        wire: Wire::Vllm,
-                        open_sessions: self.open_sessions.clone(),
-                    };
-                    self.generation = Some(AbortOnDrop(tokio::spawn(g.run())));
+                    self.generation = Some(c.start_generation(at, Wire::Vllm));
                 }
             }
         }
@@ -322,43 +278,24 @@ where
 }
 
 /// Serve one upgraded connection in the vLLM dialect.
-pub(crate) async fn run<S>(ws: WebSocketStream<S>, mut ctx: SessionCtx)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sink, stream) = ws.split();
-    let sink: Sink<S> = Arc::new(Mutex::new(sink));
-    if !delay_hello(&mut ctx).await {
+pub(crate) async fn run<S: Io>(ws: WebSocketStream<S>, mut ctx: SessionCtx) {
+    let Some((conn, stream, ctl_rx)) = Connection::open(ws, &mut ctx).await else {
         return;
-    }
+    };
     let mut ids = SplitMix64::new(utterance_seed(ctx.cfg.seed, ctx.realtime_index, u32::MAX));
     let id = format!("sess-{:016x}", ids.next_u64());
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let hello = session_created_json(&id, created);
-    match send_text(&sink, hello).await {
-        Ok(at) => ctx.record.update(|r| r.session_created_at = Some(at)),
-        Err(_) => return,
+    if !conn.hello(session_created_json(&id, created)).await {
+        return;
     }
-
-    let (queue_tx, queue_rx) = mpsc::unbounded_channel::<Item>();
-    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel::<Control>();
     let vllm = Vllm {
-        cfg: ctx.cfg.clone(),
-        fault: ctx.fault,
-        record: ctx.record.clone(),
-        sink: sink.clone(),
-        realtime_index: ctx.realtime_index,
-        open_sessions: ctx.open_sessions.clone(),
+        conn,
         validated: false,
         generation: None,
-        utterances: 0,
-        queue_tx,
-        queue: Arc::new(Mutex::new(queue_rx)),
-        ctl_tx,
     };
-    serve(sink, stream, ctx, ctl_rx, vllm).await;
+    serve(stream, ctx, ctl_rx, vllm).await;
 }
 
 #[cfg(test)]
