@@ -97,6 +97,30 @@ pub(crate) fn header_map(settings: &OtlpSettings) -> Result<http::HeaderMap, Met
     Ok(map)
 }
 
+/// What an OTLP/HTTP exporter (metrics or traces) takes besides its URL: our HTTP client, with
+/// TLS for https, and the headers as strings.
+pub(crate) fn http_parts(
+    settings: &OtlpSettings,
+    headers: &http::HeaderMap,
+    url: &str,
+    handle: tokio::runtime::Handle,
+) -> Result<(HyperClient, HashMap<String, String>), MetricsError> {
+    let mut hdrs = HashMap::new();
+    for (k, v) in headers {
+        let v = v.to_str().map_err(|_| MetricsError::OtlpHeader {
+            name: k.to_string(),
+            reason: "value is not visible ASCII".into(),
+        })?;
+        hdrs.insert(k.to_string(), v.to_owned());
+    }
+    let tls = if url.starts_with("https://") {
+        Some(tls_connector(url)?)
+    } else {
+        None
+    };
+    Ok((HyperClient::new(handle, settings.timeout, tls), hdrs))
+}
+
 /// Builds the exporter for `settings` and the periodic reader that drives it. Must run inside a
 /// tokio runtime: the tonic channel and our HTTP client both spawn onto it.
 pub(crate) fn reader(
@@ -136,25 +160,10 @@ pub(crate) fn reader(
         }
         OtlpProtocol::HttpProtobuf => {
             let url = http_metrics_url(endpoint);
-            let mut hdrs = HashMap::new();
-            for (k, v) in &headers {
-                let v = v
-                    .to_str()
-                    .map_err(|_| MetricsError::OtlpHeader {
-                        name: k.to_string(),
-                        reason: "value is not visible ASCII".into(),
-                    })?
-                    .to_owned();
-                hdrs.insert(k.to_string(), v);
-            }
-            let tls = if https {
-                Some(tls_connector(&url)?)
-            } else {
-                None
-            };
+            let (client, hdrs) = http_parts(settings, &headers, &url, handle)?;
             MetricExporter::builder()
                 .with_http()
-                .with_http_client(HyperClient::new(handle, settings.timeout, tls))
+                .with_http_client(client)
                 .with_protocol(Protocol::HttpBinary)
                 .with_endpoint(url.clone())
                 .with_timeout(settings.timeout)
