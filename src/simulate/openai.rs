@@ -395,23 +395,21 @@ impl<S: Io> Dialect for Session<S> {
                 .record
                 .update(|r| r.client_frames.push(ClientFrame { at, kind }))
         };
-        let Ok(value) = serde_json::from_str::<Value>(text) else {
-            note(ClientFrameKind::InvalidJson);
-            let r = (
-                "invalid_json",
-                "The event is not valid JSON.".to_string(),
-                None,
-            );
-            return self.refuse(r, None).await;
-        };
-        let Value::Object(event) = value else {
-            note(ClientFrameKind::NotObject);
-            let r = (
-                "invalid_json",
-                "The event must be a JSON object.".to_string(),
-                None,
-            );
-            return self.refuse(r, None).await;
+        let event = match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(event)) => event,
+            unreadable => {
+                let (kind, message) = match unreadable {
+                    Err(_) => (ClientFrameKind::InvalidJson, "The event is not valid JSON."),
+                    Ok(_) => (
+                        ClientFrameKind::NotObject,
+                        "The event must be a JSON object.",
+                    ),
+                };
+                note(kind);
+                return self
+                    .refuse(("invalid_json", message.into(), None), None)
+                    .await;
+            }
         };
         let client_id = event.get("event_id").and_then(Value::as_str);
         match event.get("type").and_then(Value::as_str) {

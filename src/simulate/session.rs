@@ -333,23 +333,18 @@ mod tests {
             ],
             Fault::None,
         );
-        assert_eq!(
-            err(&r[0].1),
+        for (i, want) in [
+            // A commit before session.update.
             (NOT_VALIDATED, "model_not_validated"),
-            "commit before session.update"
-        );
-        assert_eq!(
-            err(&r[1].1),
-            ("Missing required field: model", "invalid_event")
-        );
-        assert_eq!(
-            err(&r[2].1),
-            ("Missing required field: model", "invalid_event")
-        );
-        assert_eq!(
-            err(&r[3].1),
-            ("The model `other` does not exist.", "model_not_found")
-        );
+            ("Missing required field: model", "invalid_event"),
+            ("Missing required field: model", "invalid_event"),
+            ("The model `other` does not exist.", "model_not_found"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert_eq!(err(&r[i].1), want, "frame {i}");
+        }
         assert_eq!(err(&r[4].1).1, "model_not_validated");
         assert_eq!(r[5].1, Action::Nothing);
         assert_eq!(err(&r[6].1).1, "model_not_found");
@@ -439,34 +434,31 @@ mod tests {
 
     #[test]
     fn junk_and_unknown_events() {
-        let r = run(
-            &[
-                "not json",
-                "[1,2]",
-                r#""s""#,
-                r#"{"type":"input_audio_buffer.clear"}"#,
-                r#"{"no":"type"}"#,
-                r#"{"type":7}"#,
-            ],
-            Fault::None,
-        );
-        assert_eq!(err(&r[0].1), ("Invalid JSON", "invalid_json"));
-        assert_eq!(
-            err(&r[1].1),
-            ("'list' object has no attribute 'get'", "processing_error")
-        );
-        assert_eq!(
-            err(&r[2].1),
-            ("'str' object has no attribute 'get'", "processing_error")
-        );
-        assert_eq!(
-            err(&r[3].1),
+        for (frame, want) in [
+            ("not json", ("Invalid JSON", "invalid_json")),
             (
-                "Unknown event type: input_audio_buffer.clear",
-                "unknown_event"
-            )
-        );
-        assert_eq!(err(&r[4].1), ("Unknown event type: None", "unknown_event"));
-        assert_eq!(err(&r[5].1), ("Unknown event type: 7", "unknown_event"));
+                "[1,2]",
+                ("'list' object has no attribute 'get'", "processing_error"),
+            ),
+            (
+                r#""s""#,
+                ("'str' object has no attribute 'get'", "processing_error"),
+            ),
+            (
+                r#"{"type":"input_audio_buffer.clear"}"#,
+                (
+                    "Unknown event type: input_audio_buffer.clear",
+                    "unknown_event",
+                ),
+            ),
+            (
+                r#"{"no":"type"}"#,
+                ("Unknown event type: None", "unknown_event"),
+            ),
+            (r#"{"type":7}"#, ("Unknown event type: 7", "unknown_event")),
+        ] {
+            let r = run(&[frame], Fault::None);
+            assert_eq!(err(&r[0].1), want, "{frame}");
+        }
     }
 }
