@@ -924,16 +924,20 @@ fn utterance_clips(
     i: usize,
     p: &RawProbe,
 ) -> Res<(PathBuf, Option<String>, Vec<UtteranceSpec>)> {
+    // The probe's own `audio` and reference.
+    let own = || {
+        clip(
+            cx,
+            i,
+            &[],
+            p.audio.as_ref(),
+            p.reference.as_ref(),
+            p.reference_file.as_ref(),
+        )
+    };
     match &p.utterances {
         None | Some(RawUtterances::Count(1)) => {
-            let c = clip(
-                cx,
-                i,
-                &[],
-                p.audio.as_ref(),
-                p.reference.as_ref(),
-                p.reference_file.as_ref(),
-            )?;
+            let c = own()?;
             Ok((c.audio, c.reference, Vec::new()))
         }
         Some(RawUtterances::Count(n)) => {
@@ -944,14 +948,7 @@ fn utterance_clips(
                     format!("utterances {n} out of range: expected 1 to {MAX_UTTERANCES}, or a list of clips"),
                 ));
             }
-            let c = clip(
-                cx,
-                i,
-                &[],
-                p.audio.as_ref(),
-                p.reference.as_ref(),
-                p.reference_file.as_ref(),
-            )?;
+            let c = own()?;
             let all = vec![c.clone(); *n as usize];
             Ok((c.audio, c.reference, all))
         }
