@@ -97,14 +97,15 @@ pub(crate) fn header_map(settings: &OtlpSettings) -> Result<http::HeaderMap, Met
     Ok(map)
 }
 
-/// What an OTLP/HTTP exporter (metrics or traces) takes besides its URL: our HTTP client, with
-/// TLS for https, and the headers as strings.
-pub(crate) fn http_parts(
+/// An OTLP/HTTP exporter builder (metrics or traces) set up the one way rtprobe sends: our
+/// HTTP client (with TLS for https), protobuf, to `url`, within the timeout, with the headers.
+pub(crate) fn http_exporter<B: WithHttpConfig + WithExportConfig>(
+    builder: B,
     settings: &OtlpSettings,
     headers: &http::HeaderMap,
     url: &str,
     handle: tokio::runtime::Handle,
-) -> Result<(HyperClient, HashMap<String, String>), MetricsError> {
+) -> Result<B, MetricsError> {
     let mut hdrs = HashMap::new();
     for (k, v) in headers {
         let v = v.to_str().map_err(|_| MetricsError::OtlpHeader {
@@ -118,7 +119,12 @@ pub(crate) fn http_parts(
     } else {
         None
     };
-    Ok((HyperClient::new(handle, settings.timeout, tls), hdrs))
+    Ok(builder
+        .with_http_client(HyperClient::new(handle, settings.timeout, tls))
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(url)
+        .with_timeout(settings.timeout)
+        .with_headers(hdrs))
 }
 
 /// Builds the exporter for `settings` and the periodic reader that drives it. Must run inside a
@@ -160,14 +166,8 @@ pub(crate) fn reader(
         }
         OtlpProtocol::HttpProtobuf => {
             let url = http_metrics_url(endpoint);
-            let (client, hdrs) = http_parts(settings, &headers, &url, handle)?;
-            MetricExporter::builder()
-                .with_http()
-                .with_http_client(client)
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(url.clone())
-                .with_timeout(settings.timeout)
-                .with_headers(hdrs)
+            let builder = MetricExporter::builder().with_http();
+            http_exporter(builder, settings, &headers, &url, handle)?
                 .with_temporality(temporality)
                 .build()
                 .map_err(|e| otlp_err(&url, e))?

@@ -20,9 +20,7 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
-use opentelemetry_otlp::{
-    Protocol, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
-};
+use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{
     IdGenerator, RandomIdGenerator, SpanData, SpanEvents, SpanExporter as _, SpanLinks,
 };
@@ -30,7 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::config::model::{OtlpProtocol, OtlpSettings};
 use crate::derive::{Derived, phase_spans};
-use crate::metrics::otlp::{header_map, http_parts, otlp_err};
+use crate::metrics::otlp::{header_map, http_exporter, otlp_err};
 use crate::metrics::{MetricsError, ProbeLabels};
 use crate::probe::Timeline;
 use crate::probe::timeline::SentKind;
@@ -85,14 +83,8 @@ impl TraceExporter {
             }
             OtlpProtocol::HttpProtobuf => {
                 let url = http_traces_url(endpoint);
-                let (client, hdrs) = http_parts(settings, &headers, &url, handle.clone())?;
-                SpanExporter::builder()
-                    .with_http()
-                    .with_http_client(client)
-                    .with_protocol(Protocol::HttpBinary)
-                    .with_endpoint(url.clone())
-                    .with_timeout(settings.timeout)
-                    .with_headers(hdrs)
+                let builder = SpanExporter::builder().with_http();
+                http_exporter(builder, settings, &headers, &url, handle.clone())?
                     .build()
                     .map_err(|e| otlp_err(&url, e))?
             }
