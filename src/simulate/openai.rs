@@ -610,59 +610,44 @@ mod tests {
             Fault::None,
         );
         assert_eq!(ok.unwrap().turn, Turn::ServerVad { silence_ms: 300 });
-        let param = |r: Result<Settings, Refusal>| r.unwrap_err().2;
-        assert_eq!(
-            param(validate_update(
-                &ga(16_000, "demo-realtime", Value::Null),
-                &cur,
-                &cfg,
+        // Each refusal names the field at fault.
+        for (frame, intent, fault, want) in [
+            (
+                ga(16_000, "demo-realtime", Value::Null),
                 true,
-                Fault::None
-            )),
-            Some("session.audio.input.format.rate")
-        );
-        assert_eq!(
-            param(validate_update(
-                &ga(24_000, "other", Value::Null),
-                &cur,
-                &cfg,
+                Fault::None,
+                "session.audio.input.format.rate",
+            ),
+            (
+                ga(24_000, "other", Value::Null),
                 true,
-                Fault::None
-            )),
-            Some("session.audio.input.transcription.model")
-        );
-        assert_eq!(
-            param(validate_update(
-                &ga(24_000, "demo-realtime", Value::Null),
-                &cur,
-                &cfg,
+                Fault::None,
+                "session.audio.input.transcription.model",
+            ),
+            (
+                ga(24_000, "demo-realtime", Value::Null),
                 true,
-                Fault::RejectModel
-            )),
-            Some("session.audio.input.transcription.model")
-        );
-        assert_eq!(
-            param(validate_update(
-                &ga(24_000, "demo-realtime", Value::Null),
-                &cur,
-                &cfg,
+                Fault::RejectModel,
+                "session.audio.input.transcription.model",
+            ),
+            // No ?intent=transcription.
+            (
+                ga(24_000, "demo-realtime", Value::Null),
                 false,
-                Fault::None
-            )),
-            Some("session.type"),
-            "no ?intent=transcription"
-        );
-        assert_eq!(
-            param(validate_update(
-                &update(json!({"type":"session.update","model":"m"})),
-                &cur,
-                &cfg,
+                Fault::None,
+                "session.type",
+            ),
+            // A vLLM-shaped update.
+            (
+                update(json!({"type":"session.update","model":"m"})),
                 true,
-                Fault::None
-            )),
-            Some("session"),
-            "a vLLM-shaped update"
-        );
+                Fault::None,
+                "session",
+            ),
+        ] {
+            let refused = validate_update(&frame, &cur, &cfg, intent, fault);
+            assert_eq!(refused.unwrap_err().2, Some(want), "{frame:?} {fault:?}");
+        }
         let sixteen = SimConfig {
             openai_rates: vec![16_000, 24_000],
             ..SimConfig::default()
