@@ -467,32 +467,27 @@ impl<S: Io> Dialect for Session<S> {
                 let events = item.vad.feed(&samples, offset, silence.max(1));
                 let id = item.id.clone();
                 for e in events {
-                    match e {
-                        VadEvent::Started(s) => {
-                            let frame = json!({
-                                "type": "input_audio_buffer.speech_started",
-                                "event_id": event_id(),
-                                "audio_start_ms": ms(s, rate),
-                                "item_id": id,
-                            })
-                            .to_string();
-                            self.conn.emit(frame, EmitKind::SpeechStarted).await;
-                        }
-                        VadEvent::Stopped(s) => {
-                            let frame = json!({
-                                "type": "input_audio_buffer.speech_stopped",
-                                "event_id": event_id(),
-                                "audio_end_ms": ms(s, rate),
-                                "item_id": id,
-                            })
-                            .to_string();
-                            let end = self
-                                .conn
-                                .emit(frame, EmitKind::SpeechStopped)
-                                .await
-                                .unwrap_or(at);
-                            self.commit(end).await;
-                        }
+                    let (kind, key, s, emit) = match e {
+                        VadEvent::Started(s) => (
+                            "input_audio_buffer.speech_started",
+                            "audio_start_ms",
+                            s,
+                            EmitKind::SpeechStarted,
+                        ),
+                        VadEvent::Stopped(s) => (
+                            "input_audio_buffer.speech_stopped",
+                            "audio_end_ms",
+                            s,
+                            EmitKind::SpeechStopped,
+                        ),
+                    };
+                    let stopped = emit == EmitKind::SpeechStopped;
+                    let mut frame = json!({"type": kind, "event_id": event_id(), "item_id": id});
+                    frame[key] = ms(s, rate).into();
+                    let sent = self.conn.emit(frame.to_string(), emit).await;
+                    if stopped {
+                        // The server's turn ends when it says so: the commit counts from here.
+                        self.commit(sent.unwrap_or(at)).await;
                     }
                 }
             }
@@ -611,32 +606,19 @@ mod tests {
         );
         assert_eq!(ok.unwrap().turn, Turn::ServerVad { silence_ms: 300 });
         // Each refusal names the field at fault.
+        let plain = |rate, model| ga(rate, model, Value::Null);
+        let (m, model) = ("demo-realtime", "session.audio.input.transcription.model");
         for (frame, intent, fault, want) in [
             (
-                ga(16_000, "demo-realtime", Value::Null),
+                plain(16_000, m),
                 true,
                 Fault::None,
                 "session.audio.input.format.rate",
             ),
-            (
-                ga(24_000, "other", Value::Null),
-                true,
-                Fault::None,
-                "session.audio.input.transcription.model",
-            ),
-            (
-                ga(24_000, "demo-realtime", Value::Null),
-                true,
-                Fault::RejectModel,
-                "session.audio.input.transcription.model",
-            ),
+            (plain(24_000, "other"), true, Fault::None, model),
+            (plain(24_000, m), true, Fault::RejectModel, model),
             // No ?intent=transcription.
-            (
-                ga(24_000, "demo-realtime", Value::Null),
-                false,
-                Fault::None,
-                "session.type",
-            ),
+            (plain(24_000, m), false, Fault::None, "session.type"),
             // A vLLM-shaped update.
             (
                 update(json!({"type":"session.update","model":"m"})),

@@ -189,27 +189,31 @@ mod tests {
         assert_eq!(p.word_count(), 3);
     }
 
+    /// "a b c" with the last word held: first text at 300 ms, tokens 80 ms apart, the held
+    /// word 50 ms after END; a load delay shifts the first text and the tail alike.
+    fn grid_shifted_by(delay: u64) {
+        let mut p = Plan::new(&cfg("a b c", 0, 1));
+        p.delay_by(ms(delay));
+        let t0 = Instant::now();
+        assert_eq!(p.token_base(0, t0, None), Some(t0 + ms(300 + delay)));
+        assert_eq!(p.token_base(1, t0, None), Some(t0 + ms(380 + delay)));
+        assert_eq!(p.token_base(2, t0, None), None, "held until END");
+        // END long after the grid: released tail after END.
+        let end = t0 + ms(2000);
+        assert_eq!(p.token_base(2, t0, Some(end)), Some(end + ms(50 + delay)));
+    }
+
     #[test]
     fn load_delay_shifts_first_text_and_tail() {
-        let mut p = Plan::new(&cfg("a b c", 0, 1));
-        p.delay_by(ms(40));
-        let t0 = Instant::now();
-        assert_eq!(p.token_base(0, t0, None), Some(t0 + ms(340)));
-        assert_eq!(p.token_base(1, t0, None), Some(t0 + ms(420)));
-        let end = t0 + ms(2000);
-        assert_eq!(p.token_base(2, t0, Some(end)), Some(end + ms(90)));
+        grid_shifted_by(40);
     }
 
     #[test]
     fn grid_and_held_release() {
+        grid_shifted_by(0);
         let p = Plan::new(&cfg("a b c", 0, 1));
         let t0 = Instant::now();
-        assert_eq!(p.token_base(0, t0, None), Some(t0 + ms(300)));
-        assert_eq!(p.token_base(1, t0, None), Some(t0 + ms(380)));
-        assert_eq!(p.token_base(2, t0, None), None, "held until END");
-        // END long after the grid: released tail after END.
         let end = t0 + ms(2000);
-        assert_eq!(p.token_base(2, t0, Some(end)), Some(end + ms(50)));
         assert_eq!(p.done_base(3, t0, Some(end)), Some(end + ms(60)));
         // END early: the grid still wins, so words keep token_interval.
         let early = t0 + ms(10);

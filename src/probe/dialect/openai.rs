@@ -120,13 +120,13 @@ pub fn parse(frame: &str) -> Result<Event<'_>, EventError> {
                 message,
             }
         }
-        "input_audio_buffer.committed" => Event::Committed,
-        "input_audio_buffer.speech_started" => Event::SpeechStarted,
-        "input_audio_buffer.speech_stopped" => Event::SpeechStopped,
         "error" => {
             let (message, code) = error_parts(raw.error, raw.code);
             Event::Error { message, code }
         }
+        "input_audio_buffer.committed" => Event::Committed,
+        "input_audio_buffer.speech_started" => Event::SpeechStarted,
+        "input_audio_buffer.speech_stopped" => Event::SpeechStopped,
         _ => Event::Other,
     })
 }
