@@ -253,6 +253,39 @@ impl ProbeSpec {
             self.utterances.clone()
         }
     }
+
+    /// A probe of `name` at `ws://h:1/v1/realtime` with the defaults and model `auto`, for
+    /// unit tests that need a spec but no config file.
+    #[cfg(test)]
+    pub(crate) fn example(name: &str) -> ProbeSpec {
+        ProbeSpec {
+            name: name.into(),
+            target: Target {
+                ws_url: "ws://h:1/v1/realtime".into(),
+                http_base: "http://h:1".into(),
+                host: "h".into(),
+                port: 1,
+                secure: false,
+            },
+            model: ModelChoice::Auto,
+            audio: "a.wav".into(),
+            reference: None,
+            max_wer: None,
+            chunk: Duration::from_millis(100),
+            pacing: Pacing::Realtime,
+            deadlines: Deadlines::default(),
+            headers: vec![],
+            bearer: None,
+            tls: TlsSettings::default(),
+            labels: Default::default(),
+            interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(30),
+            concurrency: 1,
+            jitter: 0.0,
+            dialect: Default::default(),
+            utterances: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -545,30 +545,31 @@ fn otlp(cx: &Ctx<'_>, raw: Option<RawOtlp>) -> Res<Option<OtlpSettings>> {
             "must be greater than zero",
         ));
     }
-    let delta_temporality = match raw.temporality.as_deref() {
-        None | Some("cumulative") => false,
-        Some("delta") => true,
-        Some(other) => {
-            return Err(cx.top_err(
-                "otlp",
-                &["temporality"],
-                format!("unknown temporality {other:?}: expected cumulative or delta"),
-            ));
-        }
+    // An `otlp` key with two values: false for the default `off`, true for `on`.
+    let either = |key: &str, what: &str, value: Option<&str>, off: &str, on: &str| match value {
+        None => Ok(false),
+        Some(v) if v == off => Ok(false),
+        Some(v) if v == on => Ok(true),
+        Some(other) => Err(cx.top_err(
+            "otlp",
+            &[key],
+            format!("unknown {what} {other:?}: expected {off} or {on}"),
+        )),
     };
-    let exponential_histograms = match raw.histograms.as_deref() {
-        None | Some("explicit") => false,
-        Some("exponential") => true,
-        Some(other) => {
-            return Err(cx.top_err(
-                "otlp",
-                &["histograms"],
-                format!(
-                    "unknown histogram aggregation {other:?}: expected explicit or exponential"
-                ),
-            ));
-        }
-    };
+    let delta_temporality = either(
+        "temporality",
+        "temporality",
+        raw.temporality.as_deref(),
+        "cumulative",
+        "delta",
+    )?;
+    let exponential_histograms = either(
+        "histograms",
+        "histogram aggregation",
+        raw.histograms.as_deref(),
+        "explicit",
+        "exponential",
+    )?;
     Ok(Some(OtlpSettings {
         endpoint,
         protocol,
@@ -924,16 +925,20 @@ fn utterance_clips(
     i: usize,
     p: &RawProbe,
 ) -> Res<(PathBuf, Option<String>, Vec<UtteranceSpec>)> {
+    // The probe's own `audio` and reference.
+    let own = || {
+        clip(
+            cx,
+            i,
+            &[],
+            p.audio.as_ref(),
+            p.reference.as_ref(),
+            p.reference_file.as_ref(),
+        )
+    };
     match &p.utterances {
         None | Some(RawUtterances::Count(1)) => {
-            let c = clip(
-                cx,
-                i,
-                &[],
-                p.audio.as_ref(),
-                p.reference.as_ref(),
-                p.reference_file.as_ref(),
-            )?;
+            let c = own()?;
             Ok((c.audio, c.reference, Vec::new()))
         }
         Some(RawUtterances::Count(n)) => {
@@ -944,14 +949,7 @@ fn utterance_clips(
                     format!("utterances {n} out of range: expected 1 to {MAX_UTTERANCES}, or a list of clips"),
                 ));
             }
-            let c = clip(
-                cx,
-                i,
-                &[],
-                p.audio.as_ref(),
-                p.reference.as_ref(),
-                p.reference_file.as_ref(),
-            )?;
+            let c = own()?;
             let all = vec![c.clone(); *n as usize];
             Ok((c.audio, c.reference, all))
         }

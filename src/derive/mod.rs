@@ -246,23 +246,19 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
+    use crate::probe::timeline::fixtures::{append, ms, sent};
     use crate::probe::timeline::{Delta, Done, Phases, Sent};
 
-    fn ms(v: u64) -> Duration {
-        Duration::from_millis(v)
-    }
-
-    fn sent(kind: SentKind, at: u64) -> Sent {
-        Sent::control(kind, ms(at))
-    }
-
-    fn append(at: u64, scheduled: u64, audio_end: u64) -> Sent {
-        Sent {
-            kind: SentKind::Append,
-            at: ms(at),
-            scheduled: Some(ms(scheduled)),
-            audio_end: Some(ms(audio_end)),
-        }
+    /// One utterance's sends: the update and the start commit, appends of (sent, due, audio
+    /// end), the final commit.
+    fn session(update: u64, start: u64, appends: &[(u64, u64, u64)], last: u64) -> Vec<Sent> {
+        let mut v = vec![
+            sent(SentKind::SessionUpdate, update),
+            sent(SentKind::StartCommit, start),
+        ];
+        v.extend(appends.iter().map(|&(at, due, end)| append(at, due, end)));
+        v.push(sent(SentKind::FinalCommit, last));
+        v
     }
 
     fn delta(at: u64, nonempty: bool) -> Delta {
@@ -292,14 +288,12 @@ mod tests {
             upgraded: Some(ms(20)),
             session_created: Some(ms(22)),
         };
-        t.sent = vec![
-            sent(SentKind::SessionUpdate, 23),
-            sent(SentKind::StartCommit, 24),
-            append(25, 25, 100),
-            append(126, 125, 200),
-            append(228, 225, 300),
-            sent(SentKind::FinalCommit, 229),
-        ];
+        t.sent = session(
+            23,
+            24,
+            &[(25, 25, 100), (126, 125, 200), (228, 225, 300)],
+            229,
+        );
         t.deltas = vec![
             delta(300, false),
             delta(400, true),
@@ -421,14 +415,12 @@ mod tests {
     fn perfect_pacing_with_a_partial_last_chunk_is_exactly_real_time() {
         let mut t = paced();
         // 100 ms chunks at 0/100/200 ms after the first, the last one 37.5 ms of audio.
-        t.sent = vec![
-            sent(SentKind::SessionUpdate, 23),
-            sent(SentKind::StartCommit, 24),
-            append(25, 25, 100),
-            append(125, 125, 200),
-            append(225, 225, 237),
-            sent(SentKind::FinalCommit, 226),
-        ];
+        t.sent = session(
+            23,
+            24,
+            &[(25, 25, 100), (125, 125, 200), (225, 225, 237)],
+            226,
+        );
         t.sent[4].audio_end = Some(Duration::from_micros(237_500));
         t.audio_sent = Duration::from_micros(237_500);
         let d = derive(&t, None);
@@ -443,17 +435,8 @@ mod tests {
     fn text_that_leads_the_audio_gives_a_negative_avg_rtt() {
         // A clip with 0.5 s of trailing silence: every word came back before the last appends.
         let mut t = paced();
-        t.sent = vec![
-            sent(SentKind::SessionUpdate, 0),
-            sent(SentKind::StartCommit, 0),
-            append(0, 0, 100),
-            append(100, 100, 200),
-            append(200, 200, 300),
-            append(300, 300, 400),
-            append(400, 400, 500),
-            append(500, 500, 600),
-            sent(SentKind::FinalCommit, 500),
-        ];
+        let paced: Vec<_> = (0..6).map(|i| (i * 100, i * 100, i * 100 + 100)).collect();
+        t.sent = session(0, 0, &paced, 500);
         t.deltas = vec![delta(50, true), delta(150, true)];
         t.done.as_mut().unwrap().at = ms(560);
         let d = derive(&t, None);

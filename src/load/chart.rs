@@ -6,7 +6,9 @@
 
 use std::fmt::Write;
 
+use super::aggregate::Quantiles;
 use super::sweep::{Level, Slo};
+use crate::render::{esc, nice_step};
 
 const WIDTH: f64 = 1200.0;
 const HEIGHT: f64 = 760.0;
@@ -77,17 +79,6 @@ impl Plot {
     }
 }
 
-/// The smallest 1, 2, 2.5 or 5 × 10^k at or above `m`.
-fn nice_step(m: f64) -> f64 {
-    let exp = 10f64.powf(m.log10().floor());
-    for f in [1.0, 2.0, 2.5, 5.0] {
-        if f * exp >= m * (1.0 - 1e-12) {
-            return f * exp;
-        }
-    }
-    10.0 * exp
-}
-
 /// The y axis for data up to `m`: (top, tick step), with at most five steps of 1, 2, 2.5 or
 /// 5 × 10^k and the top the first tick at or above `m`. (1, 0.2) when there is nothing to show.
 pub fn axis(m: f64) -> (f64, f64) {
@@ -105,117 +96,82 @@ fn tick(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 fn panels(levels: &[Level], slo: &Slo) -> Vec<Panel> {
-    let ms = |f: &dyn Fn(&Level) -> Option<f64>| -> Vec<Option<f64>> {
-        levels.iter().map(|l| f(l).map(|v| v * 1000.0)).collect()
+    // A latency's p50 and p90 in ms, against its SLO (in s) if it has one.
+    let latency = |id, title, q: fn(&Level) -> &Quantiles, slo: Option<f64>| {
+        let ms = |p: fn(&Quantiles) -> Option<f64>| {
+            levels.iter().map(|l| p(q(l)).map(|v| v * 1000.0)).collect()
+        };
+        Panel {
+            id,
+            title,
+            unit: "ms",
+            series: vec![
+                Series {
+                    name: "p50",
+                    color: P50,
+                    values: ms(|q| q.p50),
+                },
+                Series {
+                    name: "p90",
+                    color: P90,
+                    values: ms(|q| q.p90),
+                },
+            ],
+            threshold: slo.map(|t| t * 1000.0),
+            top: None,
+        }
     };
-    let pair = |p50: Vec<Option<f64>>, p90: Vec<Option<f64>>| {
-        vec![
-            Series {
-                name: "p50",
-                color: P50,
-                values: p50,
-            },
-            Series {
-                name: "p90",
-                color: P90,
-                values: p90,
-            },
-        ]
-    };
-    let one = |name: &'static str, color: &'static str, values: Vec<Option<f64>>| {
-        vec![Series {
+    // One value per level, one line.
+    let one = |(id, title, unit), (name, color), value: fn(&Level) -> Option<f64>, top| Panel {
+        id,
+        title,
+        unit,
+        series: vec![Series {
             name,
             color,
-            values,
-        }]
+            values: levels.iter().map(value).collect(),
+        }],
+        threshold: None,
+        top,
     };
     vec![
-        Panel {
-            id: "first_text",
-            title: "Time to first text",
-            unit: "ms",
-            series: pair(
-                ms(&|l| l.report.latency.time_to_first_text.p50),
-                ms(&|l| l.report.latency.time_to_first_text.p90),
-            ),
-            threshold: Some(slo.first_text_p90 * 1000.0),
-            top: None,
-        },
-        Panel {
-            id: "rtt_last",
-            title: "Time To Last Round Trip",
-            unit: "ms",
-            series: pair(
-                ms(&|l| l.report.latency.rtt_last.p50),
-                ms(&|l| l.report.latency.rtt_last.p90),
-            ),
-            threshold: Some(slo.rtt_last_p90 * 1000.0),
-            top: None,
-        },
-        Panel {
-            id: "itl",
-            title: "Inter-token latency",
-            unit: "ms",
-            series: pair(
-                ms(&|l| l.report.latency.itl.p50),
-                ms(&|l| l.report.latency.itl.p90),
-            ),
-            threshold: None,
-            top: None,
-        },
-        Panel {
-            id: "output_tokens",
-            title: "Output tokens / s (send window)",
-            unit: "tok/s",
-            series: one(
-                "tok/s",
-                ONE,
-                levels
-                    .iter()
-                    .map(|l| l.report.throughput.output_tokens_per_s)
-                    .collect(),
-            ),
-            threshold: None,
-            top: None,
-        },
-        Panel {
-            id: "streams_per_min",
-            title: "Streams / min (send window)",
-            unit: "1/min",
-            series: one(
-                "streams/min",
-                P50,
-                levels
-                    .iter()
-                    .map(|l| l.report.throughput.streams_per_min)
-                    .collect(),
-            ),
-            threshold: None,
-            top: None,
-        },
-        Panel {
-            id: "failure_ratio",
-            title: "Failed streams",
-            unit: "%",
-            series: one(
-                "failed",
-                P90,
-                levels
-                    .iter()
-                    .map(|l| l.failure_ratio().map(|f| f * 100.0))
-                    .collect(),
-            ),
-            threshold: None,
-            top: Some(100.0),
-        },
+        latency(
+            "first_text",
+            "Time to first text",
+            |l| &l.report.latency.time_to_first_text,
+            Some(slo.first_text_p90),
+        ),
+        latency(
+            "rtt_last",
+            "Time To Last Round Trip",
+            |l| &l.report.latency.rtt_last,
+            Some(slo.rtt_last_p90),
+        ),
+        latency(
+            "itl",
+            "Inter-token latency",
+            |l| &l.report.latency.itl,
+            None,
+        ),
+        one(
+            ("output_tokens", "Output tokens / s (send window)", "tok/s"),
+            ("tok/s", ONE),
+            |l| l.report.throughput.output_tokens_per_s,
+            None,
+        ),
+        one(
+            ("streams_per_min", "Streams / min (send window)", "1/min"),
+            ("streams/min", P50),
+            |l| l.report.throughput.streams_per_min,
+            None,
+        ),
+        one(
+            ("failure_ratio", "Failed streams", "%"),
+            ("failed", P90),
+            |l| l.failure_ratio().map(|f| f * 100.0),
+            Some(100.0),
+        ),
     ]
 }
 

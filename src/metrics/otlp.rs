@@ -97,6 +97,36 @@ pub(crate) fn header_map(settings: &OtlpSettings) -> Result<http::HeaderMap, Met
     Ok(map)
 }
 
+/// An OTLP/HTTP exporter builder (metrics or traces) set up the one way rtprobe sends: our
+/// HTTP client (with TLS for https), protobuf, to `url`, within the timeout, with the headers.
+pub(crate) fn http_exporter<B: WithHttpConfig + WithExportConfig>(
+    builder: B,
+    settings: &OtlpSettings,
+    headers: &http::HeaderMap,
+    url: &str,
+    handle: tokio::runtime::Handle,
+) -> Result<B, MetricsError> {
+    let mut hdrs = HashMap::new();
+    for (k, v) in headers {
+        let v = v.to_str().map_err(|_| MetricsError::OtlpHeader {
+            name: k.to_string(),
+            reason: "value is not visible ASCII".into(),
+        })?;
+        hdrs.insert(k.to_string(), v.to_owned());
+    }
+    let tls = if url.starts_with("https://") {
+        Some(tls_connector(url)?)
+    } else {
+        None
+    };
+    Ok(builder
+        .with_http_client(HyperClient::new(handle, settings.timeout, tls))
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(url)
+        .with_timeout(settings.timeout)
+        .with_headers(hdrs))
+}
+
 /// Builds the exporter for `settings` and the periodic reader that drives it. Must run inside a
 /// tokio runtime: the tonic channel and our HTTP client both spawn onto it.
 pub(crate) fn reader(
@@ -136,29 +166,8 @@ pub(crate) fn reader(
         }
         OtlpProtocol::HttpProtobuf => {
             let url = http_metrics_url(endpoint);
-            let mut hdrs = HashMap::new();
-            for (k, v) in &headers {
-                let v = v
-                    .to_str()
-                    .map_err(|_| MetricsError::OtlpHeader {
-                        name: k.to_string(),
-                        reason: "value is not visible ASCII".into(),
-                    })?
-                    .to_owned();
-                hdrs.insert(k.to_string(), v);
-            }
-            let tls = if https {
-                Some(tls_connector(&url)?)
-            } else {
-                None
-            };
-            MetricExporter::builder()
-                .with_http()
-                .with_http_client(HyperClient::new(handle, settings.timeout, tls))
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(url.clone())
-                .with_timeout(settings.timeout)
-                .with_headers(hdrs)
+            let builder = MetricExporter::builder().with_http();
+            http_exporter(builder, settings, &headers, &url, handle)?
                 .with_temporality(temporality)
                 .build()
                 .map_err(|e| otlp_err(&url, e))?

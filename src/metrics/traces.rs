@@ -11,7 +11,6 @@
 //! the log), never waited for.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -21,9 +20,7 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
-use opentelemetry_otlp::{
-    Protocol, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
-};
+use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{
     IdGenerator, RandomIdGenerator, SpanData, SpanEvents, SpanExporter as _, SpanLinks,
 };
@@ -31,7 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::config::model::{OtlpProtocol, OtlpSettings};
 use crate::derive::{Derived, phase_spans};
-use crate::metrics::otlp::{HyperClient, header_map, otlp_err, tls_connector};
+use crate::metrics::otlp::{header_map, http_exporter, otlp_err};
 use crate::metrics::{MetricsError, ProbeLabels};
 use crate::probe::Timeline;
 use crate::probe::timeline::SentKind;
@@ -86,26 +83,8 @@ impl TraceExporter {
             }
             OtlpProtocol::HttpProtobuf => {
                 let url = http_traces_url(endpoint);
-                let mut hdrs = HashMap::new();
-                for (k, v) in &headers {
-                    let v = v.to_str().map_err(|_| MetricsError::OtlpHeader {
-                        name: k.to_string(),
-                        reason: "value is not visible ASCII".into(),
-                    })?;
-                    hdrs.insert(k.to_string(), v.to_owned());
-                }
-                let tls = if https {
-                    Some(tls_connector(&url)?)
-                } else {
-                    None
-                };
-                SpanExporter::builder()
-                    .with_http()
-                    .with_http_client(HyperClient::new(handle.clone(), settings.timeout, tls))
-                    .with_protocol(Protocol::HttpBinary)
-                    .with_endpoint(url.clone())
-                    .with_timeout(settings.timeout)
-                    .with_headers(hdrs)
+                let builder = SpanExporter::builder().with_http();
+                http_exporter(builder, settings, &headers, &url, handle.clone())?
                     .build()
                     .map_err(|e| otlp_err(&url, e))?
             }
@@ -343,39 +322,13 @@ mod tests {
     use super::*;
     use crate::derive::derive;
     use crate::probe::error::{ErrorType, ProbeError};
+    use crate::probe::timeline::fixtures::ms;
     use crate::probe::timeline::{Delta, Done, Sent};
-
-    fn ms(v: u64) -> Duration {
-        Duration::from_millis(v)
-    }
 
     fn labels() -> ProbeLabels {
         let spec = crate::config::ProbeSpec {
-            name: "p".into(),
-            target: crate::config::Target {
-                ws_url: "ws://h:1/v1/realtime".into(),
-                http_base: "http://h:1".into(),
-                host: "h".into(),
-                port: 1,
-                secure: false,
-            },
             model: crate::config::ModelChoice::Named("m".into()),
-            audio: "a.wav".into(),
-            reference: None,
-            max_wer: None,
-            chunk: ms(100),
-            pacing: crate::config::Pacing::Realtime,
-            deadlines: crate::config::Deadlines::default(),
-            headers: vec![],
-            bearer: None,
-            tls: crate::config::TlsSettings::default(),
-            labels: Default::default(),
-            interval: ms(60_000),
-            timeout: ms(30_000),
-            concurrency: 1,
-            jitter: 0.0,
-            dialect: Default::default(),
-            utterances: Vec::new(),
+            ..crate::config::ProbeSpec::example("p")
         };
         ProbeLabels::new(&spec, "m")
     }

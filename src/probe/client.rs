@@ -288,13 +288,7 @@ async fn drive(
             Err(e) => return Err(ProbeError::new(ErrorType::Protocol, e.to_string())),
         },
         Some(Ok(Message::Close(frame))) => {
-            return Err(ProbeError::new(
-                ErrorType::ClosedEarly,
-                format!(
-                    "closed before session.created ({})",
-                    close_code(frame.as_ref())
-                ),
-            ));
+            return Err(closed_before("session.created", frame.as_ref()));
         }
         Some(Ok(_)) => {
             return Err(ProbeError::new(
@@ -303,12 +297,7 @@ async fn drive(
             ));
         }
         Some(Err(e)) => return Err(map_ws_error(&e, "waiting for session.created")),
-        None => {
-            return Err(ProbeError::new(
-                ErrorType::ClosedEarly,
-                "connection ended before session.created",
-            ));
-        }
+        None => return Err(ended_before("session.created")),
     }
     tl.phases.session_created = Some(at);
     notify(observer, ProgressEvent::SessionCreated);
@@ -443,11 +432,24 @@ fn utf8_frame(frame: &std::sync::Arc<str>) -> Utf8Bytes {
     Utf8Bytes::try_from(bytes).unwrap_or_else(|_| Utf8Bytes::from(&**frame))
 }
 
-fn close_code(frame: Option<&CloseFrame>) -> String {
-    match frame {
+/// The server sent a close frame before `what` came.
+fn closed_before(what: &str, frame: Option<&CloseFrame>) -> ProbeError {
+    let code = match frame {
         Some(f) => format!("close {}", u16::from(f.code)),
         None => "close without code".into(),
-    }
+    };
+    ProbeError::new(
+        ErrorType::ClosedEarly,
+        format!("server closed before {what} ({code})"),
+    )
+}
+
+/// The stream ended, without a close frame, before `what` came.
+fn ended_before(what: &str) -> ProbeError {
+    ProbeError::new(
+        ErrorType::ClosedEarly,
+        format!("connection ended before {what}"),
+    )
 }
 
 /// Send close 1000 and wait (bounded) for the echo, so the server sees a clean end.
@@ -688,23 +690,12 @@ async fn read_all(
                 ));
             }
             Some(Ok(Message::Close(frame))) => {
-                return Err(ProbeError::new(
-                    ErrorType::ClosedEarly,
-                    format!(
-                        "server closed before transcription.done ({})",
-                        close_code(frame.as_ref())
-                    ),
-                ));
+                return Err(closed_before("transcription.done", frame.as_ref()));
             }
             // Pings are answered by the library on the next read or write.
             Some(Ok(_)) => continue,
             Some(Err(e)) => return Err(map_ws_error(&e, "read")),
-            None => {
-                return Err(ProbeError::new(
-                    ErrorType::ClosedEarly,
-                    "connection ended before transcription.done",
-                ));
-            }
+            None => return Err(ended_before("transcription.done")),
         };
         let event = dialect::parse(wire, &text)
             .map_err(|e| ProbeError::new(ErrorType::Protocol, e.to_string()))?;
@@ -836,14 +827,7 @@ fn truncate_chars(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use crate::probe::timeline::Delta;
-
-    fn at(ms: u64) -> Duration {
-        Duration::from_millis(ms)
-    }
-
-    fn sent(kind: SentKind, ms: u64) -> Sent {
-        Sent::control(kind, at(ms))
-    }
+    use crate::probe::timeline::fixtures::{ms as at, sent};
 
     #[test]
     fn run_timeout_is_named_after_the_pending_stage() {

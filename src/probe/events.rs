@@ -75,6 +75,30 @@ pub(crate) fn not_json(e: &serde_json::Error) -> EventError {
     ))
 }
 
+/// Message and code of an error object (or a bare string, as vLLM sends).
+pub(crate) fn error_parts(
+    error: Option<Value>,
+    top_code: Option<Value>,
+) -> (String, Option<String>) {
+    let (message, inner) = match error {
+        Some(Value::String(s)) => (s, None),
+        Some(Value::Object(o)) => (
+            o.get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            o.get("code").and_then(Value::as_str).map(str::to_owned),
+        ),
+        _ => (String::new(), None),
+    };
+    let code = top_code
+        .as_ref()
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or(inner);
+    (message, code)
+}
+
 /// Parse one text frame.
 pub fn parse(frame: &str) -> Result<ServerEvent<'_>, EventError> {
     let raw: Raw<'_> = serde_json::from_str(frame).map_err(|e| not_json(&e))?;
@@ -99,27 +123,7 @@ pub fn parse(frame: &str) -> Result<ServerEvent<'_>, EventError> {
             }),
         },
         "error" => {
-            let (message, inner_code) = match raw.error {
-                Some(Value::String(s)) => (s, None),
-                Some(Value::Object(o)) => {
-                    let message = o
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    (
-                        message,
-                        o.get("code").and_then(Value::as_str).map(str::to_owned),
-                    )
-                }
-                _ => (String::new(), None),
-            };
-            let code = raw
-                .code
-                .as_ref()
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .or(inner_code);
+            let (message, code) = error_parts(raw.error, raw.code);
             ServerEvent::Error { message, code }
         }
         _ => ServerEvent::Other,

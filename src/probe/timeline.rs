@@ -346,13 +346,37 @@ mod system_time_secs {
     }
 }
 
+/// Shorthands for the timelines unit tests build by hand, in whole milliseconds since `t0`.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    use std::time::Duration;
 
-    fn ms(v: u64) -> Duration {
+    use super::{Sent, SentKind};
+
+    pub(crate) fn ms(v: u64) -> Duration {
         Duration::from_millis(v)
     }
+
+    /// An update or a commit sent at `at`.
+    pub(crate) fn sent(kind: SentKind, at: u64) -> Sent {
+        Sent::control(kind, ms(at))
+    }
+
+    /// An append sent at `at`, due at `scheduled`, its audio ending at `audio_end`.
+    pub(crate) fn append(at: u64, scheduled: u64, audio_end: u64) -> Sent {
+        Sent {
+            kind: SentKind::Append,
+            at: ms(at),
+            scheduled: Some(ms(scheduled)),
+            audio_end: Some(ms(audio_end)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::ms;
+    use super::*;
 
     fn sent(kind: SentKind, at: u64, audio_end: Option<u64>) -> Sent {
         Sent {

@@ -27,6 +27,18 @@ pub fn esc(s: &str) -> String {
     o
 }
 
+/// An axis step: the smallest of 1, 2, 2.5, 5 × 10^k that is at least `raw` (within float
+/// error, so a step computed as exactly 0.2 stays 0.2).
+pub fn nice_step(raw: f64) -> f64 {
+    let mag = 10f64.powf(raw.log10().floor());
+    for m in [1.0, 2.0, 2.5, 5.0] {
+        if m * mag >= raw * (1.0 - 1e-9) {
+            return m * mag;
+        }
+    }
+    10.0 * mag
+}
+
 /// A duration in seconds for a label: `850 µs`, `412 ms`, `1.62 s`.
 pub fn fmt_duration(s: f64) -> String {
     let a = s.abs();

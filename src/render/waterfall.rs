@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::ops::Range;
 use std::time::Duration;
 
-use super::{esc, fmt_duration};
+use super::{esc, fmt_duration, nice_step};
 use crate::derive::{Derived, phase_spans};
 use crate::probe::timeline::{Done, SentKind, Timeline};
 
@@ -115,17 +115,6 @@ impl Scale {
         let n = (self.t_max / self.step).round() as usize;
         (0..=n).map(|i| i as f64 * self.step).collect()
     }
-}
-
-/// The smallest of 1, 2, 2.5, 5 × 10^k that is at least `raw`.
-fn nice_step(raw: f64) -> f64 {
-    let mag = 10f64.powf(raw.log10().floor());
-    for m in [1.0, 2.0, 2.5, 5.0] {
-        if m * mag >= raw * (1.0 - 1e-9) {
-            return m * mag;
-        }
-    }
-    10.0 * mag
 }
 
 /// A tick label with as many decimals as the step needs, in ms below a second and in seconds
@@ -254,6 +243,18 @@ impl Svg {
             d = x - r,
             title = esc(title)
         );
+    }
+
+    /// A label `gap` px right of the instant `t` when it fits in the plot, else left of it.
+    fn label_beside(&mut self, t: f64, gap: f64, y: f64, fill: &str, extra: &str, label: &str) {
+        let x = self.scale.x(t);
+        let w = label.len() as f64 * CHAR_W;
+        let (lx, anchor) = if x + gap + w <= self.right {
+            (x + gap, "start")
+        } else {
+            (x - gap, "end")
+        };
+        self.text(lx, y, anchor, fill, extra, label);
     }
 
     fn text(&mut self, x: f64, y: f64, anchor: &str, fill: &str, extra: &str, s: &str) {
@@ -518,14 +519,7 @@ fn stream_band(s: &mut Svg, t: &Timeline, d: &Derived, band: &Band<'_>, y0: f64,
         );
         s.diamond(at, mid, r, colour::COMMIT, &title);
         if x.kind == SentKind::FinalCommit {
-            let xx = s.scale.x(at);
-            let w = name.len() as f64 * CHAR_W;
-            let (lx, anchor) = if xx + 10.0 + w <= s.right {
-                (xx + 10.0, "start")
-            } else {
-                (xx - 10.0, "end")
-            };
-            s.text(lx, mid + 4.0, anchor, colour::COMMIT, "", name);
+            s.label_beside(at, 10.0, mid + 4.0, colour::COMMIT, "", name);
         }
     }
     y += LANE_H;
@@ -614,17 +608,10 @@ fn stream_band(s: &mut Svg, t: &Timeline, d: &Derived, band: &Band<'_>, y0: f64,
         } else {
             "done"
         };
-        let x = s.scale.x(at);
-        let w = label.len() as f64 * CHAR_W;
-        let (lx, anchor) = if x + 6.0 + w <= s.right {
-            (x + 6.0, "start")
-        } else {
-            (x - 6.0, "end")
-        };
-        s.text(
-            lx,
+        s.label_beside(
+            at,
+            6.0,
             y + 18.0,
-            anchor,
             colour::DONE,
             r#" font-weight="600""#,
             label,
@@ -809,11 +796,8 @@ mod tests {
     use super::*;
     use crate::derive::derive;
     use crate::probe::error::{ErrorType, ProbeError};
+    use crate::probe::timeline::fixtures::{ms, sent};
     use crate::probe::timeline::{Delta, Sent};
-
-    fn ms(v: u64) -> Duration {
-        Duration::from_millis(v)
-    }
 
     #[test]
     fn nice_steps_and_scale() {
@@ -858,13 +842,12 @@ mod tests {
             scheduled: Some(ms(sch)),
             audio_end: None,
         };
-        let other = |kind, at| Sent::control(kind, ms(at));
         t.sent = vec![
-            other(SentKind::SessionUpdate, 23),
-            other(SentKind::StartCommit, 24),
+            sent(SentKind::SessionUpdate, 23),
+            sent(SentKind::StartCommit, 24),
             append(25, 25),
             append(135, 125),
-            other(SentKind::FinalCommit, 136),
+            sent(SentKind::FinalCommit, 136),
         ];
         t.delta_text = " <b>hi there".into();
         t.deltas = vec![

@@ -414,40 +414,35 @@ impl StatusBoard {
                 worst(|s| s.rtt_last),
                 if bad > 0 { "bad" } else { "muted" },
             );
-            let _ = writeln!(h, "<h3>Recent failures (last {KEEP_FAILURES} kept)</h3>");
-            if p.failures.is_empty() {
-                h.push_str("<p class=\"muted\">none</p>\n");
-            } else {
-                h.push_str("<table><tr><th>time (UTC)</th><th>stream</th><th>error.type</th><th>after</th><th>detail</th></tr>\n");
-                for r in p.failures.iter().rev() {
+            kept_runs(
+                &mut h,
+                &format!("Recent failures (last {KEEP_FAILURES} kept)"),
+                name,
+                &p.failures,
+                "<th>error.type</th><th>after</th><th>detail</th>",
+                |r| {
                     let (k, d) = r
                         .error
                         .as_ref()
                         .map(|(k, d)| (k.as_str(), d.as_str()))
                         .unwrap_or(("", ""));
-                    let _ = writeln!(
-                        h,
-                        "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"bad\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
-                        run_link(name, r),
-                        r.stream,
+                    format!(
+                        "<td class=\"bad\">{}</td><td class=\"n\">{}</td><td>{}</td>",
                         esc(k),
                         fmt_secs(r.elapsed.as_secs_f64()),
                         esc(d)
-                    );
-                }
-                h.push_str("</table>\n");
-            }
-            let _ = writeln!(h, "<h3>Recent successes (last {KEEP_SUCCESSES} kept)</h3>");
-            if p.successes.is_empty() {
-                h.push_str("<p class=\"muted\">none</p>\n");
-            } else {
-                h.push_str("<table><tr><th>time (UTC)</th><th>stream</th><th>duration</th><th>TTFT</th><th>ITL p50</th><th>RTT last</th><th>RTT mean</th><th>token rate</th></tr>\n");
-                for r in p.successes.iter().rev() {
-                    let _ = writeln!(
-                        h,
-                        "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                        run_link(name, r),
-                        r.stream,
+                    )
+                },
+            );
+            kept_runs(
+                &mut h,
+                &format!("Recent successes (last {KEEP_SUCCESSES} kept)"),
+                name,
+                &p.successes,
+                "<th>duration</th><th>TTFT</th><th>ITL p50</th><th>RTT last</th><th>RTT mean</th><th>token rate</th>",
+                |r| {
+                    format!(
+                        "<td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>",
                         fmt_secs(r.elapsed.as_secs_f64()),
                         fmt_ms(r.ttft),
                         fmt_ms(r.itl_p50),
@@ -456,10 +451,9 @@ impl StatusBoard {
                         r.decode_token_rate
                             .map(|v| format!("{v:.1} tok/s"))
                             .unwrap_or_else(|| "–".into()),
-                    );
-                }
-                h.push_str("</table>\n");
-            }
+                    )
+                },
+            );
             h.push_str("</section>\n");
         }
         h.push_str(run_page::FOOT);
@@ -480,6 +474,37 @@ const LARGE: Frame = Frame {
 };
 
 /// The run's time, linked to its page.
+/// A heading and the kept runs of one probe, newest first, or "none": each row the run's time
+/// (linked to its page) and stream, then `cells`, under the header cells `head`.
+fn kept_runs(
+    h: &mut String,
+    title: &str,
+    probe: &str,
+    runs: &VecDeque<RunRecord>,
+    head: &str,
+    cells: impl Fn(&RunRecord) -> String,
+) {
+    let _ = writeln!(h, "<h3>{title}</h3>");
+    if runs.is_empty() {
+        h.push_str("<p class=\"muted\">none</p>\n");
+        return;
+    }
+    let _ = writeln!(
+        h,
+        "<table><tr><th>time (UTC)</th><th>stream</th>{head}</tr>"
+    );
+    for r in runs.iter().rev() {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td class=\"n\">{}</td>{}</tr>",
+            run_link(probe, r),
+            r.stream,
+            cells(r)
+        );
+    }
+    h.push_str("</table>\n");
+}
+
 fn run_link(probe: &str, r: &RunRecord) -> String {
     format!(
         "<a href=\"/runs/{}/{}\">{}</a>",
@@ -541,34 +566,7 @@ mod tests {
     }
 
     fn spec(name: &str) -> Arc<ProbeSpec> {
-        let cfg_probe = ProbeSpec {
-            name: name.into(),
-            target: crate::config::Target {
-                ws_url: "ws://h:1/v1/realtime".into(),
-                http_base: "http://h:1".into(),
-                host: "h".into(),
-                port: 1,
-                secure: false,
-            },
-            model: ModelChoice::Auto,
-            audio: "a.wav".into(),
-            reference: None,
-            max_wer: None,
-            chunk: Duration::from_millis(100),
-            pacing: crate::config::Pacing::Realtime,
-            deadlines: crate::config::Deadlines::default(),
-            headers: vec![],
-            bearer: None,
-            tls: crate::config::TlsSettings::default(),
-            labels: Default::default(),
-            interval: Duration::from_secs(60),
-            timeout: Duration::from_secs(30),
-            concurrency: 1,
-            jitter: 0.0,
-            dialect: Default::default(),
-            utterances: Vec::new(),
-        };
-        Arc::new(cfg_probe)
+        Arc::new(ProbeSpec::example(name))
     }
 
     fn result(rate: Option<f64>, fail: bool) -> StreamResult {

@@ -9,6 +9,7 @@
 
 mod args;
 mod config;
+mod connection;
 mod export;
 mod generation;
 mod http;

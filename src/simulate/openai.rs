@@ -8,25 +8,19 @@
 //! (`generation::Generation` with `wire::Wire::OpenAi`), so injected values and faults are shared.
 //! Items are transcribed serially (SGLang's and Dynamo's order).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Mutex, mpsc};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::config::{Fault, SimConfig};
-use super::generation::{AbortOnDrop, Control, Generation, Item};
-use super::record::{
-    ClientFrame, ClientFrameKind, Emission, EmitKind, RecordHandle, UtteranceRecord,
-};
+use super::connection::{Connection, Dialect, Io, serve};
+use super::generation::{AbortOnDrop, Item};
+use super::record::{ClientFrame, ClientFrameKind, EmitKind};
 use super::schedule::{SplitMix64, utterance_seed};
-use super::session::{SessionCtx, decode_audio, shutdown_requested, tick};
-use super::wire::{Sink, Wire, close_and_linger, send, send_text};
+use super::session::{SessionCtx, decode_audio};
+use super::wire::{Wire, send_text};
 
 /// A sample at or above this magnitude is speech to the simulated VAD.
 pub(crate) const VAD_THRESHOLD: i32 = 500;
@@ -321,85 +315,31 @@ fn ms(samples: u64, rate: u32) -> u64 {
 }
 
 struct Session<S> {
-    cfg: Arc<SimConfig>,
-    fault: Fault,
-    record: RecordHandle,
-    sink: Sink<S>,
-    realtime_index: u64,
-    /// Realtime sessions open now (the simulator's load knob reads it).
-    open_sessions: Arc<std::sync::atomic::AtomicU64>,
+    conn: Connection<S>,
     intent_transcription: bool,
     settings: Settings,
     ids: SplitMix64,
     item: Option<OpenItem>,
     previous: Option<String>,
-    utterances: u32,
-    queue_tx: mpsc::UnboundedSender<Item>,
-    queue: Arc<Mutex<mpsc::UnboundedReceiver<Item>>>,
-    ctl_tx: mpsc::UnboundedSender<Control>,
     generations: Vec<AbortOnDrop>,
 }
 
-impl<S> Session<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    fn last_utterance(&self) -> u32 {
-        self.utterances.saturating_sub(1)
-    }
-
-    async fn emit(&self, text: String, kind: EmitKind) -> Option<Instant> {
-        let at = send_text(&self.sink, text).await.ok()?;
-        let utterance = self.last_utterance();
-        self.record.update(|r| {
-            r.emissions.push(Emission {
-                utterance,
-                kind,
-                deadline: None,
-                jitter_ns: 0,
-                at,
-            })
-        });
-        Some(at)
-    }
-
+impl<S: Io> Session<S> {
     async fn refuse(&self, (code, message, param): Refusal, client_event_id: Option<&str>) {
         let frame = error_json(code, &message, param, client_event_id);
         let kind = EmitKind::Error {
             code: code.to_string(),
         };
-        self.emit(frame, kind).await;
+        self.conn.emit(frame, kind).await;
     }
 
     /// Open an item at the first append after the previous commit and start its generation.
     fn open_item(&mut self, at: Instant) {
         let id = format!("item_{:016x}", self.ids.next_u64());
-        let utterance = self.utterances;
-        self.utterances += 1;
-        let item_id = id.clone();
-        self.record.update(|r| {
-            r.utterances.push(UtteranceRecord {
-                started_at: at,
-                first_audio_at: None,
-                end_at: None,
-                item_id: Some(item_id),
-            })
-        });
-        let g = Generation {
-            cfg: self.cfg.clone(),
-            fault: self.fault,
-            sink: self.sink.clone(),
-            queue: self.queue.clone(),
-            ctl: self.ctl_tx.clone(),
-            record: self.record.clone(),
-            utterance,
-            seed: utterance_seed(self.cfg.seed, self.realtime_index, utterance),
-            wire: Wire::OpenAi {
-                item_id: id.clone(),
-            },
-            open_sessions: self.open_sessions.clone(),
+        let wire = Wire::OpenAi {
+            item_id: id.clone(),
         };
-        self.generations.push(AbortOnDrop(tokio::spawn(g.run())));
+        self.generations.push(self.conn.start_generation(at, wire));
         self.item = Some(OpenItem {
             id,
             samples: 0,
@@ -411,7 +351,7 @@ where
     /// generation counts the end of audio from.
     async fn commit(&mut self, end: Instant) {
         let Some(item) = self.item.take() else { return };
-        let _ = self.queue_tx.send(Item::End { at: end });
+        let _ = self.conn.queue_tx.send(Item::End { at: end });
         let frame = json!({
             "type": "input_audio_buffer.committed",
             "event_id": event_id(),
@@ -419,32 +359,57 @@ where
             "item_id": item.id,
         })
         .to_string();
-        self.emit(frame, EmitKind::Committed).await;
+        self.conn.emit(frame, EmitKind::Committed).await;
         self.previous = Some(item.id);
+    }
+}
+
+impl<S: Io> Dialect for Session<S> {
+    fn stop(&mut self) {
+        self.generations.clear();
+    }
+
+    type Io = S;
+
+    fn conn(&self) -> &Connection<S> {
+        &self.conn
+    }
+
+    async fn on_binary(&mut self) -> bool {
+        let r = (
+            "invalid_payload",
+            "Binary frames are not supported.".to_string(),
+            None,
+        );
+        self.refuse(r, None).await;
+        true
+    }
+
+    fn on_close(&mut self, _at: Instant) {
+        self.generations.clear();
     }
 
     async fn on_text(&mut self, text: &str, at: Instant) {
         let note = |kind: ClientFrameKind| {
-            self.record
+            self.conn
+                .record
                 .update(|r| r.client_frames.push(ClientFrame { at, kind }))
         };
-        let Ok(value) = serde_json::from_str::<Value>(text) else {
-            note(ClientFrameKind::InvalidJson);
-            let r = (
-                "invalid_json",
-                "The event is not valid JSON.".to_string(),
-                None,
-            );
-            return self.refuse(r, None).await;
-        };
-        let Value::Object(event) = value else {
-            note(ClientFrameKind::NotObject);
-            let r = (
-                "invalid_json",
-                "The event must be a JSON object.".to_string(),
-                None,
-            );
-            return self.refuse(r, None).await;
+        let event = match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(event)) => event,
+            unreadable => {
+                let (kind, message) = match unreadable {
+                    Err(_) => (ClientFrameKind::InvalidJson, "The event is not valid JSON."),
+                    Ok(_) => (
+                        ClientFrameKind::NotObject,
+                        "The event must be a JSON object.",
+                    ),
+                };
+                note(kind);
+                return self
+                    .refuse(("invalid_json", message.into(), None), None)
+                    .await;
+            }
         };
         let client_id = event.get("event_id").and_then(Value::as_str);
         match event.get("type").and_then(Value::as_str) {
@@ -453,15 +418,15 @@ where
                 match validate_update(
                     &event,
                     &self.settings,
-                    &self.cfg,
+                    &self.conn.cfg,
                     self.intent_transcription,
-                    self.fault,
+                    self.conn.fault,
                 ) {
                     Ok(next) => {
                         self.settings = next;
-                        let id = format!("sess_{:016x}", self.realtime_index);
+                        let id = format!("sess_{:016x}", self.conn.realtime_index);
                         let frame = session_json("session.updated", &id, &self.settings);
-                        self.emit(frame, EmitKind::SessionUpdated).await;
+                        self.conn.emit(frame, EmitKind::SessionUpdated).await;
                     }
                     Err(r) => self.refuse(r, client_id).await,
                 }
@@ -486,7 +451,7 @@ where
                 if self.item.is_none() {
                     self.open_item(at);
                 }
-                let _ = self.queue_tx.send(Item::Audio { at });
+                let _ = self.conn.queue_tx.send(Item::Audio { at });
                 let rate = self.settings.rate;
                 let Some(item) = self.item.as_mut() else {
                     return;
@@ -502,31 +467,27 @@ where
                 let events = item.vad.feed(&samples, offset, silence.max(1));
                 let id = item.id.clone();
                 for e in events {
-                    match e {
-                        VadEvent::Started(s) => {
-                            let frame = json!({
-                                "type": "input_audio_buffer.speech_started",
-                                "event_id": event_id(),
-                                "audio_start_ms": ms(s, rate),
-                                "item_id": id,
-                            })
-                            .to_string();
-                            self.emit(frame, EmitKind::SpeechStarted).await;
-                        }
-                        VadEvent::Stopped(s) => {
-                            let frame = json!({
-                                "type": "input_audio_buffer.speech_stopped",
-                                "event_id": event_id(),
-                                "audio_end_ms": ms(s, rate),
-                                "item_id": id,
-                            })
-                            .to_string();
-                            let end = self
-                                .emit(frame, EmitKind::SpeechStopped)
-                                .await
-                                .unwrap_or(at);
-                            self.commit(end).await;
-                        }
+                    let (kind, key, s, emit) = match e {
+                        VadEvent::Started(s) => (
+                            "input_audio_buffer.speech_started",
+                            "audio_start_ms",
+                            s,
+                            EmitKind::SpeechStarted,
+                        ),
+                        VadEvent::Stopped(s) => (
+                            "input_audio_buffer.speech_stopped",
+                            "audio_end_ms",
+                            s,
+                            EmitKind::SpeechStopped,
+                        ),
+                    };
+                    let stopped = emit == EmitKind::SpeechStopped;
+                    let mut frame = json!({"type": kind, "event_id": event_id(), "item_id": id});
+                    frame[key] = ms(s, rate).into();
+                    let sent = self.conn.emit(frame.to_string(), emit).await;
+                    if stopped {
+                        // The server's turn ends when it says so: the commit counts from here.
+                        self.commit(sent.unwrap_or(at)).await;
                     }
                 }
             }
@@ -558,7 +519,7 @@ where
                 }
                 let frame = json!({"type": "input_audio_buffer.cleared", "event_id": event_id()})
                     .to_string();
-                let _ = send_text(&self.sink, frame).await;
+                let _ = send_text(&self.conn.sink, frame).await;
             }
             other => {
                 note(ClientFrameKind::Unknown(other.map(str::to_owned)));
@@ -574,122 +535,28 @@ where
 }
 
 /// Serve one upgraded connection in the OpenAI dialect.
-pub(crate) async fn run<S>(ws: WebSocketStream<S>, mut ctx: SessionCtx)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let cfg = ctx.cfg.clone();
-    let record = ctx.record.clone();
-    let (sink, mut stream) = ws.split();
-    let sink: Sink<S> = Arc::new(Mutex::new(sink));
-    let delay = if ctx.fault == Fault::SlowSession {
-        cfg.slow_session_delay
-    } else {
-        cfg.session_created_delay
+pub(crate) async fn run<S: Io>(ws: WebSocketStream<S>, mut ctx: SessionCtx) {
+    let Some((conn, stream, ctl_rx)) = Connection::open(ws, &mut ctx).await else {
+        return;
     };
-    if !delay.is_zero() {
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown_requested(&mut ctx.shutdown) => return,
-        }
-    }
-    let (queue_tx, queue_rx) = mpsc::unbounded_channel::<Item>();
-    let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<Control>();
     let mut s = Session {
-        cfg: cfg.clone(),
-        fault: ctx.fault,
-        record: record.clone(),
-        sink: sink.clone(),
-        realtime_index: ctx.realtime_index,
-        open_sessions: ctx.open_sessions.clone(),
+        conn,
         intent_transcription: ctx.intent_transcription,
         settings: Settings::default(),
-        ids: SplitMix64::new(utterance_seed(cfg.seed, ctx.realtime_index, u32::MAX)),
+        ids: SplitMix64::new(utterance_seed(ctx.cfg.seed, ctx.realtime_index, u32::MAX)),
         item: None,
         previous: None,
-        utterances: 0,
-        queue_tx,
-        queue: Arc::new(Mutex::new(queue_rx)),
-        ctl_tx,
         generations: Vec::new(),
     };
     let id = format!("sess_{:016x}", s.ids.next_u64());
-    match send_text(&sink, session_json("session.created", &id, &s.settings)).await {
-        Ok(at) => record.update(|r| r.session_created_at = Some(at)),
-        Err(_) => return,
+    if !s
+        .conn
+        .hello(session_json("session.created", &id, &s.settings))
+        .await
+    {
+        return;
     }
-    let keepalive = cfg.keepalive.filter(|k| !k.is_zero());
-    let mut pinger = keepalive.map(|k| tokio::time::interval_at((Instant::now() + k).into(), k));
-    let mut awaiting_pong = false;
-    loop {
-        tokio::select! {
-            _ = shutdown_requested(&mut ctx.shutdown) => {
-                s.generations.clear();
-                close_and_linger(&sink, &mut stream, 1012, &record, s.last_utterance()).await;
-                return;
-            }
-            _ = tick(&mut pinger) => {
-                if awaiting_pong {
-                    s.generations.clear();
-                    close_and_linger(&sink, &mut stream, 1011, &record, s.last_utterance()).await;
-                    return;
-                }
-                awaiting_pong = true;
-                if let Ok(at) = send(&sink, Message::Ping(b"rtprobe-sim".as_slice().into())).await {
-                    let utterance = s.last_utterance();
-                    record.update(|r| r.emissions.push(Emission {
-                        utterance, kind: EmitKind::Ping, deadline: None, jitter_ns: 0, at,
-                    }));
-                }
-            }
-            Some(ctl) = ctl_rx.recv() => {
-                s.generations.clear();
-                match ctl {
-                    Control::DropTcp => return,
-                    Control::Close(code) => {
-                        close_and_linger(&sink, &mut stream, code, &record, s.last_utterance()).await;
-                        return;
-                    }
-                }
-            }
-            msg = stream.next() => {
-                let at = Instant::now();
-                let note = |kind: ClientFrameKind| {
-                    record.update(|r| r.client_frames.push(ClientFrame { at, kind }))
-                };
-                match msg {
-                    None => return,
-                    Some(Err(WsError::Capacity(_))) => {
-                        s.generations.clear();
-                        close_and_linger(&sink, &mut stream, 1009, &record, s.last_utterance()).await;
-                        return;
-                    }
-                    Some(Err(WsError::Utf8(_))) => {
-                        s.generations.clear();
-                        close_and_linger(&sink, &mut stream, 1007, &record, s.last_utterance()).await;
-                        return;
-                    }
-                    Some(Err(_)) => return,
-                    Some(Ok(Message::Binary(_))) => {
-                        note(ClientFrameKind::Binary);
-                        let r = ("invalid_payload", "Binary frames are not supported.".to_string(), None);
-                        s.refuse(r, None).await;
-                    }
-                    Some(Ok(Message::Ping(_))) => note(ClientFrameKind::Ping),
-                    Some(Ok(Message::Pong(_))) => {
-                        awaiting_pong = false;
-                        note(ClientFrameKind::Pong);
-                    }
-                    Some(Ok(Message::Close(_))) => {
-                        note(ClientFrameKind::Close);
-                        s.generations.clear();
-                    }
-                    Some(Ok(Message::Frame(_))) => {}
-                    Some(Ok(Message::Text(text))) => s.on_text(text.as_str(), at).await,
-                }
-            }
-        }
-    }
+    serve(stream, ctx, ctl_rx, s).await;
 }
 
 #[cfg(test)]
@@ -738,59 +605,31 @@ mod tests {
             Fault::None,
         );
         assert_eq!(ok.unwrap().turn, Turn::ServerVad { silence_ms: 300 });
-        let param = |r: Result<Settings, Refusal>| r.unwrap_err().2;
-        assert_eq!(
-            param(validate_update(
-                &ga(16_000, "demo-realtime", Value::Null),
-                &cur,
-                &cfg,
+        // Each refusal names the field at fault.
+        let plain = |rate, model| ga(rate, model, Value::Null);
+        let (m, model) = ("demo-realtime", "session.audio.input.transcription.model");
+        for (frame, intent, fault, want) in [
+            (
+                plain(16_000, m),
                 true,
-                Fault::None
-            )),
-            Some("session.audio.input.format.rate")
-        );
-        assert_eq!(
-            param(validate_update(
-                &ga(24_000, "other", Value::Null),
-                &cur,
-                &cfg,
+                Fault::None,
+                "session.audio.input.format.rate",
+            ),
+            (plain(24_000, "other"), true, Fault::None, model),
+            (plain(24_000, m), true, Fault::RejectModel, model),
+            // No ?intent=transcription.
+            (plain(24_000, m), false, Fault::None, "session.type"),
+            // A vLLM-shaped update.
+            (
+                update(json!({"type":"session.update","model":"m"})),
                 true,
-                Fault::None
-            )),
-            Some("session.audio.input.transcription.model")
-        );
-        assert_eq!(
-            param(validate_update(
-                &ga(24_000, "demo-realtime", Value::Null),
-                &cur,
-                &cfg,
-                true,
-                Fault::RejectModel
-            )),
-            Some("session.audio.input.transcription.model")
-        );
-        assert_eq!(
-            param(validate_update(
-                &ga(24_000, "demo-realtime", Value::Null),
-                &cur,
-                &cfg,
-                false,
-                Fault::None
-            )),
-            Some("session.type"),
-            "no ?intent=transcription"
-        );
-        assert_eq!(
-            param(validate_update(
-                &update(json!({"type":"session.update","model":"m"})),
-                &cur,
-                &cfg,
-                true,
-                Fault::None
-            )),
-            Some("session"),
-            "a vLLM-shaped update"
-        );
+                Fault::None,
+                "session",
+            ),
+        ] {
+            let refused = validate_update(&frame, &cur, &cfg, intent, fault);
+            assert_eq!(refused.unwrap_err().2, Some(want), "{frame:?} {fault:?}");
+        }
         let sixteen = SimConfig {
             openai_rates: vec![16_000, 24_000],
             ..SimConfig::default()

@@ -153,15 +153,19 @@ impl Plan {
 mod tests {
     use super::*;
 
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
     fn cfg(transcript: &str, empties: u32, hold: usize) -> SimConfig {
         SimConfig {
             transcript: transcript.into(),
             empty_deltas_per_word: empties,
             hold_last_words: hold,
-            first_text_delay: Duration::from_millis(300),
-            token_interval: Duration::from_millis(80),
-            tail_delay: Duration::from_millis(50),
-            done_delay: Duration::from_millis(10),
+            first_text_delay: ms(300),
+            token_interval: ms(80),
+            tail_delay: ms(50),
+            done_delay: ms(10),
             ..SimConfig::default()
         }
     }
@@ -185,29 +189,31 @@ mod tests {
         assert_eq!(p.word_count(), 3);
     }
 
+    /// "a b c" with the last word held: first text at 300 ms, tokens 80 ms apart, the held
+    /// word 50 ms after END; a load delay shifts the first text and the tail alike.
+    fn grid_shifted_by(delay: u64) {
+        let mut p = Plan::new(&cfg("a b c", 0, 1));
+        p.delay_by(ms(delay));
+        let t0 = Instant::now();
+        assert_eq!(p.token_base(0, t0, None), Some(t0 + ms(300 + delay)));
+        assert_eq!(p.token_base(1, t0, None), Some(t0 + ms(380 + delay)));
+        assert_eq!(p.token_base(2, t0, None), None, "held until END");
+        // END long after the grid: released tail after END.
+        let end = t0 + ms(2000);
+        assert_eq!(p.token_base(2, t0, Some(end)), Some(end + ms(50 + delay)));
+    }
+
     #[test]
     fn load_delay_shifts_first_text_and_tail() {
-        let mut p = Plan::new(&cfg("a b c", 0, 1));
-        p.delay_by(Duration::from_millis(40));
-        let t0 = Instant::now();
-        let ms = Duration::from_millis;
-        assert_eq!(p.token_base(0, t0, None), Some(t0 + ms(340)));
-        assert_eq!(p.token_base(1, t0, None), Some(t0 + ms(420)));
-        let end = t0 + ms(2000);
-        assert_eq!(p.token_base(2, t0, Some(end)), Some(end + ms(90)));
+        grid_shifted_by(40);
     }
 
     #[test]
     fn grid_and_held_release() {
+        grid_shifted_by(0);
         let p = Plan::new(&cfg("a b c", 0, 1));
         let t0 = Instant::now();
-        let ms = Duration::from_millis;
-        assert_eq!(p.token_base(0, t0, None), Some(t0 + ms(300)));
-        assert_eq!(p.token_base(1, t0, None), Some(t0 + ms(380)));
-        assert_eq!(p.token_base(2, t0, None), None, "held until END");
-        // END long after the grid: released tail after END.
         let end = t0 + ms(2000);
-        assert_eq!(p.token_base(2, t0, Some(end)), Some(end + ms(50)));
         assert_eq!(p.done_base(3, t0, Some(end)), Some(end + ms(60)));
         // END early: the grid still wins, so words keep token_interval.
         let early = t0 + ms(10);
@@ -218,7 +224,6 @@ mod tests {
     fn no_hold_done_waits_for_end_plus_tail() {
         let p = Plan::new(&cfg("a b", 0, 0));
         let t0 = Instant::now();
-        let ms = Duration::from_millis;
         assert_eq!(p.first_held, 2);
         assert_eq!(p.done_base(2, t0, None), None);
         let end = t0 + ms(1000);
@@ -234,15 +239,12 @@ mod tests {
         assert_eq!(p.tokens_through_word(2), 3);
         assert_eq!(p.tokens_through_word(9), 5, "capped to the free words");
         let t0 = Instant::now();
-        assert_eq!(
-            p.truncated_done_base(3, t0),
-            t0 + Duration::from_millis(300 + 160 + 10)
-        );
+        assert_eq!(p.truncated_done_base(3, t0), t0 + ms(300 + 160 + 10));
     }
 
     #[test]
     fn jitter_is_bounded_and_reproducible() {
-        let max = Duration::from_millis(5);
+        let max = ms(5);
         let draw = |seed| {
             let mut r = SplitMix64::new(seed);
             (0..1000).map(|_| r.offset_ns(max)).collect::<Vec<_>>()

@@ -3,30 +3,25 @@
 //! semantics, at most one generation, the drain after `done`, exact error codes and messages.
 //! The generation runs as its own task so its emissions keep their deadlines while client
 //! events are handled; both write through one shared sink. This file is the interpretation:
-//! client frames → `Action`s (pure, `interpret`) and the connection loop that acts on them;
-//! the event JSON and the sink are `wire.rs`, the timed token task `generation.rs`.
+//! client frames → `Action`s (pure, `interpret`) and the vLLM `Dialect` that acts on them; the
+//! connection loop both dialects share is `connection.rs`, the event JSON and the sink
+//! `wire.rs`, the timed token task `generation.rs`.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use futures_util::StreamExt;
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::config::{Fault, SimConfig};
-use super::generation::{AbortOnDrop, Control, Generation, Item};
-use super::record::{
-    ClientFrame, ClientFrameKind, Emission, EmitKind, RecordHandle, UtteranceRecord,
-};
+use super::connection::{Connection, Dialect, Io, serve};
+use super::generation::{AbortOnDrop, Item};
+use super::record::{ClientFrame, ClientFrameKind, EmitKind, RecordHandle};
 use super::schedule::{SplitMix64, utterance_seed};
-use super::wire::{
-    Sink, Wire, close_and_linger, error_json, send, send_text, session_created_json,
-};
+use super::wire::{Wire, error_json, session_created_json};
 
 const NOT_VALIDATED: &str =
     "Model not validated. Make sure to validate the model by sending a session.update event.";
@@ -225,188 +220,82 @@ pub(crate) fn interpret(
     }
 }
 
-pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
-    // A dropped sender also means the server is going away.
-    let _ = rx.wait_for(|stop| *stop).await;
+/// The vLLM dialect's state on one connection.
+struct Vllm<S> {
+    conn: Connection<S>,
+    validated: bool,
+    generation: Option<AbortOnDrop>,
 }
 
-/// Serve one upgraded connection until the client leaves, a fault ends it, or shutdown.
-pub(crate) async fn run<S>(ws: WebSocketStream<S>, mut ctx: SessionCtx)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let cfg = ctx.cfg.clone();
-    let record = ctx.record.clone();
-    let (sink, mut stream) = ws.split();
-    let sink: Sink<S> = Arc::new(Mutex::new(sink));
+impl<S: Io> Dialect for Vllm<S> {
+    fn stop(&mut self) {
+        drop(self.generation.take());
+    }
 
-    let delay = if ctx.fault == Fault::SlowSession {
-        cfg.slow_session_delay
-    } else {
-        cfg.session_created_delay
-    };
-    if !delay.is_zero() {
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown_requested(&mut ctx.shutdown) => return,
+    type Io = S;
+
+    fn conn(&self) -> &Connection<S> {
+        &self.conn
+    }
+
+    async fn on_binary(&mut self) -> bool {
+        // vLLM's receive loop dies on a binary frame: TCP drops, no close frame.
+        false
+    }
+
+    fn on_close(&mut self, at: Instant) {
+        let _ = self.conn.queue_tx.send(Item::End { at });
+        drop(self.generation.take());
+    }
+
+    async fn on_text(&mut self, text: &str, at: Instant) {
+        let c = &mut self.conn;
+        let (kind, action) = interpret(text, &mut self.validated, &c.cfg, c.fault);
+        c.record
+            .update(|r| r.client_frames.push(ClientFrame { at, kind }));
+        match action {
+            Action::Nothing => {}
+            Action::Error { message, code } => {
+                let kind = EmitKind::Error {
+                    code: code.to_string(),
+                };
+                c.emit(error_json(&message, code), kind).await;
+            }
+            Action::Audio => {
+                let _ = c.queue_tx.send(Item::Audio { at });
+            }
+            Action::End => {
+                let _ = c.queue_tx.send(Item::End { at });
+            }
+            Action::Start => {
+                let running = self.generation.as_ref().is_some_and(|g| !g.0.is_finished());
+                if !running {
+                    self.generation = Some(c.start_generation(at, Wire::Vllm));
+                }
+            }
         }
     }
-    let mut ids = SplitMix64::new(utterance_seed(cfg.seed, ctx.realtime_index, u32::MAX));
+}
+
+/// Serve one upgraded connection in the vLLM dialect.
+pub(crate) async fn run<S: Io>(ws: WebSocketStream<S>, mut ctx: SessionCtx) {
+    let Some((conn, stream, ctl_rx)) = Connection::open(ws, &mut ctx).await else {
+        return;
+    };
+    let mut ids = SplitMix64::new(utterance_seed(ctx.cfg.seed, ctx.realtime_index, u32::MAX));
     let id = format!("sess-{:016x}", ids.next_u64());
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let hello = session_created_json(&id, created);
-    match send_text(&sink, hello).await {
-        Ok(at) => record.update(|r| r.session_created_at = Some(at)),
-        Err(_) => return,
+    if !conn.hello(session_created_json(&id, created)).await {
+        return;
     }
-
-    let (queue_tx, queue_rx) = mpsc::unbounded_channel::<Item>();
-    let queue = Arc::new(Mutex::new(queue_rx));
-    let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<Control>();
-    let mut validated = false;
-    let mut generation: Option<AbortOnDrop> = None;
-    let mut utterances: u32 = 0;
-    let last_utterance = |n: u32| n.saturating_sub(1);
-    let keepalive = cfg.keepalive.filter(|k| !k.is_zero());
-    let mut pinger = keepalive.map(|k| tokio::time::interval_at((Instant::now() + k).into(), k));
-    let mut awaiting_pong = false;
-
-    loop {
-        tokio::select! {
-            _ = shutdown_requested(&mut ctx.shutdown) => {
-                drop(generation.take());
-                // vLLM (uvicorn) closes with 1012 when the server shuts down.
-                close_and_linger(&sink, &mut stream, 1012, &record, last_utterance(utterances)).await;
-                return;
-            }
-            _ = tick(&mut pinger) => {
-                if awaiting_pong {
-                    // uvicorn: "keepalive ping timeout".
-                    drop(generation.take());
-                    close_and_linger(&sink, &mut stream, 1011, &record, last_utterance(utterances)).await;
-                    return;
-                }
-                awaiting_pong = true;
-                if let Ok(at) = send(&sink, Message::Ping(b"rtprobe-sim".as_slice().into())).await {
-                    record.update(|r| r.emissions.push(Emission {
-                        utterance: last_utterance(utterances),
-                        kind: EmitKind::Ping,
-                        deadline: None,
-                        jitter_ns: 0,
-                        at,
-                    }));
-                }
-            }
-            Some(ctl) = ctl_rx.recv() => {
-                drop(generation.take());
-                match ctl {
-                    Control::DropTcp => return,
-                    Control::Close(code) => {
-                        close_and_linger(&sink, &mut stream, code, &record, last_utterance(utterances)).await;
-                        return;
-                    }
-                }
-            }
-            msg = stream.next() => {
-                let at = Instant::now();
-                let note = |kind: ClientFrameKind| {
-                    record.update(|r| r.client_frames.push(ClientFrame { at, kind }))
-                };
-                match msg {
-                    None => return,
-                    Some(Err(WsError::Capacity(_))) => {
-                        drop(generation.take());
-                        close_and_linger(&sink, &mut stream, 1009, &record, last_utterance(utterances)).await;
-                        return;
-                    }
-                    Some(Err(WsError::Utf8(_))) => {
-                        drop(generation.take());
-                        close_and_linger(&sink, &mut stream, 1007, &record, last_utterance(utterances)).await;
-                        return;
-                    }
-                    Some(Err(_)) => return,
-                    Some(Ok(Message::Binary(_))) => {
-                        // vLLM's receive loop dies on a binary frame: TCP drops, no close frame.
-                        note(ClientFrameKind::Binary);
-                        return;
-                    }
-                    Some(Ok(Message::Ping(_))) => note(ClientFrameKind::Ping),
-                    Some(Ok(Message::Pong(_))) => {
-                        awaiting_pong = false;
-                        note(ClientFrameKind::Pong);
-                    }
-                    Some(Ok(Message::Close(_))) => {
-                        // The reply close is queued by tungstenite and flushed by the next read.
-                        note(ClientFrameKind::Close);
-                        let _ = queue_tx.send(Item::End { at });
-                        drop(generation.take());
-                    }
-                    Some(Ok(Message::Frame(_))) => {}
-                    Some(Ok(Message::Text(text))) => {
-                        let (kind, action) = interpret(text.as_str(), &mut validated, &cfg, ctx.fault);
-                        note(kind);
-                        match action {
-                            Action::Nothing => {}
-                            Action::Error { message, code } => {
-                                if let Ok(t) = send_text(&sink, error_json(&message, code)).await {
-                                    record.update(|r| r.emissions.push(Emission {
-                                        utterance: last_utterance(utterances),
-                                        kind: EmitKind::Error { code: code.to_string() },
-                                        deadline: None,
-                                        jitter_ns: 0,
-                                        at: t,
-                                    }));
-                                }
-                            }
-                            Action::Audio => {
-                                let _ = queue_tx.send(Item::Audio { at });
-                            }
-                            Action::End => {
-                                let _ = queue_tx.send(Item::End { at });
-                            }
-                            Action::Start => {
-                                let running = generation.as_ref().is_some_and(|g| !g.0.is_finished());
-                                if !running {
-                                    let utterance = utterances;
-                                    utterances += 1;
-                                    record.update(|r| r.utterances.push(UtteranceRecord {
-                                        started_at: at,
-                                        first_audio_at: None,
-                                        end_at: None,
-                                        item_id: None,
-                                    }));
-                                    let g = Generation {
-                                        cfg: cfg.clone(),
-                                        fault: ctx.fault,
-                                        sink: sink.clone(),
-                                        queue: queue.clone(),
-                                        ctl: ctl_tx.clone(),
-                                        record: record.clone(),
-                                        utterance,
-                                        seed: utterance_seed(cfg.seed, ctx.realtime_index, utterance),
-                                        wire: Wire::Vllm,
-                                        open_sessions: ctx.open_sessions.clone(),
-                                    };
-                                    generation = Some(AbortOnDrop(tokio::spawn(g.run())));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-pub(crate) async fn tick(pinger: &mut Option<tokio::time::Interval>) {
-    match pinger {
-        Some(p) => {
-            p.tick().await;
-        }
-        None => std::future::pending().await,
-    }
+    let vllm = Vllm {
+        conn,
+        validated: false,
+        generation: None,
+    };
+    serve(stream, ctx, ctl_rx, vllm).await;
 }
 
 #[cfg(test)]
@@ -444,23 +333,18 @@ mod tests {
             ],
             Fault::None,
         );
-        assert_eq!(
-            err(&r[0].1),
+        for (i, want) in [
+            // A commit before session.update.
             (NOT_VALIDATED, "model_not_validated"),
-            "commit before session.update"
-        );
-        assert_eq!(
-            err(&r[1].1),
-            ("Missing required field: model", "invalid_event")
-        );
-        assert_eq!(
-            err(&r[2].1),
-            ("Missing required field: model", "invalid_event")
-        );
-        assert_eq!(
-            err(&r[3].1),
-            ("The model `other` does not exist.", "model_not_found")
-        );
+            ("Missing required field: model", "invalid_event"),
+            ("Missing required field: model", "invalid_event"),
+            ("The model `other` does not exist.", "model_not_found"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert_eq!(err(&r[i].1), want, "frame {i}");
+        }
         assert_eq!(err(&r[4].1).1, "model_not_validated");
         assert_eq!(r[5].1, Action::Nothing);
         assert_eq!(err(&r[6].1).1, "model_not_found");
@@ -550,34 +434,31 @@ mod tests {
 
     #[test]
     fn junk_and_unknown_events() {
-        let r = run(
-            &[
-                "not json",
-                "[1,2]",
-                r#""s""#,
-                r#"{"type":"input_audio_buffer.clear"}"#,
-                r#"{"no":"type"}"#,
-                r#"{"type":7}"#,
-            ],
-            Fault::None,
-        );
-        assert_eq!(err(&r[0].1), ("Invalid JSON", "invalid_json"));
-        assert_eq!(
-            err(&r[1].1),
-            ("'list' object has no attribute 'get'", "processing_error")
-        );
-        assert_eq!(
-            err(&r[2].1),
-            ("'str' object has no attribute 'get'", "processing_error")
-        );
-        assert_eq!(
-            err(&r[3].1),
+        for (frame, want) in [
+            ("not json", ("Invalid JSON", "invalid_json")),
             (
-                "Unknown event type: input_audio_buffer.clear",
-                "unknown_event"
-            )
-        );
-        assert_eq!(err(&r[4].1), ("Unknown event type: None", "unknown_event"));
-        assert_eq!(err(&r[5].1), ("Unknown event type: 7", "unknown_event"));
+                "[1,2]",
+                ("'list' object has no attribute 'get'", "processing_error"),
+            ),
+            (
+                r#""s""#,
+                ("'str' object has no attribute 'get'", "processing_error"),
+            ),
+            (
+                r#"{"type":"input_audio_buffer.clear"}"#,
+                (
+                    "Unknown event type: input_audio_buffer.clear",
+                    "unknown_event",
+                ),
+            ),
+            (
+                r#"{"no":"type"}"#,
+                ("Unknown event type: None", "unknown_event"),
+            ),
+            (r#"{"type":7}"#, ("Unknown event type: 7", "unknown_event")),
+        ] {
+            let r = run(&[frame], Fault::None);
+            assert_eq!(err(&r[0].1), want, "{frame}");
+        }
     }
 }

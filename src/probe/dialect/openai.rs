@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::config::{DialectSpec, TurnDetection};
 use crate::probe::dialect::{Event, Frames};
 use crate::probe::error::ServerCode;
-use crate::probe::events::{EventError, not_json};
+use crate::probe::events::{EventError, error_parts, not_json};
 use crate::probe::timeline::Usage;
 
 /// `event_id`s rtprobe sets, so a server's `error.event_id` points at the frame it refused.
@@ -98,27 +98,6 @@ fn usage(v: Option<Value>) -> Option<Usage> {
     })
 }
 
-/// Message and code of an error object (or a bare string, as vLLM sends).
-fn error_parts(error: Option<Value>, top_code: Option<Value>) -> (String, Option<String>) {
-    let (message, inner) = match error {
-        Some(Value::String(s)) => (s, None),
-        Some(Value::Object(o)) => (
-            o.get("message")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            o.get("code").and_then(Value::as_str).map(str::to_owned),
-        ),
-        _ => (String::new(), None),
-    };
-    let code = top_code
-        .as_ref()
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .or(inner);
-    (message, code)
-}
-
 pub fn parse(frame: &str) -> Result<Event<'_>, EventError> {
     let raw: Raw<'_> = serde_json::from_str(frame).map_err(|e| not_json(&e))?;
     let kind = raw.kind.ok_or(EventError::NoType)?;
@@ -141,13 +120,13 @@ pub fn parse(frame: &str) -> Result<Event<'_>, EventError> {
                 message,
             }
         }
-        "input_audio_buffer.committed" => Event::Committed,
-        "input_audio_buffer.speech_started" => Event::SpeechStarted,
-        "input_audio_buffer.speech_stopped" => Event::SpeechStopped,
         "error" => {
             let (message, code) = error_parts(raw.error, raw.code);
             Event::Error { message, code }
         }
+        "input_audio_buffer.committed" => Event::Committed,
+        "input_audio_buffer.speech_started" => Event::SpeechStarted,
+        "input_audio_buffer.speech_stopped" => Event::SpeechStopped,
         _ => Event::Other,
     })
 }
