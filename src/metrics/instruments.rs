@@ -215,6 +215,11 @@ impl Instruments {
                     .build()
             })
         };
+        let u64_gauge = |name: &'static str, desc: &'static str| {
+            on_all(meters, |meter| {
+                meter.u64_gauge(name).with_description(desc).build()
+            })
+        };
         let lat = &b.latency_seconds;
         // Observable instruments live as long as the provider; the handle itself is not needed.
         for meter in meters {
@@ -329,12 +334,10 @@ impl Instruments {
                 "{run}",
                 "Probe runs, by outcome and error type",
             ),
-            success: on_all(meters, |meter| {
-                meter
-                    .u64_gauge("rtprobe.probe.success")
-                    .with_description("1 if the last run of the probe succeeded, else 0")
-                    .build()
-            }),
+            success: u64_gauge(
+                "rtprobe.probe.success",
+                "1 if the last run of the probe succeeded, else 0",
+            ),
             in_flight: on_all(meters, |meter| {
                 meter
                     .i64_up_down_counter("rtprobe.probe.in_flight")
@@ -353,12 +356,10 @@ impl Instruments {
                 "{run}",
                 "Runs skipped because the previous run still ran",
             ),
-            reload_success: on_all(meters, |meter| {
-                meter
-                    .u64_gauge("rtprobe.config.reload.success")
-                    .with_description("1 if the last config reload succeeded, else 0")
-                    .build()
-            }),
+            reload_success: u64_gauge(
+                "rtprobe.config.reload.success",
+                "1 if the last config reload succeeded, else 0",
+            ),
             reload_timestamp: on_all(meters, |meter| {
                 meter
                     .f64_gauge("rtprobe.config.reload.timestamp")

@@ -672,28 +672,42 @@ mod tests {
 
     #[test]
     fn names_follow_the_units() {
-        assert_eq!(
-            family_name("rtprobe.round_trip.last", "s", false),
-            "rtprobe_round_trip_last_seconds"
-        );
-        assert_eq!(
-            family_name("rtprobe.decode.token_rate", "{token}/s", false),
-            "rtprobe_decode_token_rate_per_second"
-        );
-        assert_eq!(
-            family_name("gen_ai.client.token.usage", "{token}", false),
-            "gen_ai_client_token_usage"
-        );
-        assert_eq!(
-            family_name("rtprobe.probe.runs", "{run}", true),
-            "rtprobe_probe_runs_total"
-        );
-        assert_eq!(
-            family_name("rtprobe.transcript.word_error_rate", "1", false),
-            "rtprobe_transcript_word_error_rate_ratio"
-        );
-        assert_eq!(family_name("a.b", "By/s", false), "a_b_bytes_per_second");
-        assert_eq!(family_name("9x", "", false), "_9x");
+        for (otel, unit, counter, prom) in [
+            (
+                "rtprobe.round_trip.last",
+                "s",
+                false,
+                "rtprobe_round_trip_last_seconds",
+            ),
+            (
+                "rtprobe.decode.token_rate",
+                "{token}/s",
+                false,
+                "rtprobe_decode_token_rate_per_second",
+            ),
+            (
+                "gen_ai.client.token.usage",
+                "{token}",
+                false,
+                "gen_ai_client_token_usage",
+            ),
+            (
+                "rtprobe.probe.runs",
+                "{run}",
+                true,
+                "rtprobe_probe_runs_total",
+            ),
+            (
+                "rtprobe.transcript.word_error_rate",
+                "1",
+                false,
+                "rtprobe_transcript_word_error_rate_ratio",
+            ),
+            ("a.b", "By/s", false, "a_b_bytes_per_second"),
+            ("9x", "", false, "_9x"),
+        ] {
+            assert_eq!(family_name(otel, unit, counter), prom, "{otel} in {unit}");
+        }
     }
 
     #[test]
