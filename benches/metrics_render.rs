@@ -44,15 +44,6 @@ fn telemetry(probes: usize) -> Telemetry {
     t
 }
 
-/// Nanoseconds this thread has run on a CPU (`/proc/thread-self/schedstat`, first field): on a
-/// shared machine the wall time of a render includes waiting for a core, this does not.
-fn on_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
 fn main() {
     let one = telemetry(1);
     let (_, body) = one.render(None);
@@ -78,21 +69,18 @@ fn main() {
     for probes in [10, 100] {
         let t = telemetry(probes);
         for (format, accept) in [("text", None), ("protobuf", Some(PROTOBUF))] {
-            let (mut times, mut cpu) = (Vec::new(), Vec::new());
+            let mut times = Vec::new();
             let mut size = 0;
             for _ in 0..50 {
-                let (start, cpu_start) = (Instant::now(), on_cpu_ns());
+                let start = Instant::now();
                 let (_, body) = t.render(accept);
                 times.push(start.elapsed().as_secs_f64());
-                cpu.push((on_cpu_ns() - cpu_start) as f64 / 1e9);
                 size = body.len();
             }
             println!(
-                "{format}, {probes} probes: wall p50 {:.2} ms, p99 {:.2} ms; on-CPU p50 {:.2} ms, p99 {:.2} ms; body {} KB",
+                "{format}, {probes} probes: wall p50 {:.2} ms, p99 {:.2} ms; body {} KB",
                 quantile(&times, 0.5).unwrap() * 1e3,
                 quantile(&times, 0.99).unwrap() * 1e3,
-                quantile(&cpu, 0.5).unwrap() * 1e3,
-                quantile(&cpu, 0.99).unwrap() * 1e3,
                 size / 1024
             );
         }

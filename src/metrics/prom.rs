@@ -641,11 +641,30 @@ fn line(out: &mut String, name: &str, suffix: &str, labels: &str, le: Option<&st
         }
         out.push('}');
     }
-    let _ = match v {
-        Number::Float(v) => write!(out, " {v}"),
-        Number::Count(v) => write!(out, " {v}"),
-    };
+    out.push(' ');
+    match v {
+        Number::Float(v) => {
+            let _ = write!(out, "{v}");
+        }
+        Number::Count(v) => push_count(out, v),
+    }
     out.push('\n');
+}
+
+/// Decimal digits of a count without the formatting machinery: bucket counts are most of a
+/// text body's lines.
+fn push_count(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
 }
 
 /// Collects once and encodes in `format`, converting labels through `labels` (kept by the
@@ -764,10 +783,12 @@ mod tests {
             Number::Float(0.1 + 0.2),
         );
         line(&mut out, "g", "", "", None, Number::Float(2.0));
+        line(&mut out, "c", "", "", None, Number::Count(0));
+        line(&mut out, "c", "", "", None, Number::Count(u64::MAX));
         assert_eq!(
             out,
             "m_bucket{a=\"x\",le=\"0.5\"} 3\nm_bucket{le=\"+Inf\"} 4\nm_count 3\n\
-             m_sum{a=\"x\"} 0.30000000000000004\ng 2\n"
+             m_sum{a=\"x\"} 0.30000000000000004\ng 2\nc 0\nc 18446744073709551615\n"
         );
     }
 
