@@ -5,7 +5,7 @@
 //! ground-truth records from `GET /debug/records` and compares every measured interval with the
 //! same interval on the simulator's clock. The simulator no longer shares this process's
 //! runtime, so its inbound lateness is not charged to rtprobe's figures, and this process's CPU
-//! and RSS are rtprobe's alone. Then times `/metrics` rendering.
+//! and RSS are rtprobe's alone. (`/metrics` render time is `benches/metrics_render.rs`.)
 //!
 //! `cargo bench --bench accuracy -- [--streams 1,64,256] [--jitter-ms 0]`
 
@@ -16,14 +16,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rtprobe::config::{self, Buckets};
+use rtprobe::config;
 use rtprobe::derive::{Derived, derive};
-use rtprobe::metrics::Telemetry;
 use rtprobe::probe;
 use rtprobe::stats::{mean, quantile};
 use serde_json::Value;
-
-mod support;
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -405,40 +402,6 @@ async fn run_n(sim: &SimProcess, run: usize, n: usize, epoch: Instant) -> (Error
     (e, footprint)
 }
 
-fn render_bench(probes: usize) -> (Vec<f64>, usize) {
-    let t = Telemetry::new(&Buckets::default(), None).expect("telemetry");
-    let rec = t.recorder();
-    let yaml_probe = |i: usize| {
-        format!(
-            "  - name: p{i}\n    target: http://10.0.0.{}:8000\n    model: m\n    audio: {}\n",
-            i % 250,
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("examples/audio/quick-brown-fox.flac")
-                .display()
-        )
-    };
-    let yaml = format!(
-        "probes:\n{}",
-        (0..probes).map(yaml_probe).collect::<String>()
-    );
-    let cfg = config::parse(&yaml, Path::new("bench.yaml")).expect("config");
-    let d = support::full_run();
-    for p in &cfg.probes {
-        let labels = rtprobe::metrics::ProbeLabels::new(p, "m");
-        rec.record_run(&labels, &d, Ok(()));
-        rec.scheduler_delay(&labels, 0.001);
-    }
-    let mut times = Vec::new();
-    let mut size = 0;
-    for _ in 0..50 {
-        let start = Instant::now();
-        let (_, body) = t.render(None);
-        times.push(start.elapsed().as_secs_f64());
-        size = body.len();
-    }
-    (times, size)
-}
-
 fn main() {
     let streams: Vec<usize> = arg("--streams")
         .unwrap_or_else(|| "1,64,256".into())
@@ -498,13 +461,4 @@ fn main() {
         }
     }
     drop(sim);
-    for probes in [10, 100] {
-        let (t, size) = render_bench(probes);
-        println!(
-            "/metrics render with {probes} probes: p50 {:.2} ms, p99 {:.2} ms, body {} KB",
-            quantile(&t, 0.5).unwrap() * 1e3,
-            quantile(&t, 0.99).unwrap() * 1e3,
-            size / 1024
-        );
-    }
 }
