@@ -207,6 +207,12 @@ impl LabelCache {
     fn len(&self) -> usize {
         self.sets.len()
     }
+
+    /// Renders started so far.
+    #[cfg(test)]
+    pub(crate) fn renders(&self) -> u64 {
+        self.render
+    }
 }
 
 /// Hashes an attribute by the address of its strings. rtprobe's attribute strings are static or

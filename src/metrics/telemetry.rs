@@ -287,7 +287,11 @@ impl Telemetry {
     /// the protobuf format with native histograms when it asks for it, else text 0.0.4 (see
     /// `prom`). Concurrent calls share one render (see [`Coalesce`]).
     pub fn render(&self, accept: Option<&str>) -> (&'static str, Vec<u8>) {
-        let arrived = Instant::now();
+        self.render_arrived(accept, Instant::now())
+    }
+
+    /// [`Telemetry::render`] for a scrape that arrived at `arrived`.
+    fn render_arrived(&self, accept: Option<&str>, arrived: Instant) -> (&'static str, Vec<u8>) {
         let format = prom::Format::negotiate(accept);
         let mut renders = crate::sync::lock(&self.renders);
         if let Some(body) = renders.bodies.fresh(format, arrived) {
@@ -335,6 +339,31 @@ impl Telemetry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrapes_that_arrived_together_share_one_render() {
+        let t = Arc::new(Telemetry::new(&Buckets::default(), None).expect("telemetry"));
+        t.recorder().config_reload(true, 1.0);
+        let renders = |t: &Telemetry| crate::sync::lock(&t.renders).labels.renders();
+        // Both arrived before either rendered (an HA pair scraping at once): whichever locks
+        // first renders, the other takes that body, in any interleaving.
+        let arrived = Instant::now();
+        let scrapes: Vec<_> = (0..2)
+            .map(|_| {
+                let t = Arc::clone(&t);
+                std::thread::spawn(move || t.render_arrived(None, arrived).1)
+            })
+            .collect();
+        let bodies: Vec<Vec<u8>> = scrapes.into_iter().map(|s| s.join().unwrap()).collect();
+        assert_eq!(renders(&t), 1);
+        assert_eq!(bodies[0], bodies[1]);
+        assert!(String::from_utf8_lossy(&bodies[0]).contains("rtprobe_config_reload_success 1"));
+        // A scrape that arrives later gets a new render, and another format its own.
+        t.render(None);
+        assert_eq!(renders(&t), 2);
+        t.render_arrived(Some(prom::PROTOBUF), arrived);
+        assert_eq!(renders(&t), 3);
+    }
 
     #[test]
     fn a_waiting_scrape_takes_a_render_collected_after_it_arrived() {
