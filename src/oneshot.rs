@@ -1,6 +1,6 @@
 //! `rtprobe probe`: one run of one probe from the command line, with a progress line on a
 //! terminal, then the report (table or JSON) on stdout and optionally the run as an SVG
-//! waterfall. The same `probe::run_session` → `derive_session` path as `serve`, so the numbers
+//! waterfall. The same `probe::run_session` → `derive_probe_run` path as `serve`, so the numbers
 //! printed are the numbers a scrape would show.
 
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use crate::audio::{self, AudioError, PreparedAudio};
 use crate::cli::ProbeArgs;
 use crate::config::adhoc::{self, ChooseError};
 use crate::config::{self, ProbeSpec};
-use crate::derive::derive_session;
+use crate::derive::derive_probe_run;
 use crate::probe::{self, ProbeError, ProgressEvent};
 use crate::render::waterfall;
 use crate::report::{self, RunHeader};
@@ -70,17 +70,15 @@ pub async fn run(args: &ProbeArgs) -> Result<(String, Result<(), ProbeError>), O
     if progress {
         eprint!("\r\x1b[2K");
     }
-    // A multi-utterance session's table shows its first utterance; `--json` carries the whole
-    // timeline with every utterance's slice.
-    let references: Vec<Option<&str>> = clips.iter().map(|c| c.reference.as_deref()).collect();
-    let derived = derive_session(&mut timeline, &references, spec.max_wer).remove(0);
+    // Every utterance's values: the table shows the first in full and a line per utterance.
+    let derived = derive_probe_run(&spec, &mut timeline);
     let header = header(&spec);
     if let Some(path) = &args.svg {
         let opts = waterfall::Options {
             title: Some(format!("{} · {}", spec.name, spec.target.ws_url)),
             ..Default::default()
         };
-        let svg = waterfall::render(&timeline, &derived, &opts);
+        let svg = waterfall::render(&timeline, &derived[0], &opts);
         std::fs::write(path, svg).map_err(|source| OneshotError::Svg {
             path: path.clone(),
             source,

@@ -40,13 +40,50 @@ fn num(v: Option<f64>, unit: &str) -> String {
     v.map_or_else(|| "-".to_string(), |x| format!("{x:.2}{unit}"))
 }
 
-/// The readable table printed by `rtprobe probe`.
-pub fn table(h: &RunHeader<'_>, t: &Timeline, d: &Derived) -> String {
+/// The readable table printed by `rtprobe probe`: the first utterance's values (the whole run
+/// for a single utterance), then a line per utterance of a multi-utterance session. `derived`
+/// is [`crate::derive::derive_session`]'s, one per utterance reached.
+pub fn table(h: &RunHeader<'_>, t: &Timeline, derived: &[Derived]) -> String {
     let mut out = String::new();
-    for (k, v) in rows(h, t, d) {
+    let first = derived.first().cloned().unwrap_or_default();
+    for (k, v) in rows(h, t, &first) {
+        let _ = writeln!(out, "{k:<28} {v}");
+    }
+    for (k, v) in utterance_rows(t, derived) {
         let _ = writeln!(out, "{k:<28} {v}");
     }
     out
+}
+
+/// One row per utterance of a multi-utterance session (none for a single utterance): the
+/// values a user compares along a session, each from that utterance's own slice (a later
+/// utterance's clock starts at its first send). Also shown on the run pages of `rtprobe serve`.
+pub fn utterance_rows(t: &Timeline, derived: &[Derived]) -> Vec<(String, String)> {
+    if t.utterance_count() <= 1 {
+        return Vec::new();
+    }
+    (0..t.utterance_count())
+        .map(|k| {
+            let key = format!("utterance {}", k + 1);
+            let (Some(u), Some(d)) = (t.utterance(k), derived.get(k)) else {
+                return (key, "not reached".to_string());
+            };
+            let outcome = match &u.outcome {
+                Ok(()) => String::new(),
+                Err(e) => format!("FAILED error.type={}, ", e.kind),
+            };
+            let wer = d.wer.map_or_else(String::new, |w| format!(", WER {w:.3}"));
+            let value = format!(
+                "{outcome}first text {}, RTT last {}, Avg RTT {}, finalize {}{wer}, {:?}",
+                secs(d.time_to_first_text),
+                secs(d.rtt_last),
+                secs(d.rtt_mean),
+                secs(d.finalize),
+                u.transcript()
+            );
+            (key, value)
+        })
+        .collect()
 }
 
 /// The table's (name, value) rows, also shown on the run pages of `rtprobe serve`.
@@ -133,14 +170,17 @@ pub fn rows(h: &RunHeader<'_>, t: &Timeline, d: &Derived) -> Vec<(&'static str, 
     out
 }
 
-/// The `--json` document: header, outcome, derived values and the raw timeline.
-pub fn json(h: &RunHeader<'_>, t: &Timeline, d: &Derived) -> serde_json::Value {
+/// The `--json` document: header, outcome, derived values and the raw timeline. `derived` is
+/// the first utterance's values (the whole run's for a single utterance); `utterances` has
+/// every utterance's, first first.
+pub fn json(h: &RunHeader<'_>, t: &Timeline, derived: &[Derived]) -> serde_json::Value {
     serde_json::json!({
         "probe": h,
         "success": t.succeeded(),
         "error": t.outcome.as_ref().err(),
         "transcript": t.transcript(),
-        "derived": d,
+        "derived": derived.first().cloned().unwrap_or_default(),
+        "utterances": derived,
         "timeline": t,
     })
 }
@@ -185,7 +225,7 @@ mod tests {
             wer: Some(0.25),
             ..Derived::default()
         };
-        let out = table(&header(), &t, &d);
+        let out = table(&header(), &t, &[d]);
         assert_eq!(row(&out, "outcome"), "success");
         assert_eq!(row(&out, "TTFT (from connect start)"), "456.7 ms");
         assert_eq!(row(&out, "Time To Last Round Trip"), "1.250 s");
@@ -205,7 +245,7 @@ mod tests {
             ErrorType::Http401,
             "upgrade answered HTTP 401",
         ));
-        let d = Derived::default();
+        let d = [Derived::default()];
         let out = table(&header(), &t, &d);
         assert_eq!(
             row(&out, "outcome"),
@@ -214,5 +254,33 @@ mod tests {
         let j = json(&header(), &t, &d);
         assert_eq!(j["success"], false);
         assert_eq!(j["error"]["kind"], "http_401");
+        assert!(
+            !out.contains("utterance 1"),
+            "one utterance: no utterance rows"
+        );
+    }
+
+    #[test]
+    fn a_session_reports_every_utterance_from_its_own_slice() {
+        let mut t = crate::probe::timeline::fixtures::two();
+        let derived = crate::derive::derive_session(&mut t, &[Some("a b"), Some("c d")], None);
+        let out = table(&header(), &t, &derived);
+        // Utterance 1: sends at 0, 10, 20 (the append), 30 (final commit); text at 40 and 50,
+        // done at 60: first text 40-20, RTT last 50-30, Avg RTT 45-15, finalize 60-30.
+        // Utterance 2 counts from its first send (100 ms): sends at 0, 10 (append), 20; text at
+        // 50, done at 70: 50-10, 50-20, 50-10, 70-20; one of its two reference words is missing.
+        assert_eq!(
+            row(&out, "utterance 1"),
+            "first text 20.0 ms, RTT last 20.0 ms, Avg RTT 30.0 ms, finalize 30.0 ms, WER 0.000, \" a b\""
+        );
+        assert_eq!(
+            row(&out, "utterance 2"),
+            "first text 40.0 ms, RTT last 30.0 ms, Avg RTT 40.0 ms, finalize 50.0 ms, WER 0.500, \" c\""
+        );
+        // The main rows are the first utterance's.
+        assert_eq!(row(&out, "Time To Last Round Trip"), "20.0 ms");
+        let j = json(&header(), &t, &derived);
+        assert_eq!(j["utterances"].as_array().map(Vec::len), Some(2));
+        assert_eq!(j["utterances"][1]["wer"], 0.5);
     }
 }

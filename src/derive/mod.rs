@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use wer::word_error_rate;
 
+use crate::config::ProbeSpec;
 use crate::probe::error::{ErrorType, ProbeError};
 use crate::probe::timeline::{SentKind, Timeline, Usage};
 
@@ -195,6 +196,14 @@ pub fn derive_session(
         }
     }
     out
+}
+
+/// [`derive_session`] with a probe's own clips' references and `max_wer`: what `serve`
+/// records, `rtprobe probe` prints and a run page shows, for one run of `probe`.
+pub fn derive_probe_run(probe: &ProbeSpec, t: &mut Timeline) -> Vec<Derived> {
+    let clips = probe.clips();
+    let references: Vec<Option<&str>> = clips.iter().map(|c| c.reference.as_deref()).collect();
+    derive_session(t, &references, probe.max_wer)
 }
 
 /// Transcript quality as success: a run that completed but whose WER exceeds `max_wer` becomes

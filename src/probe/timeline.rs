@@ -351,7 +351,7 @@ mod system_time_secs {
 pub(crate) mod fixtures {
     use std::time::Duration;
 
-    use super::{Sent, SentKind};
+    use super::{Delta, Done, Sent, SentKind, Timeline, UtteranceSlice};
 
     pub(crate) fn ms(v: u64) -> Duration {
         Duration::from_millis(v)
@@ -371,36 +371,21 @@ pub(crate) mod fixtures {
             audio_end: Some(ms(audio_end)),
         }
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fixtures::ms;
-    use super::*;
-
-    fn sent(kind: SentKind, at: u64, audio_end: Option<u64>) -> Sent {
-        Sent {
-            kind,
-            at: ms(at),
-            scheduled: audio_end.map(|_| ms(at)),
-            audio_end: audio_end.map(ms),
-        }
-    }
 
     /// Two utterances: update, start, append, final (0–30 ms); text at 40 and 50, done at 60;
     /// start, append, final (100–120 ms); text at 150, done at 170.
-    fn two() -> Timeline {
+    pub(crate) fn two() -> Timeline {
         use SentKind::*;
-        let mut t = Timeline::new(SystemTime::UNIX_EPOCH);
+        let mut t = Timeline::new(std::time::SystemTime::UNIX_EPOCH);
         t.phases.session_created = Some(ms(5));
         t.sent = vec![
-            sent(SessionUpdate, 0, None),
-            sent(StartCommit, 10, None),
-            sent(Append, 20, Some(100)),
-            sent(FinalCommit, 30, None),
-            sent(StartCommit, 100, None),
-            sent(Append, 110, Some(100)),
-            sent(FinalCommit, 120, None),
+            sent(SessionUpdate, 0),
+            sent(StartCommit, 10),
+            append(20, 20, 100),
+            sent(FinalCommit, 30),
+            sent(StartCommit, 100),
+            append(110, 110, 100),
+            sent(FinalCommit, 120),
         ];
         let d = |at, nonempty, text_end| Delta {
             at: ms(at),
@@ -439,6 +424,12 @@ mod tests {
         t.ended = ms(170);
         t
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{ms, two};
+    use super::*;
 
     #[test]
     fn utterance_views_slice_and_rebase() {

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::audio::{AudioError, PreparedAudio};
 use crate::config::{self, Config, ModelChoice, ProbeSpec};
-use crate::derive::derive_session;
+use crate::derive::derive_probe_run;
 use crate::metrics::traces::{TraceExporter, run_spans, trace_id};
 use crate::metrics::{MetricsError, ProbeLabels, Recorder, Telemetry};
 use crate::probe::ErrorType;
@@ -149,7 +149,7 @@ impl Runner for Arc<GenerationRunner> {
                 }
             };
             let mut timeline = session(&probe, &audio).await;
-            let mut derived = derive_utterances(&probe, &mut timeline);
+            let mut derived = derive_probe_run(&probe, &mut timeline);
             let first = derived.remove(0);
             let trace_id = this.traces.as_ref().and_then(|traces| {
                 let spans = run_spans(&labels(&probe), &timeline, &first);
@@ -187,7 +187,7 @@ impl Runner for Arc<GenerationRunner> {
                 }
             };
             let mut timeline = session(&probe, &audio).await;
-            let mut all = derive_utterances(&probe, &mut timeline);
+            let mut all = derive_probe_run(&probe, &mut timeline);
             let derived = all.remove(0);
             let mut json = serde_json::json!({
                 "probe": probe.name,
@@ -224,16 +224,6 @@ async fn session(probe: &ProbeSpec, audio: &[Arc<PreparedAudio>]) -> crate::prob
         }
     };
     crate::probe::run_session(probe, &clips, &mut count).await
-}
-
-/// The derived values of every utterance the session reached, first first; `max_wer` applied.
-fn derive_utterances(
-    probe: &ProbeSpec,
-    timeline: &mut crate::probe::Timeline,
-) -> Vec<crate::derive::Derived> {
-    let clips = probe.clips();
-    let references: Vec<Option<&str>> = clips.iter().map(|c| c.reference.as_deref()).collect();
-    derive_session(timeline, &references, probe.max_wer)
 }
 
 /// The label identity of a probe: two specs with the same identity share every series.

@@ -8,11 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use super::status::fmt_time;
 use crate::config::{ModelChoice, Pacing, ProbeSpec};
-use crate::derive::derive;
+use crate::derive::derive_probe_run;
 use crate::probe::{ErrorType, Timeline};
 use crate::render::waterfall::{self, Options};
 use crate::render::{esc, fmt_duration};
-use crate::report::{RunHeader, rows};
+use crate::report::{RunHeader, rows, utterance_rows};
 
 /// Style shared by the status page and the run pages.
 pub const CSS: &str = "\
@@ -122,7 +122,9 @@ pub fn render(v: &RunView<'_>) -> String {
         h.push_str(FOOT);
         return h;
     };
-    let d = derive(t, spec.reference.as_deref());
+    // The values `/metrics` recorded for this run: one set per utterance, the first in full.
+    let derived = derive_probe_run(spec, &mut t.clone());
+    let d = derived.first().cloned().unwrap_or_default();
     let opts = Options {
         width: 1080.0,
         ..Options::default()
@@ -148,6 +150,9 @@ pub fn render(v: &RunView<'_>) -> String {
             continue;
         }
         let _ = writeln!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(&val));
+    }
+    for (k, val) in utterance_rows(t, &derived) {
+        let _ = writeln!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(&k), esc(&val));
     }
     h.push_str("</table></section>\n");
     let _ = writeln!(

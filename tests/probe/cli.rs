@@ -125,6 +125,49 @@ async fn probe_prints_a_table_and_json_and_exits_by_outcome() {
     bad.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_prints_a_line_and_a_json_entry_per_utterance() {
+    let sim = crate::support::sim::start_brisk().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("session.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "probes:\n  - name: sess\n    target: http://{}\n    model: demo-realtime\n    \
+             audio: {}\n    reference: Mary had a little lamb, its fleece was white as snow.\n    \
+             utterances: 2\n    chunk: 200ms\n    timeout: 20s\n",
+            sim.addr(),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(CLIP)
+                .display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let table = rtprobe_ok(&["probe", "--config", config, "--probe", "sess"]).await;
+    for k in ["utterance 1", "utterance 2"] {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(k))
+            .unwrap_or_else(|| panic!("no {k:?} line in:\n{table}"));
+        assert!(
+            line.contains("first text") && line.contains("WER 0.000"),
+            "{line}"
+        );
+    }
+    let json = rtprobe_ok(&["probe", "--config", config, "--probe", "sess", "--json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&json).expect("JSON on stdout");
+    let utterances = v["utterances"].as_array().expect("utterances");
+    assert_eq!(utterances.len(), 2);
+    for u in utterances {
+        assert!(u["rtt_last"].as_f64().unwrap() > 0.0, "{u}");
+        assert_eq!(u["wer"], 0.0);
+    }
+    // `derived` stays the first utterance's.
+    assert_eq!(v["derived"], utterances[0]);
+    sim.shutdown().await;
+}
+
 #[test]
 fn check_config_exit_codes() {
     let ok = rtprobe(&["check-config", "examples/rtprobe-demo.yaml"]);
