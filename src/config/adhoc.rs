@@ -46,6 +46,11 @@ pub struct AdhocFlags {
     /// Ad hoc, openai dialect: transcription language (ISO-639-1).
     #[arg(long)]
     pub language: Option<String>,
+    /// Ad hoc, openai dialect: session update shape, `ga` (default) or `beta` (legacy
+    /// `transcription_session.update`; OpenAI's beta API also wants `OpenAI-Beta: realtime=v1`,
+    /// which needs a config file's `headers:`).
+    #[arg(long)]
+    pub session_update: Option<String>,
 }
 
 /// Why no probe could be chosen.
@@ -132,6 +137,9 @@ fn from_flags(flags: &AdhocFlags) -> Result<ProbeSpec, ChooseError> {
     }
     if let Some(l) = &flags.language {
         probe["language"] = l.clone().into();
+    }
+    if let Some(u) = &flags.session_update {
+        probe["session_update"] = u.clone().into();
     }
     if let Some(r) = &flags.reference {
         probe["reference"] = r.clone().into();

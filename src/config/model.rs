@@ -156,6 +156,18 @@ pub enum TurnDetection {
     },
 }
 
+/// Which shape of session update the OpenAI dialect sends (docs/protocol-openai.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionUpdate {
+    /// `session.update{session:{type:"transcription",audio:{input:{…}}}}`.
+    #[default]
+    Ga,
+    /// The legacy beta `transcription_session.update` (`input_audio_format: "pcm16"`, 24 kHz
+    /// only), for older servers and OpenAI's beta API.
+    Beta,
+}
+
 /// The dialect and its settings, validated (a dialect-specific key never reaches the other).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DialectSpec {
@@ -170,6 +182,8 @@ pub struct DialectSpec {
     /// OpenAI: `audio.input.transcription.prompt`.
     pub prompt: Option<String>,
     pub turn_detection: TurnDetection,
+    /// OpenAI: the session update's shape.
+    pub session_update: SessionUpdate,
 }
 
 impl Default for DialectSpec {
@@ -188,6 +202,7 @@ impl DialectSpec {
             language: None,
             prompt: None,
             turn_detection: TurnDetection::Manual,
+            session_update: SessionUpdate::Ga,
         }
     }
 }

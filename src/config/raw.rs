@@ -172,6 +172,9 @@ pub struct RawProbe {
     pub turn_detection: Option<String>,
     /// OpenAI dialect with `server_vad`: the silence that ends a turn (default 500ms).
     pub vad_silence: Option<DurationText>,
+    /// OpenAI dialect: `ga` (`session.update`, default) or `beta` (the legacy
+    /// `transcription_session.update`, 24 kHz only).
+    pub session_update: Option<String>,
     /// Several utterances on one connection: a count (the clip repeated) or a list of clips.
     pub utterances: Option<RawUtterances>,
 }

@@ -1038,6 +1038,7 @@ fn dialect_spec(cx: &Ctx<'_>, i: usize, p: &RawProbe, d: &RawProbeDefaults) -> R
             ("prompt", p.prompt.is_some()),
             ("turn_detection", p.turn_detection.is_some()),
             ("vad_silence", p.vad_silence.is_some()),
+            ("session_update", p.session_update.is_some()),
         ] {
             if set {
                 return Err(cx.probe_err(
@@ -1092,6 +1093,28 @@ fn dialect_spec(cx: &Ctx<'_>, i: usize, p: &RawProbe, d: &RawProbeDefaults) -> R
             ));
         }
     };
+    spec.session_update = match p.session_update.as_deref() {
+        None | Some("ga") => SessionUpdate::Ga,
+        Some("beta") => SessionUpdate::Beta,
+        Some(other) => {
+            return Err(cx.probe_err(
+                i,
+                &["session_update"],
+                format!("unknown session_update {other:?}: expected ga or beta"),
+            ));
+        }
+    };
+    // The beta update declares `pcm16`, which is 24 kHz and nothing else.
+    if spec.session_update == SessionUpdate::Beta && spec.sample_rate != 24_000 {
+        return Err(cx.probe_err(
+            i,
+            &["sample_rate"],
+            format!(
+                "sample_rate {} does not fit session_update: beta, whose pcm16 audio is 24000 Hz only (remove sample_rate, or use session_update: ga)",
+                spec.sample_rate
+            ),
+        ));
+    }
     Ok(spec)
 }
 

@@ -1,7 +1,9 @@
 //! The simulator's OpenAI dialect: transcription sessions as docs/protocol-openai.md describes
 //! them. `session.created` at once, `session.update` validated (type `transcription`, `audio/pcm`
 //! at an accepted rate, the served model, `turn_detection` null or `server_vad`) and answered
-//! with `session.updated` or an `error` echoing the client's `event_id`. The first append opens
+//! with `session.updated` or an `error` echoing the client's `event_id`; the legacy beta
+//! `transcription_session.update` (`pcm16`, i.e. 24 kHz) is validated the same way and answered
+//! with a beta-shaped `transcription_session.updated`. The first append opens
 //! an item; a commit (or the server VAD hearing `silence_duration_ms` of silence) closes it with
 //! `input_audio_buffer.committed{item_id, previous_item_id}` chained to the previous item. Each
 //! item's text comes from the same generation task and timing knobs as the vLLM dialect
@@ -125,7 +127,8 @@ impl Default for Settings {
     }
 }
 
-fn session_json(kind: &str, id: &str, s: &Settings) -> String {
+/// The session's `turn_detection` and transcription settings as both shapes report them.
+fn turn_and_transcription(s: &Settings) -> (Value, Value) {
     let turn_detection = match s.turn {
         Turn::Manual => Value::Null,
         Turn::ServerVad { silence_ms } => json!({
@@ -137,6 +140,11 @@ fn session_json(kind: &str, id: &str, s: &Settings) -> String {
         Some(m) => json!({"model": m, "language": null, "prompt": ""}),
         None => Value::Null,
     };
+    (turn_detection, transcription)
+}
+
+fn session_json(kind: &str, id: &str, s: &Settings) -> String {
+    let (turn_detection, transcription) = turn_and_transcription(s);
     json!({
         "type": kind,
         "event_id": event_id(),
@@ -156,8 +164,121 @@ fn session_json(kind: &str, id: &str, s: &Settings) -> String {
     .to_string()
 }
 
+/// The legacy beta transcription session object (`transcription_session.updated`).
+fn beta_session_json(kind: &str, id: &str, s: &Settings) -> String {
+    let (turn_detection, transcription) = turn_and_transcription(s);
+    json!({
+        "type": kind,
+        "event_id": event_id(),
+        "session": {
+            "object": "realtime.transcription_session",
+            "id": id,
+            "input_audio_format": "pcm16",
+            "input_audio_transcription": transcription,
+            "turn_detection": turn_detection,
+            "input_audio_noise_reduction": null,
+            "include": null,
+        },
+    })
+    .to_string()
+}
+
 /// A refusal: (code, message, param).
 type Refusal = (&'static str, String, Option<&'static str>);
+
+fn invalid(message: String, param: &'static str) -> Refusal {
+    ("invalid_value", message, Some(param))
+}
+
+/// The transcription model of either shape of update, checked against the served one.
+fn check_model(
+    transcription: &Value,
+    cfg: &SimConfig,
+    fault: Fault,
+    param: &'static str,
+) -> Result<String, Refusal> {
+    let model = transcription
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if fault == Fault::RejectModel || model != cfg.model {
+        return Err(invalid(
+            format!(
+                "Invalid model {model:?}: this server transcribes with {:?}.",
+                cfg.model
+            ),
+            param,
+        ));
+    }
+    Ok(model.to_string())
+}
+
+/// `turn_detection` of either shape of update: absent keeps `current`, null is manual.
+fn check_turn(td: Option<&Value>, current: Turn, param: &'static str) -> Result<Turn, Refusal> {
+    match td {
+        None => Ok(current),
+        Some(Value::Null) => Ok(Turn::Manual),
+        Some(td) if td.get("type").and_then(Value::as_str) == Some("server_vad") => {
+            let silence_ms = td
+                .get("silence_duration_ms")
+                .and_then(Value::as_u64)
+                .unwrap_or(DEFAULT_VAD_SILENCE_MS);
+            Ok(Turn::ServerVad { silence_ms })
+        }
+        Some(_) => Err(invalid(
+            "Only null or server_vad turn detection is supported by this server.".into(),
+            param,
+        )),
+    }
+}
+
+/// Validate a legacy beta `transcription_session.update`: `pcm16` (24 kHz, which the server
+/// must accept), the served model, `turn_detection` as in GA. Fields left out keep their value.
+pub(crate) fn validate_beta_update(
+    event: &serde_json::Map<String, Value>,
+    current: &Settings,
+    cfg: &SimConfig,
+    intent_transcription: bool,
+    fault: Fault,
+) -> Result<Settings, Refusal> {
+    let Some(Value::Object(session)) = event.get("session") else {
+        return Err(invalid(
+            "Missing required parameter: 'session'.".into(),
+            "session",
+        ));
+    };
+    if !intent_transcription {
+        return Err(invalid(
+            "This is a realtime conversation session; connect with ?intent=transcription for a transcription session.".into(),
+            "type",
+        ));
+    }
+    let format = session.get("input_audio_format").and_then(Value::as_str);
+    if format.is_some_and(|f| f != "pcm16") || !cfg.openai_rates.contains(&24_000) {
+        return Err(invalid(
+            format!(
+                "Invalid input_audio_format {format:?}: this server takes 'pcm16' (24000 Hz) only when 24000 is among its rates {:?}.",
+                cfg.openai_rates
+            ),
+            "session.input_audio_format",
+        ));
+    }
+    let mut next = current.clone();
+    next.rate = 24_000;
+    if let Some(t) = session
+        .get("input_audio_transcription")
+        .filter(|t| !t.is_null())
+    {
+        let param = "session.input_audio_transcription.model";
+        next.model = Some(check_model(t, cfg, fault, param)?);
+    }
+    next.turn = check_turn(
+        session.get("turn_detection"),
+        current.turn,
+        "session.turn_detection",
+    )?;
+    Ok(next)
+}
 
 /// Validate a `session.update` against the served model and accepted rates; fields left out
 /// keep their current value (as OpenAI does).
@@ -168,7 +289,6 @@ pub(crate) fn validate_update(
     intent_transcription: bool,
     fault: Fault,
 ) -> Result<Settings, Refusal> {
-    let invalid = |msg: String, param: &'static str| ("invalid_value", msg, Some(param));
     let Some(Value::Object(session)) = event.get("session") else {
         return Err(invalid(
             "Missing required parameter: 'session'.".into(),
@@ -220,35 +340,14 @@ pub(crate) fn validate_update(
         }
     }
     if let Some(t) = input.get("transcription").filter(|t| !t.is_null()) {
-        let model = t.get("model").and_then(Value::as_str).unwrap_or_default();
-        if fault == Fault::RejectModel || model != cfg.model {
-            return Err(invalid(
-                format!(
-                    "Invalid model {model:?}: this server transcribes with {:?}.",
-                    cfg.model
-                ),
-                "session.audio.input.transcription.model",
-            ));
-        }
-        next.model = Some(model.to_string());
+        let param = "session.audio.input.transcription.model";
+        next.model = Some(check_model(t, cfg, fault, param)?);
     }
-    match input.get("turn_detection") {
-        None => {}
-        Some(Value::Null) => next.turn = Turn::Manual,
-        Some(td) if td.get("type").and_then(Value::as_str) == Some("server_vad") => {
-            let silence_ms = td
-                .get("silence_duration_ms")
-                .and_then(Value::as_u64)
-                .unwrap_or(DEFAULT_VAD_SILENCE_MS);
-            next.turn = Turn::ServerVad { silence_ms };
-        }
-        Some(_) => {
-            return Err(invalid(
-                "Only null or server_vad turn detection is supported by this server.".into(),
-                "session.audio.input.turn_detection",
-            ));
-        }
-    }
+    next.turn = check_turn(
+        input.get("turn_detection"),
+        current.turn,
+        "session.audio.input.turn_detection",
+    )?;
     Ok(next)
 }
 
@@ -413,9 +512,15 @@ impl<S: Io> Dialect for Session<S> {
         };
         let client_id = event.get("event_id").and_then(Value::as_str);
         match event.get("type").and_then(Value::as_str) {
-            Some("session.update") => {
+            Some(kind @ ("session.update" | "transcription_session.update")) => {
                 note(ClientFrameKind::SessionUpdate);
-                match validate_update(
+                let beta = kind == "transcription_session.update";
+                let validate = if beta {
+                    validate_beta_update
+                } else {
+                    validate_update
+                };
+                match validate(
                     &event,
                     &self.settings,
                     &self.conn.cfg,
@@ -425,7 +530,11 @@ impl<S: Io> Dialect for Session<S> {
                     Ok(next) => {
                         self.settings = next;
                         let id = format!("sess_{:016x}", self.conn.realtime_index);
-                        let frame = session_json("session.updated", &id, &self.settings);
+                        let frame = if beta {
+                            beta_session_json("transcription_session.updated", &id, &self.settings)
+                        } else {
+                            session_json("session.updated", &id, &self.settings)
+                        };
                         self.conn.emit(frame, EmitKind::SessionUpdated).await;
                     }
                     Err(r) => self.refuse(r, client_id).await,
@@ -646,6 +755,146 @@ mod tests {
             .rate,
             16_000
         );
+    }
+
+    fn beta(session: Value) -> serde_json::Map<String, Value> {
+        update(json!({"type":"transcription_session.update","event_id":"u1","session":session}))
+    }
+
+    #[test]
+    fn beta_updates_are_validated() {
+        let cfg = SimConfig::default();
+        // The session starts at a rate other than 24 kHz to show the update sets it.
+        let cur = Settings {
+            rate: 16_000,
+            ..Settings::default()
+        };
+        let ok = validate_beta_update(
+            &beta(json!({"input_audio_format":"pcm16",
+                "input_audio_transcription":{"model":"demo-realtime","language":"en"},
+                "turn_detection":null})),
+            &cur,
+            &cfg,
+            true,
+            Fault::None,
+        );
+        assert_eq!(
+            ok,
+            Ok(Settings {
+                rate: 24_000,
+                model: Some("demo-realtime".into()),
+                turn: Turn::Manual
+            })
+        );
+        let ok = validate_beta_update(
+            &beta(
+                json!({"input_audio_transcription":{"model":"demo-realtime"},
+                "turn_detection":{"type":"server_vad","silence_duration_ms":250}}),
+            ),
+            &cur,
+            &cfg,
+            true,
+            Fault::None,
+        );
+        assert_eq!(
+            ok,
+            Ok(Settings {
+                rate: 24_000,
+                model: Some("demo-realtime".into()),
+                turn: Turn::ServerVad { silence_ms: 250 }
+            })
+        );
+        let m = "demo-realtime";
+        let body = |format: &str, model: &str, td: Value| {
+            beta(json!({"input_audio_format":format,
+                "input_audio_transcription":{"model":model},"turn_detection":td}))
+        };
+        let (fmt, model) = (
+            "session.input_audio_format",
+            "session.input_audio_transcription.model",
+        );
+        let no_24k = SimConfig {
+            openai_rates: vec![16_000],
+            ..SimConfig::default()
+        };
+        for (frame, cfg, intent, fault, want) in [
+            (
+                body("g711_ulaw", m, Value::Null),
+                &cfg,
+                true,
+                Fault::None,
+                fmt,
+            ),
+            (
+                body("pcm16", m, Value::Null),
+                &no_24k,
+                true,
+                Fault::None,
+                fmt,
+            ),
+            (
+                body("pcm16", "other", Value::Null),
+                &cfg,
+                true,
+                Fault::None,
+                model,
+            ),
+            (
+                body("pcm16", m, Value::Null),
+                &cfg,
+                true,
+                Fault::RejectModel,
+                model,
+            ),
+            (
+                body("pcm16", m, json!({"type":"semantic_vad"})),
+                &cfg,
+                true,
+                Fault::None,
+                "session.turn_detection",
+            ),
+            (
+                body("pcm16", m, Value::Null),
+                &cfg,
+                false,
+                Fault::None,
+                "type",
+            ),
+            (
+                update(json!({"type":"transcription_session.update"})),
+                &cfg,
+                true,
+                Fault::None,
+                "session",
+            ),
+        ] {
+            let refused = validate_beta_update(&frame, &cur, cfg, intent, fault).unwrap_err();
+            assert_eq!(refused.0, "invalid_value");
+            assert_eq!(refused.2, Some(want), "{frame:?} {fault:?}");
+        }
+    }
+
+    #[test]
+    fn beta_reply_is_a_beta_session() {
+        let s = Settings {
+            rate: 24_000,
+            model: Some("m".into()),
+            turn: Turn::Manual,
+        };
+        let v: Value = serde_json::from_str(&beta_session_json(
+            "transcription_session.updated",
+            "sess_1",
+            &s,
+        ))
+        .unwrap();
+        assert_eq!(v["type"], "transcription_session.updated");
+        let session = &v["session"];
+        assert_eq!(session["object"], "realtime.transcription_session");
+        assert_eq!(session["id"], "sess_1");
+        assert_eq!(session["input_audio_format"], "pcm16");
+        assert_eq!(session["input_audio_transcription"]["model"], "m");
+        assert!(session["turn_detection"].is_null());
+        assert!(session.get("audio").is_none(), "no GA fields");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The OpenAI GA Realtime API in transcription mode (docs/protocol-openai.md): one
-//! `session.update{session:{type:"transcription",audio:{input:{…}}}}`, plain
+//! `session.update{session:{type:"transcription",audio:{input:{…}}}}` (or, with
+//! `session_update: beta`, the legacy `transcription_session.update` that older servers and
+//! OpenAI's beta API read; everything after it is the same), plain
 //! `input_audio_buffer.commit` to end the utterance (or server VAD), and
 //! `conversation.item.input_audio_transcription.delta/completed/failed` keyed by `item_id`.
 //! Parsing is lenient like the vLLM reader: unknown types and extra fields are tolerated, a
@@ -11,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{DialectSpec, TurnDetection};
+use crate::config::{DialectSpec, SessionUpdate, TurnDetection};
 use crate::probe::dialect::{Event, Frames};
 use crate::probe::error::ServerCode;
 use crate::probe::events::{EventError, error_parts, not_json};
@@ -47,20 +49,32 @@ pub fn frames(d: &DialectSpec, model: &str) -> Frames {
             silence + VAD_MARGIN,
         ),
     };
-    let update = serde_json::json!({
-        "type": "session.update",
-        "event_id": UPDATE_EVENT_ID,
-        "session": {
-            "type": "transcription",
-            "audio": {
-                "input": {
-                    "format": { "type": "audio/pcm", "rate": d.sample_rate },
-                    "transcription": transcription,
-                    "turn_detection": turn_detection,
+    let update = match d.session_update {
+        SessionUpdate::Ga => serde_json::json!({
+            "type": "session.update",
+            "event_id": UPDATE_EVENT_ID,
+            "session": {
+                "type": "transcription",
+                "audio": {
+                    "input": {
+                        "format": { "type": "audio/pcm", "rate": d.sample_rate },
+                        "transcription": transcription,
+                        "turn_detection": turn_detection,
+                    }
                 }
             }
-        }
-    });
+        }),
+        // `pcm16` names no rate: it is 24 kHz, which config validation holds `sample_rate` to.
+        SessionUpdate::Beta => serde_json::json!({
+            "type": "transcription_session.update",
+            "event_id": UPDATE_EVENT_ID,
+            "session": {
+                "input_audio_format": "pcm16",
+                "input_audio_transcription": transcription,
+                "turn_detection": turn_detection,
+            }
+        }),
+    };
     Frames {
         update: update.to_string(),
         start_commit: None,
@@ -187,6 +201,59 @@ mod tests {
     }
 
     #[test]
+    fn beta_update_manual() {
+        let mut d = DialectSpec::of(Dialect::OpenAi);
+        d.session_update = SessionUpdate::Beta;
+        d.language = Some("en".into());
+        d.prompt = Some("nursery rhymes".into());
+        let f = frames(&d, "gpt-4o-transcribe");
+        let v: Value = serde_json::from_str(&f.update).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "type": "transcription_session.update",
+                "event_id": "rtprobe_update",
+                "session": {
+                    "input_audio_format": "pcm16",
+                    "input_audio_transcription": {
+                        "model": "gpt-4o-transcribe", "language": "en", "prompt": "nursery rhymes"
+                    },
+                    "turn_detection": null,
+                }
+            })
+        );
+        // The rest of the session is GA's.
+        assert_eq!(
+            f.end_commit.as_deref(),
+            Some(r#"{"event_id":"rtprobe_commit","type":"input_audio_buffer.commit"}"#)
+        );
+        assert_eq!(f.start_commit, None);
+        assert_eq!(f.vad_tail, Duration::ZERO);
+    }
+
+    #[test]
+    fn beta_update_server_vad() {
+        let mut d = DialectSpec::of(Dialect::OpenAi);
+        d.session_update = SessionUpdate::Beta;
+        d.turn_detection = TurnDetection::ServerVad {
+            silence: Duration::from_millis(700),
+        };
+        let f = frames(&d, "m");
+        let v: Value = serde_json::from_str(&f.update).unwrap();
+        assert_eq!(v["type"], "transcription_session.update");
+        assert_eq!(
+            v["session"],
+            serde_json::json!({
+                "input_audio_format": "pcm16",
+                "input_audio_transcription": {"model": "m"},
+                "turn_detection": {"type": "server_vad", "silence_duration_ms": 700},
+            })
+        );
+        assert_eq!(f.end_commit, None);
+        assert_eq!(f.vad_tail, Duration::from_millis(1200));
+    }
+
+    #[test]
     fn events() {
         assert_eq!(
             parse(
@@ -244,6 +311,7 @@ mod tests {
             ("session.created", Event::SessionCreated),
             ("transcription_session.created", Event::SessionCreated),
             ("session.updated", Event::SessionUpdated),
+            ("transcription_session.updated", Event::SessionUpdated),
             ("input_audio_buffer.committed", Event::Committed),
             ("input_audio_buffer.speech_started", Event::SpeechStarted),
             ("input_audio_buffer.speech_stopped", Event::SpeechStopped),
