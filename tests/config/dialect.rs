@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rtprobe::config::{Dialect, TurnDetection, parse_target, parse_target_for, parse_with_env};
+use rtprobe::config::{
+    Dialect, SessionUpdate, TurnDetection, parse_target, parse_target_for, parse_with_env,
+};
 
 #[test]
 fn openai_urls_ask_for_a_transcription_session() {
@@ -195,4 +197,44 @@ probes:
     );
     assert!(single.utterances.is_empty());
     assert_eq!(single.clips().len(), 1);
+}
+
+#[test]
+fn beta_session_update_is_openai_only_and_24_khz() {
+    let origin = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rtprobe.yaml");
+    let probe = |extra: &str| {
+        format!(
+            "probes:\n  - name: p\n    target: http://127.0.0.1:8000\n    model: m\n    audio: audio/mary-had-a-little-lamb.wav\n{extra}"
+        )
+    };
+    let cfg = load(&probe("    dialect: openai\n    session_update: beta\n"));
+    assert_eq!(cfg.probes[0].dialect.session_update, SessionUpdate::Beta);
+    assert_eq!(cfg.probes[0].dialect.sample_rate, 24_000);
+    let cfg = load(&probe("    dialect: openai\n"));
+    assert_eq!(cfg.probes[0].dialect.session_update, SessionUpdate::Ga);
+    for (extra, field, line, says) in [
+        (
+            "    session_update: beta\n",
+            "probes[0].session_update",
+            6,
+            "session_update belongs to the openai dialect; this probe speaks vllm",
+        ),
+        (
+            "    dialect: openai\n    sample_rate: 16000\n    session_update: beta\n",
+            "probes[0].sample_rate",
+            7,
+            "sample_rate 16000 does not fit session_update: beta, whose pcm16 audio is 24000 Hz only",
+        ),
+        (
+            "    dialect: openai\n    session_update: legacy\n",
+            "probes[0].session_update",
+            7,
+            "unknown session_update \"legacy\": expected ga or beta",
+        ),
+    ] {
+        let err = parse_with_env(&probe(extra), &origin, &|_| None).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&format!("{field}: {says}")), "{text}");
+        assert_eq!(err.line(), Some(line), "{text}");
+    }
 }

@@ -1,6 +1,7 @@
 //! The client fed the exact event sequences that OpenAI's transcription guide and API reference
 //! print and that SGLang's realtime server sends (tests/fixtures/openai/*.script, each naming its
 //! source), by a scripted WebSocket server; the timeline it builds is checked event by event.
+//! Also the legacy beta update (`session_update: beta`) against the simulator serving it.
 
 use crate::support;
 
@@ -8,11 +9,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use rtprobe::config::{Dialect, DialectSpec, ProbeSpec, TurnDetection};
+use rtprobe::config::{Dialect, DialectSpec, ModelChoice, ProbeSpec, SessionUpdate, TurnDetection};
 use rtprobe::derive::derive;
 use rtprobe::probe::timeline::SentKind;
 use rtprobe::probe::{Timeline, run};
-use support::probe::{constant_at, spec_for};
+use rtprobe::simulate::{ClientFrameKind, EmitKind, SessionRecord, SimConfig};
+use support::probe::{constant_at, dialect_run, spec_for};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -196,4 +198,102 @@ async fn sglang_commit_time_failure() {
         err.detail
     );
     assert!(tl.acks.committed.is_some());
+}
+
+/// A beta-shaped probe against the simulator in the OpenAI dialect: `audio` of `level` (0 is
+/// silence; 1000 is speech to the simulator's VAD), the spec adjusted by `tweak`.
+async fn beta_run(level: i16, tweak: impl FnOnce(&mut ProbeSpec)) -> (Timeline, SessionRecord) {
+    let sim = support::sim::start(SimConfig {
+        dialect: Dialect::OpenAi,
+        first_text_delay: Duration::from_millis(50),
+        token_interval: Duration::from_millis(20),
+        ..SimConfig::default()
+    })
+    .await;
+    let (mut spec, audio) = dialect_run(&sim, Dialect::OpenAi, Duration::from_millis(300), level);
+    spec.dialect.session_update = SessionUpdate::Beta;
+    tweak(&mut spec);
+    let tl = tokio::time::timeout(Duration::from_secs(15), run(&spec, &audio))
+        .await
+        .expect("bounded");
+    let rec = support::sim::session_record(&sim);
+    // The simulator took the frame as a session update and answered it (or refused it).
+    assert_eq!(
+        rec.client_frames
+            .iter()
+            .filter(|f| f.kind == ClientFrameKind::SessionUpdate)
+            .count(),
+        1
+    );
+    let updated = rec
+        .emissions
+        .iter()
+        .any(|e| e.kind == EmitKind::SessionUpdated);
+    assert_eq!(updated, tl.succeeded(), "{:?}", tl.outcome);
+    sim.shutdown().await;
+    (tl, rec)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beta_update_manual_commit_against_the_simulator() {
+    let (tl, _) = beta_run(0, |_| {}).await;
+    assert!(tl.succeeded(), "{:?}", tl.outcome);
+    let d = derive(
+        &tl,
+        Some("Mary had a little lamb, its fleece was white as snow."),
+    );
+    assert_eq!(d.wer, Some(0.0), "{:?}", tl.transcript());
+    let updated = tl
+        .acks
+        .session_updated
+        .expect("transcription_session.updated");
+    let commit = commit_sent(&tl);
+    assert!(updated < commit, "{updated:?} {commit:?}");
+    assert!(tl.acks.committed.unwrap() >= commit);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beta_update_server_vad_against_the_simulator() {
+    let (tl, rec) = beta_run(1000, |s| {
+        s.dialect.turn_detection = TurnDetection::ServerVad {
+            silence: Duration::from_millis(200),
+        }
+    })
+    .await;
+    assert!(tl.succeeded(), "{:?}", tl.outcome);
+    assert!(tl.sent.iter().all(|s| s.kind != SentKind::FinalCommit));
+    let updated = tl
+        .acks
+        .session_updated
+        .expect("transcription_session.updated");
+    let stopped = tl.acks.speech_stopped.expect("speech_stopped");
+    assert!(updated < stopped && stopped <= tl.acks.committed.unwrap());
+    // The simulator ended the turn after the beta update's 200 ms of silence, not its default
+    // 500 ms: three 100 ms appends of speech, then the second of silence.
+    let stopped_at = rec
+        .emissions
+        .iter()
+        .find(|e| e.kind == EmitKind::SpeechStopped)
+        .expect("speech_stopped emitted")
+        .at;
+    let appends_before = rec
+        .client_frames
+        .iter()
+        .filter(|f| matches!(f.kind, ClientFrameKind::Append { .. }) && f.at <= stopped_at)
+        .count();
+    assert_eq!(appends_before, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beta_update_with_the_wrong_model_is_refused() {
+    let (tl, _) = beta_run(0, |s| s.model = ModelChoice::Named("other".into())).await;
+    let err = tl.outcome.unwrap_err();
+    assert_eq!(err.kind.as_str(), "server_error.invalid_session");
+    assert!(
+        err.detail
+            .contains("this server transcribes with \"demo-realtime\""),
+        "{}",
+        err.detail
+    );
+    assert_eq!(tl.acks.session_updated, None);
 }
