@@ -10,4 +10,5 @@
 mod support;
 
 mod faults;
+mod openai_beta;
 mod protocol;
