@@ -210,3 +210,38 @@ async fn ad_hoc_probe_in_the_openai_dialect() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_hoc_beta_session_update() {
+    let sim = crate::support::sim::start(SimConfig {
+        dialect: rtprobe::config::Dialect::OpenAi,
+        token_interval: Duration::from_millis(20),
+        ..SimConfig::default()
+    })
+    .await;
+    let target = format!("http://{}", sim.addr());
+    let beta = ["--dialect", "openai", "--session-update", "beta"];
+    let stdout = rtprobe_ok(&probe_args(&target, &[&beta[..], &["--json"]].concat())).await;
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert!(v.to_string().contains("Mary had a little lamb"), "{v}");
+    let rec = crate::support::sim::session_record(&sim);
+    assert!(
+        rec.emissions
+            .iter()
+            .any(|e| e.kind == rtprobe::simulate::EmitKind::SessionUpdated)
+    );
+    sim.shutdown().await;
+
+    // Beta's pcm16 is 24 kHz: another rate is a config error naming the key.
+    let out = rtprobe_off(&probe_args(
+        &target,
+        &[&beta[..], &["--sample-rate", "16000"]].concat(),
+    ))
+    .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sample_rate 16000 does not fit session_update: beta"),
+        "{stderr}"
+    );
+}
