@@ -190,6 +190,27 @@ fn invalid(message: String, param: &'static str) -> Refusal {
     ("invalid_value", message, Some(param))
 }
 
+/// The `session` object of either shape of update.
+fn session_of(
+    event: &serde_json::Map<String, Value>,
+) -> Result<&serde_json::Map<String, Value>, Refusal> {
+    match event.get("session") {
+        Some(Value::Object(session)) => Ok(session),
+        _ => Err(invalid(
+            "Missing required parameter: 'session'.".into(),
+            "session",
+        )),
+    }
+}
+
+/// A transcription update on a connection opened without `?intent=transcription`.
+fn conversation_session(param: &'static str) -> Refusal {
+    invalid(
+        "This is a realtime conversation session; connect with ?intent=transcription for a transcription session.".into(),
+        param,
+    )
+}
+
 /// The transcription model of either shape of update, checked against the served one.
 fn check_model(
     transcription: &Value,
@@ -232,6 +253,22 @@ fn check_turn(td: Option<&Value>, current: Turn, param: &'static str) -> Result<
     }
 }
 
+/// What both shapes of update share: the transcription model (absent or null keeps the
+/// current one) and the turn detection, with the shape's parameter paths for refusals.
+fn model_and_turn(
+    mut next: Settings,
+    (transcription, turn_detection): (Option<&Value>, Option<&Value>),
+    cfg: &SimConfig,
+    fault: Fault,
+    (model_param, turn_param): (&'static str, &'static str),
+) -> Result<Settings, Refusal> {
+    if let Some(t) = transcription.filter(|t| !t.is_null()) {
+        next.model = Some(check_model(t, cfg, fault, model_param)?);
+    }
+    next.turn = check_turn(turn_detection, next.turn, turn_param)?;
+    Ok(next)
+}
+
 /// Validate a legacy beta `transcription_session.update`: `pcm16` (24 kHz, which the server
 /// must accept), the served model, `turn_detection` as in GA. Fields left out keep their value.
 pub(crate) fn validate_beta_update(
@@ -241,17 +278,9 @@ pub(crate) fn validate_beta_update(
     intent_transcription: bool,
     fault: Fault,
 ) -> Result<Settings, Refusal> {
-    let Some(Value::Object(session)) = event.get("session") else {
-        return Err(invalid(
-            "Missing required parameter: 'session'.".into(),
-            "session",
-        ));
-    };
+    let session = session_of(event)?;
     if !intent_transcription {
-        return Err(invalid(
-            "This is a realtime conversation session; connect with ?intent=transcription for a transcription session.".into(),
-            "type",
-        ));
+        return Err(conversation_session("type"));
     }
     let format = session.get("input_audio_format").and_then(Value::as_str);
     if format.is_some_and(|f| f != "pcm16") || !cfg.openai_rates.contains(&24_000) {
@@ -265,19 +294,19 @@ pub(crate) fn validate_beta_update(
     }
     let mut next = current.clone();
     next.rate = 24_000;
-    if let Some(t) = session
-        .get("input_audio_transcription")
-        .filter(|t| !t.is_null())
-    {
-        let param = "session.input_audio_transcription.model";
-        next.model = Some(check_model(t, cfg, fault, param)?);
-    }
-    next.turn = check_turn(
-        session.get("turn_detection"),
-        current.turn,
-        "session.turn_detection",
-    )?;
-    Ok(next)
+    model_and_turn(
+        next,
+        (
+            session.get("input_audio_transcription"),
+            session.get("turn_detection"),
+        ),
+        cfg,
+        fault,
+        (
+            "session.input_audio_transcription.model",
+            "session.turn_detection",
+        ),
+    )
 }
 
 /// Validate a `session.update` against the served model and accepted rates; fields left out
@@ -289,19 +318,11 @@ pub(crate) fn validate_update(
     intent_transcription: bool,
     fault: Fault,
 ) -> Result<Settings, Refusal> {
-    let Some(Value::Object(session)) = event.get("session") else {
-        return Err(invalid(
-            "Missing required parameter: 'session'.".into(),
-            "session",
-        ));
-    };
+    let session = session_of(event)?;
     match session.get("type").and_then(Value::as_str) {
         Some("transcription") if intent_transcription => {}
         Some("transcription") => {
-            return Err(invalid(
-                "This is a realtime conversation session; connect with ?intent=transcription for a transcription session.".into(),
-                "session.type",
-            ));
+            return Err(conversation_session("session.type"));
         }
         other => {
             return Err(invalid(
@@ -339,16 +360,16 @@ pub(crate) fn validate_update(
             }
         }
     }
-    if let Some(t) = input.get("transcription").filter(|t| !t.is_null()) {
-        let param = "session.audio.input.transcription.model";
-        next.model = Some(check_model(t, cfg, fault, param)?);
-    }
-    next.turn = check_turn(
-        input.get("turn_detection"),
-        current.turn,
-        "session.audio.input.turn_detection",
-    )?;
-    Ok(next)
+    model_and_turn(
+        next,
+        (input.get("transcription"), input.get("turn_detection")),
+        cfg,
+        fault,
+        (
+            "session.audio.input.transcription.model",
+            "session.audio.input.turn_detection",
+        ),
+    )
 }
 
 /// The simulated VAD of one item: speech is a sample at or above `VAD_THRESHOLD`; the turn
@@ -686,34 +707,29 @@ mod tests {
         )
     }
 
+    /// What an accepted update for the served model leaves.
+    fn served(rate: u32, turn: Turn) -> Result<Settings, Refusal> {
+        Ok(Settings {
+            rate,
+            model: Some("demo-realtime".into()),
+            turn,
+        })
+    }
+
     #[test]
     fn updates_are_validated() {
         let cfg = SimConfig::default();
         let cur = Settings::default();
-        let ok = validate_update(
-            &ga(24_000, "demo-realtime", Value::Null),
-            &cur,
-            &cfg,
-            true,
-            Fault::None,
-        );
+        let accept = |frame| validate_update(&frame, &cur, &cfg, true, Fault::None);
         assert_eq!(
-            ok,
-            Ok(Settings {
-                rate: 24_000,
-                model: Some("demo-realtime".into()),
-                turn: Turn::Manual
-            })
+            accept(ga(24_000, "demo-realtime", Value::Null)),
+            served(24_000, Turn::Manual)
         );
         let vad = json!({"type":"server_vad","silence_duration_ms":300});
-        let ok = validate_update(
-            &ga(24_000, "demo-realtime", vad),
-            &cur,
-            &cfg,
-            true,
-            Fault::None,
+        assert_eq!(
+            accept(ga(24_000, "demo-realtime", vad)),
+            served(24_000, Turn::ServerVad { silence_ms: 300 })
         );
-        assert_eq!(ok.unwrap().turn, Turn::ServerVad { silence_ms: 300 });
         // Each refusal names the field at fault.
         let plain = |rate, model| ga(rate, model, Value::Null);
         let (m, model) = ("demo-realtime", "session.audio.input.transcription.model");
@@ -769,40 +785,19 @@ mod tests {
             rate: 16_000,
             ..Settings::default()
         };
-        let ok = validate_beta_update(
-            &beta(json!({"input_audio_format":"pcm16",
+        let accept = |frame| validate_beta_update(&frame, &cur, &cfg, true, Fault::None);
+        assert_eq!(
+            accept(beta(json!({"input_audio_format":"pcm16",
                 "input_audio_transcription":{"model":"demo-realtime","language":"en"},
-                "turn_detection":null})),
-            &cur,
-            &cfg,
-            true,
-            Fault::None,
+                "turn_detection":null}))),
+            served(24_000, Turn::Manual)
         );
         assert_eq!(
-            ok,
-            Ok(Settings {
-                rate: 24_000,
-                model: Some("demo-realtime".into()),
-                turn: Turn::Manual
-            })
-        );
-        let ok = validate_beta_update(
-            &beta(
+            accept(beta(
                 json!({"input_audio_transcription":{"model":"demo-realtime"},
                 "turn_detection":{"type":"server_vad","silence_duration_ms":250}}),
-            ),
-            &cur,
-            &cfg,
-            true,
-            Fault::None,
-        );
-        assert_eq!(
-            ok,
-            Ok(Settings {
-                rate: 24_000,
-                model: Some("demo-realtime".into()),
-                turn: Turn::ServerVad { silence_ms: 250 }
-            })
+            )),
+            served(24_000, Turn::ServerVad { silence_ms: 250 })
         );
         let m = "demo-realtime";
         let body = |format: &str, model: &str, td: Value| {

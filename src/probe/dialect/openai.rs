@@ -173,6 +173,11 @@ mod tests {
             input.get("turn_detection").is_some(),
             "null is sent, not omitted"
         );
+        assert_manual_commit(&f);
+    }
+
+    /// Manual turns: one plain commit with rtprobe's event id ends the utterance, no tail.
+    fn assert_manual_commit(f: &Frames) {
         assert_eq!(
             f.end_commit.as_deref(),
             Some(r#"{"event_id":"rtprobe_commit","type":"input_audio_buffer.commit"}"#)
@@ -223,12 +228,7 @@ mod tests {
             })
         );
         // The rest of the session is GA's.
-        assert_eq!(
-            f.end_commit.as_deref(),
-            Some(r#"{"event_id":"rtprobe_commit","type":"input_audio_buffer.commit"}"#)
-        );
-        assert_eq!(f.start_commit, None);
-        assert_eq!(f.vad_tail, Duration::ZERO);
+        assert_manual_commit(&f);
     }
 
     #[test]
