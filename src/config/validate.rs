@@ -378,18 +378,17 @@ pub fn validate(
 fn metrics(cx: &Ctx<'_>, raw: Option<RawMetrics>) -> Res<MetricsSettings> {
     let mut m = MetricsSettings::default();
     let Some(raw) = raw else { return Ok(m) };
-    m.histograms = match raw.histograms.as_deref() {
-        None | Some("both") => HistogramFormat::Both,
-        Some("classic") => HistogramFormat::Classic,
-        Some("native") => HistogramFormat::Native,
-        Some(other) => {
-            return Err(cx.top_err(
-                "metrics",
-                &["histograms"],
-                format!("unknown histogram format {other:?}: expected classic, native or both"),
-            ));
-        }
-    };
+    m.histograms = keyword(
+        "histogram format",
+        raw.histograms.as_deref(),
+        HistogramFormat::Both,
+        &[
+            ("classic", HistogramFormat::Classic),
+            ("native", HistogramFormat::Native),
+            ("both", HistogramFormat::Both),
+        ],
+    )
+    .map_err(|m| cx.top_err("metrics", &["histograms"], m))?;
     let Some(disabled) = raw.disabled else {
         return Ok(m);
     };
@@ -445,6 +444,29 @@ fn buckets(cx: &Ctx<'_>, raw: Option<RawBuckets>) -> Res<Buckets> {
         }
     }
     Ok(b)
+}
+
+/// A keyword field: the value `text` names among `choices`, `default` when absent, or the
+/// message saying what was expected (`unknown pacing "x": expected realtime or burst`).
+fn keyword<T: Copy>(
+    what: &str,
+    text: Option<&str>,
+    default: T,
+    choices: &[(&str, T)],
+) -> Result<T, String> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    if let Some((_, v)) = choices.iter().find(|(name, _)| *name == text) {
+        return Ok(*v);
+    }
+    let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+    let expected = match names.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(format!("unknown {what} {text:?}: expected {expected}"))
 }
 
 fn otlp_protocol(s: &str) -> Option<OtlpProtocol> {
@@ -545,31 +567,20 @@ fn otlp(cx: &Ctx<'_>, raw: Option<RawOtlp>) -> Res<Option<OtlpSettings>> {
             "must be greater than zero",
         ));
     }
-    // An `otlp` key with two values: false for the default `off`, true for `on`.
-    let either = |key: &str, what: &str, value: Option<&str>, off: &str, on: &str| match value {
-        None => Ok(false),
-        Some(v) if v == off => Ok(false),
-        Some(v) if v == on => Ok(true),
-        Some(other) => Err(cx.top_err(
-            "otlp",
-            &[key],
-            format!("unknown {what} {other:?}: expected {off} or {on}"),
-        )),
-    };
-    let delta_temporality = either(
-        "temporality",
+    let delta_temporality = keyword(
         "temporality",
         raw.temporality.as_deref(),
-        "cumulative",
-        "delta",
-    )?;
-    let exponential_histograms = either(
-        "histograms",
+        false,
+        &[("cumulative", false), ("delta", true)],
+    )
+    .map_err(|m| cx.top_err("otlp", &["temporality"], m))?;
+    let exponential_histograms = keyword(
         "histogram aggregation",
         raw.histograms.as_deref(),
-        "explicit",
-        "exponential",
-    )?;
+        false,
+        &[("explicit", false), ("exponential", true)],
+    )
+    .map_err(|m| cx.top_err("otlp", &["histograms"], m))?;
     Ok(Some(OtlpSettings {
         endpoint,
         protocol,
@@ -667,22 +678,13 @@ fn probe(cx: &Ctx<'_>, i: usize, p: RawProbe, d: &RawProbeDefaults) -> Res<Probe
             format!("chunk {chunk:?} out of range: expected 10ms to 10s"),
         ));
     }
-    let pacing = match p
-        .pacing
-        .as_deref()
-        .or(d.pacing.as_deref())
-        .unwrap_or("realtime")
-    {
-        "realtime" => Pacing::Realtime,
-        "burst" => Pacing::Burst,
-        other => {
-            return Err(cx.probe_err(
-                i,
-                &["pacing"],
-                format!("unknown pacing {other:?}: expected realtime or burst"),
-            ));
-        }
-    };
+    let pacing = keyword(
+        "pacing",
+        p.pacing.as_deref().or(d.pacing.as_deref()),
+        Pacing::Realtime,
+        &[("realtime", Pacing::Realtime), ("burst", Pacing::Burst)],
+    )
+    .map_err(|m| cx.probe_err(i, &["pacing"], m))?;
     let interval = pd("interval", &p.interval)?
         .or(dd("interval", &d.interval)?)
         .unwrap_or(Duration::from_secs(30));
@@ -1000,18 +1002,19 @@ fn dialect_spec(cx: &Ctx<'_>, i: usize, p: &RawProbe, d: &RawProbeDefaults) -> R
         (None, Some(t)) => (t.as_str(), false),
         (None, None) => ("vllm", true),
     };
-    let kind = match text {
-        "vllm" => Dialect::Vllm,
-        "openai" => Dialect::OpenAi,
-        other => {
-            let m = format!("unknown dialect {other:?}: expected vllm or openai");
-            return Err(if on_probe {
-                cx.probe_err(i, &["dialect"], m)
-            } else {
-                cx.top_err("defaults", &["dialect"], m)
-            });
+    let kind = keyword(
+        "dialect",
+        Some(text),
+        Dialect::Vllm,
+        &[("vllm", Dialect::Vllm), ("openai", Dialect::OpenAi)],
+    )
+    .map_err(|m| {
+        if on_probe {
+            cx.probe_err(i, &["dialect"], m)
+        } else {
+            cx.top_err("defaults", &["dialect"], m)
         }
-    };
+    })?;
     let mut spec = DialectSpec::of(kind);
     if let Some(provider) = p.provider.as_ref().or(d.provider.as_ref()) {
         let ok = !provider.is_empty()
@@ -1093,17 +1096,13 @@ fn dialect_spec(cx: &Ctx<'_>, i: usize, p: &RawProbe, d: &RawProbeDefaults) -> R
             ));
         }
     };
-    spec.session_update = match p.session_update.as_deref() {
-        None | Some("ga") => SessionUpdate::Ga,
-        Some("beta") => SessionUpdate::Beta,
-        Some(other) => {
-            return Err(cx.probe_err(
-                i,
-                &["session_update"],
-                format!("unknown session_update {other:?}: expected ga or beta"),
-            ));
-        }
-    };
+    spec.session_update = keyword(
+        "session_update",
+        p.session_update.as_deref(),
+        SessionUpdate::Ga,
+        &[("ga", SessionUpdate::Ga), ("beta", SessionUpdate::Beta)],
+    )
+    .map_err(|m| cx.probe_err(i, &["session_update"], m))?;
     // The beta update declares `pcm16`, which is 24 kHz and nothing else.
     if spec.session_update == SessionUpdate::Beta && spec.sample_rate != 24_000 {
         return Err(cx.probe_err(
