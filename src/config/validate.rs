@@ -446,9 +446,13 @@ fn buckets(cx: &Ctx<'_>, raw: Option<RawBuckets>) -> Res<Buckets> {
     Ok(b)
 }
 
+/// The `dialect:` keywords (also the simulator's `--dialect`).
+pub(crate) const DIALECTS: &[(&str, Dialect)] =
+    &[("vllm", Dialect::Vllm), ("openai", Dialect::OpenAi)];
+
 /// A keyword field: the value `text` names among `choices`, `default` when absent, or the
 /// message saying what was expected (`unknown pacing "x": expected realtime or burst`).
-fn keyword<T: Copy>(
+pub(crate) fn keyword<T: Copy>(
     what: &str,
     text: Option<&str>,
     default: T,
@@ -1002,13 +1006,7 @@ fn dialect_spec(cx: &Ctx<'_>, i: usize, p: &RawProbe, d: &RawProbeDefaults) -> R
         (None, Some(t)) => (t.as_str(), false),
         (None, None) => ("vllm", true),
     };
-    let kind = keyword(
-        "dialect",
-        Some(text),
-        Dialect::Vllm,
-        &[("vllm", Dialect::Vllm), ("openai", Dialect::OpenAi)],
-    )
-    .map_err(|m| {
+    let kind = keyword("dialect", Some(text), Dialect::Vllm, DIALECTS).map_err(|m| {
         if on_probe {
             cx.probe_err(i, &["dialect"], m)
         } else {

@@ -159,18 +159,14 @@ impl SimArgs {
     }
 }
 
-/// The config grammar (`100ms`, `1.5s`, `1m30s`), plus a bare `0` (e.g. `--keepalive 0` turns
-/// the keepalive off), which a config rejects as ambiguous.
+/// `--dialect`, with the config's keywords and message.
 fn parse_dialect(text: &str) -> Result<Dialect, String> {
-    match text {
-        "vllm" => Ok(Dialect::Vllm),
-        "openai" => Ok(Dialect::OpenAi),
-        other => Err(format!(
-            "unknown dialect {other:?}: expected vllm or openai"
-        )),
-    }
+    use crate::config::validate::{DIALECTS, keyword};
+    keyword("dialect", Some(text), Dialect::Vllm, DIALECTS)
 }
 
+/// The config grammar (`100ms`, `1.5s`, `1m30s`), plus a bare `0` (e.g. `--keepalive 0` turns
+/// the keepalive off), which a config rejects as ambiguous.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.trim() == "0" {
         return Ok(Duration::ZERO);
