@@ -181,6 +181,8 @@ impl Family {
         &mut self.series[i].1
     }
 
+    /// Sets a counter's or gauge's value (a data point replaces what the series had; a new
+    /// series' placeholder is overwritten at once).
     fn put(&mut self, set: Arc<LabelSet>, sample: Sample) {
         *self.sample(set, || Sample::Gauge(0.0)) = sample;
     }
@@ -516,7 +518,7 @@ impl Families {
     /// label set's pre-encoded `label` fields (a message's fields may be concatenated, and these
     /// come first, as prost would write them), so no label string is copied per series.
     fn protobuf(&self, histograms: HistogramFormat) -> Vec<u8> {
-        use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+        use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
         let mut out = Vec::with_capacity(64 * 1024);
         let mut metrics = Vec::new();
         for (name, family) in &self.0 {
@@ -549,7 +551,7 @@ impl Families {
                 metric: Vec::new(),
             };
             let len = head.encoded_len() + metrics.len();
-            out.reserve(encoded_len_varint(len as u64) + len + key_len(4));
+            out.reserve(encoded_len_varint(len as u64) + len);
             encode_varint(len as u64, &mut out);
             head.encode_raw(&mut out);
             out.extend_from_slice(&metrics);
