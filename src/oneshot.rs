@@ -85,7 +85,12 @@ pub async fn run(args: &ProbeArgs) -> Result<(String, Result<(), ProbeError>), O
         })?;
     }
     let out = if args.json {
-        serde_json::to_string_pretty(&report::json(&header, &timeline, &derived))? + "\n"
+        serde_json::to_string_pretty(&report::json(
+            &header,
+            &timeline,
+            &derived,
+            spec.utterances.len() > 1,
+        ))? + "\n"
     } else {
         report::table(&header, &timeline, &derived)
     };

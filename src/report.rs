@@ -171,18 +171,36 @@ pub fn rows(h: &RunHeader<'_>, t: &Timeline, d: &Derived) -> Vec<(&'static str, 
 }
 
 /// The `--json` document: header, outcome, derived values and the raw timeline. `derived` is
-/// the first utterance's values (the whole run's for a single utterance); `utterances` has
-/// every utterance's, first first.
-pub fn json(h: &RunHeader<'_>, t: &Timeline, derived: &[Derived]) -> serde_json::Value {
-    serde_json::json!({
+/// one set of values per utterance reached, the first first; for a `session` (a probe of
+/// several utterances) the later ones are added as `/probe` has them ([`session_fields`]).
+pub fn json(
+    h: &RunHeader<'_>,
+    t: &Timeline,
+    derived: &[Derived],
+    session: bool,
+) -> serde_json::Value {
+    let mut json = serde_json::json!({
         "probe": h,
         "success": t.succeeded(),
         "error": t.outcome.as_ref().err(),
         "transcript": t.transcript(),
         "derived": derived.first().cloned().unwrap_or_default(),
-        "utterances": derived,
         "timeline": t,
-    })
+    });
+    if session {
+        session_fields(&mut json, t, derived.get(1..).unwrap_or_default());
+    }
+    json
+}
+
+/// The per-utterance fields of a session's JSON report (`rtprobe probe --json` and `/probe`):
+/// `later_utterances`, the values of utterances 2… (the first is `derived`), and, when the
+/// run failed in an utterance, `failed_utterance` (1-based).
+pub fn session_fields(json: &mut serde_json::Value, t: &Timeline, later: &[Derived]) {
+    json["later_utterances"] = serde_json::json!(later);
+    if let (Err(_), Some(k)) = (&t.outcome, t.failed_utterance) {
+        json["failed_utterance"] = serde_json::json!(k + 1);
+    }
 }
 
 #[cfg(test)]
@@ -251,7 +269,7 @@ mod tests {
             row(&out, "outcome"),
             "FAILED error.type=http_401 (upgrade answered HTTP 401)"
         );
-        let j = json(&header(), &t, &d);
+        let j = json(&header(), &t, &d, false);
         assert_eq!(j["success"], false);
         assert_eq!(j["error"]["kind"], "http_401");
         assert!(
@@ -279,8 +297,18 @@ mod tests {
         );
         // The main rows are the first utterance's.
         assert_eq!(row(&out, "Time To Last Round Trip"), "20.0 ms");
-        let j = json(&header(), &t, &derived);
-        assert_eq!(j["utterances"].as_array().map(Vec::len), Some(2));
-        assert_eq!(j["utterances"][1]["wer"], 0.5);
+        let j = json(&header(), &t, &derived, true);
+        assert_eq!(j["later_utterances"].as_array().map(Vec::len), Some(1));
+        assert_eq!(j["later_utterances"][0]["wer"], 0.5);
+        assert!(j.get("failed_utterance").is_none());
+        // A run that failed in its second utterance names it, 1-based.
+        t.outcome = Err(ProbeError::new(ErrorType::Wer, "over max_wer"));
+        t.failed_utterance = Some(1);
+        assert_eq!(json(&header(), &t, &derived, true)["failed_utterance"], 2);
+        assert!(
+            json(&header(), &t, &derived, false)
+                .get("later_utterances")
+                .is_none()
+        );
     }
 }

@@ -200,11 +200,7 @@ impl Runner for Arc<GenerationRunner> {
                 "derived": derived,
             });
             if probe.utterances.len() > 1 {
-                // Per utterance: the first is `derived`; a failure names its utterance (1-based).
-                json["later_utterances"] = serde_json::json!(all);
-                if let (Err(_), Some(k)) = (&timeline.outcome, timeline.failed_utterance) {
-                    json["failed_utterance"] = serde_json::json!(k + 1);
-                }
+                crate::report::session_fields(&mut json, &timeline, &all);
             }
             DebugRun {
                 json,
